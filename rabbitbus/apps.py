@@ -1,0 +1,18 @@
+"""The app config: registers checks and discovers ``<app>/rabbit.py``. No I/O."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.module_loading import autodiscover_modules
+
+
+class RabbitBusConfig(AppConfig):
+    name = "rabbitbus"
+    verbose_name = "RabbitMQ"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from rabbitbus import checks  # noqa: F401 - registers the system checks
+
+        # Handlers live in <app>/rabbit.py (Channels already owns consumers.py).
+        autodiscover_modules("rabbit")

@@ -1,0 +1,327 @@
+"""Every RABBITBUS configuration mistake, as a Django system check.
+
+The validators are pure functions over the raw setting; ``conf`` and
+``topology`` call the same functions and raise on the first error, so a
+mistake reads the same in ``manage.py check`` and at run time. Each id is
+stable and has a test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.checks import CheckMessage, Error, Warning, register
+from django.utils.module_loading import import_string
+
+TOP_LEVEL_KEYS = frozenset(
+    {"CONNECTIONS", "SERIALIZER", "MAX_MESSAGE_SIZE", "APP_ID", "EXCHANGES", "QUEUES"}
+)
+CONNECTION_KEYS = frozenset(
+    {
+        "URL",
+        "URLS",
+        "HEARTBEAT",
+        "CONNECTION_TIMEOUT",
+        "BLOCKED_CONNECTION_TIMEOUT",
+        "PUBLISH_TIMEOUT",
+        "RECONNECT_TIMEOUT",
+        "CONNECTION_NAME",
+        "TLS",
+    }
+)
+TIMEOUT_KEYS = (
+    "CONNECTION_TIMEOUT",
+    "BLOCKED_CONNECTION_TIMEOUT",
+    "PUBLISH_TIMEOUT",
+    "RECONNECT_TIMEOUT",
+)
+TLS_KEYS = frozenset({"CA_FILE", "CERT_FILE", "KEY_FILE", "SERVER_HOSTNAME", "INSECURE"})
+EXCHANGE_TYPES = frozenset({"direct", "topic", "fanout", "headers"})
+EXCHANGE_KEYS = frozenset({"TYPE", "DURABLE", "AUTO_DELETE", "ARGUMENTS"})
+QUEUE_TYPES = frozenset({"classic", "quorum"})
+QUEUE_KEYS = frozenset(
+    {
+        "TYPE",
+        "DURABLE",
+        "AUTO_DELETE",
+        "EXCLUSIVE",
+        "ARGUMENTS",
+        "DEAD_LETTER_EXCHANGE",
+        "DEAD_LETTER_ROUTING_KEY",
+        "DELIVERY_LIMIT",
+        "MESSAGE_TTL",
+        "MAX_LENGTH",
+        "BINDINGS",
+    }
+)
+BROKER_MAX_MESSAGE_SIZE = 128 * 1024 * 1024
+
+
+def _e(id_: str, msg: str, hint: str) -> Error:
+    return Error(msg, hint=hint, id=f"rabbitbus.{id_}")
+
+
+def _w(id_: str, msg: str, hint: str) -> Warning:
+    return Warning(msg, hint=hint, id=f"rabbitbus.{id_}")
+
+
+def _unknown_keys(raw: dict[str, Any], known: Iterable[str], where: str) -> list[CheckMessage]:
+    unknown = sorted(set(raw) - set(known))
+    if not unknown:
+        return []
+    return [
+        _e(
+            "E002",
+            f"Unknown key(s) {', '.join(unknown)} in {where}.",
+            f"Valid keys: {', '.join(sorted(known))}.",
+        )
+    ]
+
+
+# -- connections -----------------------------------------------------------
+
+
+def _url_errors(alias: str, url: Any) -> list[CheckMessage]:
+    where = f"RABBITBUS['CONNECTIONS'][{alias!r}]"
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        parts and parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+        return [
+            _e(
+                "E005",
+                f"{where} has an invalid AMQP URL.",
+                "Use amqp://user:password@host:5672/vhost or amqps://... for TLS.",
+            )
+        ]
+    return []
+
+
+def _number_errors(alias: str, options: dict[str, Any]) -> list[CheckMessage]:
+    where = f"RABBITBUS['CONNECTIONS'][{alias!r}]"
+    errors: list[CheckMessage] = []
+    heartbeat = options.get("HEARTBEAT", 30)
+    if isinstance(heartbeat, bool) or not isinstance(heartbeat, int) or heartbeat < 0:
+        errors.append(
+            _e("E006", f"{where}['HEARTBEAT'] must be a whole number of seconds >= 0.", "e.g. 30")
+        )
+    elif heartbeat == 0:
+        errors.append(
+            _w(
+                "W002",
+                f"{where}['HEARTBEAT'] is 0: dead connections go unnoticed.",
+                "Use a heartbeat of 10 to 60 seconds.",
+            )
+        )
+    for key in TIMEOUT_KEYS:
+        value = options.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            errors.append(
+                _e("E006", f"{where}[{key!r}] must be a positive number of seconds.", "e.g. 10")
+            )
+    name = options.get("CONNECTION_NAME")
+    if name is not None and not isinstance(name, str):
+        errors.append(_e("E012", f"{where}['CONNECTION_NAME'] must be a string.", "e.g. 'shop'"))
+    return errors
+
+
+def _tls_errors(alias: str, tls: Any, urls: list[Any]) -> list[CheckMessage]:
+    where = f"RABBITBUS['CONNECTIONS'][{alias!r}]['TLS']"
+    if tls is None:
+        return []
+    if not isinstance(tls, dict):
+        return [_e("E007", f"{where} must be a dict.", f"Keys: {', '.join(sorted(TLS_KEYS))}.")]
+    errors = _unknown_keys(tls, TLS_KEYS, where)
+    if not any(isinstance(url, str) and url.startswith("amqps://") for url in urls):
+        errors.append(
+            _e("E009", f"{where} is set but no URL uses amqps://.", "Use amqps:// URLs for TLS.")
+        )
+    for key in ("CA_FILE", "CERT_FILE", "KEY_FILE"):
+        path = tls.get(key)
+        if path is not None and not (isinstance(path, str) and os.path.isfile(path)):
+            errors.append(_e("E008", f"{where}[{key!r}] is not a readable file.", "Check the path."))
+    if tls.get("INSECURE"):
+        errors.append(
+            _w(
+                "W001",
+                f"{where}['INSECURE'] turns off certificate verification.",
+                "Give CA_FILE instead; INSECURE lets anyone on the path read your messages.",
+            )
+        )
+    return errors
+
+
+def connection_errors(alias: str, raw: Any) -> list[CheckMessage]:
+    """Problems with one ``CONNECTIONS`` entry (errors first)."""
+    where = f"RABBITBUS['CONNECTIONS'][{alias!r}]"
+    if not isinstance(raw, dict):
+        return [_e("E004", f"{where} must be a dict.", "e.g. {'URL': 'amqp://...'}")]
+    errors = _unknown_keys(raw, CONNECTION_KEYS, where)
+    urls = raw.get("URLS")
+    if urls is not None and (not isinstance(urls, list | tuple) or not urls):
+        errors.append(
+            _e("E005", f"{where}['URLS'] must be a non-empty list of URLs.", "Or give URL alone.")
+        )
+        urls = []
+    urls = list(urls or [raw.get("URL", "amqp://guest:guest@127.0.0.1:5672/")])
+    for url in urls:
+        errors += _url_errors(alias, url)
+    errors += _number_errors(alias, raw)
+    errors += _tls_errors(alias, raw.get("TLS"), urls)
+    return sorted(errors, key=lambda message: not message.is_serious())
+
+
+# -- topology --------------------------------------------------------------
+
+
+def _exchange_errors(name: str, raw: Any) -> list[CheckMessage]:
+    where = f"RABBITBUS['EXCHANGES'][{name!r}]"
+    if isinstance(raw, str):
+        raw = {"TYPE": raw}
+    if not isinstance(raw, dict):
+        return [_e("E020", f"{where} must be a dict or an exchange type.", "e.g. 'topic'")]
+    errors = _unknown_keys(raw, EXCHANGE_KEYS, where)
+    if raw.get("TYPE", "topic") not in EXCHANGE_TYPES:
+        errors.append(
+            _e("E020", f"{where} has an unknown TYPE.", f"One of {', '.join(sorted(EXCHANGE_TYPES))}.")
+        )
+    return errors
+
+
+def _binding_errors(queue: str, bindings: Any, exchanges: dict[str, Any]) -> list[CheckMessage]:
+    where = f"RABBITBUS['QUEUES'][{queue!r}]['BINDINGS']"
+    hint = "A list of (exchange, routing_key) pairs."
+    if not isinstance(bindings, list | tuple):
+        return [_e("E025", f"{where} must be a list.", hint)]
+    errors: list[CheckMessage] = []
+    for binding in bindings:
+        if isinstance(binding, dict):
+            binding = (binding.get("EXCHANGE"), binding.get("ROUTING_KEY", ""))
+        if not (isinstance(binding, list | tuple) and len(binding) == 2):
+            errors.append(_e("E025", f"{where} has a malformed binding {binding!r}.", hint))
+            continue
+        exchange = binding[0]
+        if exchange not in exchanges and not str(exchange).startswith("amq."):
+            errors.append(
+                _e(
+                    "E024",
+                    f"{where} binds to exchange {exchange!r}, which is not declared.",
+                    "Add it to RABBITBUS['EXCHANGES'].",
+                )
+            )
+    return errors
+
+
+def _queue_errors(name: str, raw: Any, exchanges: dict[str, Any]) -> list[CheckMessage]:
+    where = f"RABBITBUS['QUEUES'][{name!r}]"
+    if not isinstance(raw, dict):
+        return [_e("E021", f"{where} must be a dict.", "e.g. {'TYPE': 'quorum'}")]
+    errors = _unknown_keys(raw, QUEUE_KEYS, where)
+    kind = raw.get("TYPE", "quorum")
+    if kind not in QUEUE_TYPES:
+        errors.append(_e("E021", f"{where} has an unknown TYPE.", "'quorum' or 'classic'."))
+    if kind == "quorum" and (
+        raw.get("DURABLE") is False or raw.get("EXCLUSIVE") or raw.get("AUTO_DELETE")
+    ):
+        errors.append(
+            _e("E022", f"{where} is a quorum queue: it must be durable.", "Or use TYPE 'classic'.")
+        )
+    if raw.get("DELIVERY_LIMIT") is not None:
+        if not raw.get("DEAD_LETTER_EXCHANGE") and "x-dead-letter-exchange" not in raw.get(
+            "ARGUMENTS", {}
+        ):
+            errors.append(
+                _e(
+                    "E023",
+                    f"{where} sets DELIVERY_LIMIT without DEAD_LETTER_EXCHANGE.",
+                    "Messages past the limit would be dropped: name a dead-letter exchange.",
+                )
+            )
+        if kind == "classic":
+            errors.append(
+                _w(
+                    "W003",
+                    f"{where} sets DELIVERY_LIMIT on a classic queue; RabbitMQ ignores it.",
+                    "Use a quorum queue, or rely on rabbitbus retries.",
+                )
+            )
+    errors += _binding_errors(name, raw.get("BINDINGS", []), exchanges)
+    return errors
+
+
+def topology_errors(exchanges: Any, queues: Any) -> list[CheckMessage]:
+    """Problems with ``EXCHANGES`` and ``QUEUES``."""
+    errors: list[CheckMessage] = []
+    if not isinstance(exchanges, dict):
+        return [_e("E020", "RABBITBUS['EXCHANGES'] must be a dict.", "Name -> options.")]
+    if not isinstance(queues, dict):
+        return [_e("E021", "RABBITBUS['QUEUES'] must be a dict.", "Name -> options.")]
+    for name, raw in exchanges.items():
+        errors += _exchange_errors(name, raw)
+    for name, raw in queues.items():
+        errors += _queue_errors(name, raw, exchanges)
+    return errors
+
+
+# -- the whole setting -----------------------------------------------------
+
+
+def _serializer_errors(path: Any) -> list[CheckMessage]:
+    hint = "A dotted path to a class with content_type, dumps() and loads()."
+    try:
+        serializer = import_string(path)
+    except (ImportError, TypeError, ValueError):
+        return [_e("E010", f"RABBITBUS['SERIALIZER'] {path!r} cannot be imported.", hint)]
+    if not all(hasattr(serializer, name) for name in ("content_type", "dumps", "loads")):
+        return [_e("E010", f"RABBITBUS['SERIALIZER'] {path!r} is not a serializer.", hint)]
+    return []
+
+
+def _size_errors(size: Any) -> list[CheckMessage]:
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= BROKER_MAX_MESSAGE_SIZE:
+        return [
+            _e(
+                "E011",
+                "RABBITBUS['MAX_MESSAGE_SIZE'] must be a positive number of bytes up to 128 MiB.",
+                "The default is 1 MiB; RabbitMQ refuses bodies over 128 MiB.",
+            )
+        ]
+    return []
+
+
+def setting_errors(raw: Any) -> list[CheckMessage]:
+    """Every problem with the whole ``RABBITBUS`` setting."""
+    if not isinstance(raw, dict):
+        return [_e("E001", "RABBITBUS must be a dict.", "See the README's quick start.")]
+    errors = _unknown_keys(raw, TOP_LEVEL_KEYS, "RABBITBUS")
+    connections = raw.get("CONNECTIONS", {"default": {}})
+    if not isinstance(connections, dict) or "default" not in connections:
+        errors.append(
+            _e(
+                "E003",
+                "RABBITBUS['CONNECTIONS'] must be a dict with a 'default' alias.",
+                "e.g. {'default': {'URL': 'amqp://guest:guest@127.0.0.1:5672/'}}",
+            )
+        )
+        connections = {}
+    for alias, options in connections.items():
+        errors += connection_errors(alias, options)
+    errors += _serializer_errors(raw.get("SERIALIZER", "rabbitbus.serializers.JSONSerializer"))
+    errors += _size_errors(raw.get("MAX_MESSAGE_SIZE", 1024 * 1024))
+    if not isinstance(raw.get("APP_ID", ""), str):
+        errors.append(_e("E013", "RABBITBUS['APP_ID'] must be a string.", "e.g. 'shop'"))
+    errors += topology_errors(raw.get("EXCHANGES", {}), raw.get("QUEUES", {}))
+    return errors
+
+
+@register("rabbitbus")
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The system check: validates ``settings.RABBITBUS`` without any I/O."""
+    from django.conf import settings
+
+    return setting_errors(getattr(settings, "RABBITBUS", {}))

@@ -1,0 +1,139 @@
+"""A pika channel in publisher-confirm mode that tracks many publishes at once.
+
+pika's ``BlockingChannel`` waits for each confirm in turn and cannot time out.
+This channel publishes a whole batch, then waits (with a deadline) while the
+broker's acks, nacks and returns arrive, so ``publish_many`` pipelines and no
+publish can hang. It drives the connection's I/O loop directly: it uses
+pika 1.x's ``BlockingConnection._impl`` and ``_flush_output``, which is why
+the pika requirement is pinned below 2.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pika
+import pika.exceptions
+import pika.spec
+
+from rabbitbus.exceptions import ExchangeNotFound, NotConfirmed, PublishError, Unroutable
+from rabbitbus.messages import Envelope
+
+Outcome = BaseException | None
+
+
+class ConfirmChannel:
+    """Publishes envelopes and reports one outcome per message id.
+
+    An outcome is ``None`` (confirmed), :class:`Unroutable`,
+    :class:`NotConfirmed`, or a channel error. Ids missing from the result were
+    not confirmed before the deadline. Connection loss propagates as pika's
+    exception so the caller can reconnect and resend.
+    """
+
+    def __init__(self, connection: pika.BlockingConnection) -> None:
+        self.connection = connection
+        self._tags: dict[int, str] = {}
+        self._lowest_tag = 1
+        self._next_tag = 1
+        self._returned: dict[str, Unroutable] = {}
+        self.outcomes: dict[str, Outcome] = {}
+        self.closed_reason: BaseException | None = None
+        opened: list[Any] = []
+        self._channel = connection._impl.channel(on_open_callback=opened.append)
+        self._channel.add_on_close_callback(self._on_close)
+        self._wait(lambda: bool(opened))
+        selected: list[Any] = []
+        self._channel.confirm_delivery(ack_nack_callback=self._on_confirm, callback=selected.append)
+        self._channel.add_on_return_callback(self._on_return)
+        self._wait(lambda: bool(selected))
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_reason is None and self._channel.is_open
+
+    def publish(self, envelopes: Sequence[Envelope], deadline: float) -> dict[str, Outcome]:
+        """Send ``envelopes`` and wait until each is settled or ``deadline``."""
+        self.outcomes = {}
+        self._tags.clear()
+        self._lowest_tag = self._next_tag
+        for envelope in envelopes:
+            self._tags[self._next_tag] = envelope.message_id
+            self._next_tag += 1
+            self._channel.basic_publish(
+                envelope.exchange,
+                envelope.routing_key,
+                envelope.body,
+                pika.BasicProperties(**envelope.properties()),
+                envelope.mandatory,
+            )
+        expected = len(envelopes)
+        self._wait(lambda: len(self.outcomes) >= expected, deadline)
+        return self.outcomes
+
+    def _wait(self, ready: Callable[[], bool], deadline: float | None = None) -> None:
+        connection = self.connection
+        timer = None
+        if deadline is not None:
+            # A timer wakes the I/O loop at the deadline even when nothing arrives.
+            timer = connection.call_later(max(0.0, deadline - time.monotonic()), _noop)
+        try:
+            connection._flush_output(
+                lambda: ready()
+                or self.closed_reason is not None
+                or (deadline is not None and time.monotonic() >= deadline)
+            )
+        finally:
+            if timer is not None and connection.is_open:
+                connection.remove_timeout(timer)
+        if self.closed_reason is not None and not isinstance(
+            self.closed_reason, pika.exceptions.ChannelClosedByBroker
+        ):
+            raise self.closed_reason
+
+    def _on_confirm(self, frame: Any) -> None:
+        method = frame.method
+        first = self._lowest_tag if method.multiple else method.delivery_tag
+        for tag in range(first, method.delivery_tag + 1):
+            message_id = self._tags.pop(tag, None)
+            if message_id is None:
+                continue  # settles a batch that already timed out
+            if isinstance(method, pika.spec.Basic.Nack):
+                self.outcomes[message_id] = NotConfirmed(f"Broker nacked message {message_id}")
+            else:
+                self.outcomes[message_id] = self._returned.pop(message_id, None)
+        if method.multiple:
+            self._lowest_tag = method.delivery_tag + 1
+
+    def _on_return(self, _channel: Any, method: Any, properties: Any, _body: bytes) -> None:
+        self._returned[properties.message_id] = unroutable(
+            method.exchange, method.routing_key, method.reply_text
+        )
+
+    def _on_close(self, _channel: Any, reason: BaseException) -> None:
+        self.closed_reason = reason
+        if isinstance(reason, pika.exceptions.ChannelClosedByBroker):
+            error = channel_error(reason.reply_code, reason.reply_text)
+            for message_id in self._tags.values():
+                self.outcomes.setdefault(message_id, error)
+            self._tags.clear()
+
+
+def _noop() -> None:
+    pass
+
+
+def unroutable(exchange: str, routing_key: str, reply_text: str) -> Unroutable:
+    return Unroutable(
+        f"No queue is bound to exchange {exchange!r} for routing key {routing_key!r} "
+        f"({reply_text}); the message was returned."
+    )
+
+
+def channel_error(reply_code: int, reply_text: str) -> PublishError:
+    """Translate a broker channel close during publishing."""
+    if reply_code == 404:
+        return ExchangeNotFound(f"The broker refused the publish: {reply_text}")
+    return PublishError(f"The broker closed the channel: {reply_code} {reply_text}")

@@ -1,0 +1,317 @@
+"""Long-lived connections by alias: pika per thread, aio-pika per event loop.
+
+The AMQP handshake costs at least seven TCP packets, so connections live long
+and are never opened per message. pika connections are not thread-safe, so
+each thread owns its own; aio-pika connections belong to the event loop that
+opened them. A process that forks (gunicorn ``--preload``) starts afresh in
+the child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import aio_pika
+import pika
+import pika.exceptions
+
+from rabbitbus.conf import ConnectionSettings, Endpoint, settings
+from rabbitbus.confirms import ConfirmChannel
+from rabbitbus.exceptions import BrokerBlocked, BrokerUnavailable
+
+logger = logging.getLogger("rabbitbus.connections")
+
+#: pika errors that mean "this connection is gone; open another and retry".
+PIKA_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.ConnectionWrongStateError,
+    pika.exceptions.ChannelWrongStateError,
+    ConnectionError,
+    OSError,
+)
+
+
+def backoff_delays(base: float = 0.05, cap: float = 1.0) -> Any:
+    """Capped exponential backoff with full jitter: base, 2*base, ... <= cap."""
+    delay = base
+    while True:
+        yield random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not crypto
+        delay = min(cap, delay * 2)
+
+
+def client_properties(cs: ConnectionSettings) -> dict[str, Any]:
+    name = cs.connection_name or f"rabbitbus {os.getpid()}"
+    return {"connection_name": name, "product": "rabbitbus"}
+
+
+def pika_parameters(cs: ConnectionSettings) -> list[pika.ConnectionParameters]:
+    """One ``ConnectionParameters`` per endpoint; pika tries them in order."""
+    context = cs.ssl_context()
+    return [
+        pika.ConnectionParameters(
+            host=endpoint.host,
+            port=endpoint.port,
+            virtual_host=endpoint.vhost,
+            credentials=pika.PlainCredentials(endpoint.username, endpoint.password),
+            heartbeat=cs.heartbeat,
+            blocked_connection_timeout=cs.blocked_connection_timeout,
+            socket_timeout=cs.connection_timeout,
+            stack_timeout=cs.connection_timeout,
+            connection_attempts=1,
+            ssl_options=(
+                pika.SSLOptions(context, cs.tls.get("SERVER_HOSTNAME") or endpoint.host)
+                if endpoint.tls and context
+                else None
+            ),
+            client_properties=client_properties(cs),
+        )
+        for endpoint in cs.endpoints
+    ]
+
+
+class SyncConnection:
+    """A pika ``BlockingConnection`` owned by one thread, reopened when dead.
+
+    pika does no heartbeat work while a Django process sits idle between
+    requests, so the broker drops idle connections. :meth:`get` notices
+    (a connection idle past twice its heartbeat is presumed dead, even when a
+    half-open socket hides the close) and reconnects before use.
+    """
+
+    def __init__(self, cs: ConnectionSettings) -> None:
+        self.settings = cs
+        self.connection: pika.BlockingConnection | None = None
+        self.blocked = False
+        self.reconnects = 0
+        self.last_used = 0.0
+        self._opened_once = False
+        self._confirm_channel: ConfirmChannel | None = None
+
+    def get(self) -> pika.BlockingConnection:
+        """An open connection, connecting (with retries) if needed.
+
+        Raises :class:`BrokerUnavailable` after ``RECONNECT_TIMEOUT`` seconds.
+        """
+        if self.connection is not None and self._looks_dead():
+            self.discard()
+        if self.connection is None:
+            self.connection = self._connect()
+        self.last_used = time.monotonic()
+        return self.connection
+
+    def confirm_channel(self) -> ConfirmChannel:
+        """This connection's publishing channel, reopened after a broker close."""
+        connection = self.get()
+        channel = self._confirm_channel
+        if channel is None or not channel.is_open or channel.connection is not connection:
+            channel = self._confirm_channel = ConfirmChannel(connection)
+        return channel
+
+    def _looks_dead(self) -> bool:
+        connection = self.connection
+        assert connection is not None
+        idle = time.monotonic() - self.last_used
+        if self.settings.heartbeat and idle > 2 * self.settings.heartbeat:
+            logger.info("Reopening connection %r idle for %.0fs", self.settings.alias, idle)
+            return True
+        try:
+            connection.process_data_events(0)  # reads a pending close or EOF
+        except PIKA_CONNECTION_ERRORS as exc:
+            logger.info("Connection %r was lost while idle (%s)", self.settings.alias, type(exc).__name__)
+            return True
+        return not connection.is_open
+
+    def _connect(self) -> pika.BlockingConnection:
+        deadline = time.monotonic() + self.settings.reconnect_timeout
+        for delay in backoff_delays():
+            try:
+                connection = pika.BlockingConnection(pika_parameters(self.settings))
+            except PIKA_CONNECTION_ERRORS as exc:
+                if time.monotonic() + delay > deadline:
+                    raise unavailable(self.settings, exc) from exc
+                logger.warning("Broker %r unreachable (%s); retrying", self.settings.alias, type(exc).__name__)
+                time.sleep(delay)
+                continue
+            self._on_open(connection)
+            return connection
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _on_open(self, connection: pika.BlockingConnection) -> None:
+        if self._opened_once:
+            self.reconnects += 1
+        self._opened_once = True
+        self.blocked = False
+        # Registered on the impl so they run during I/O, not only in process_data_events.
+        connection._impl.add_on_connection_blocked_callback(self._set_blocked)
+        connection._impl.add_on_connection_unblocked_callback(self._set_unblocked)
+
+    def _set_blocked(self, *_: Any) -> None:
+        logger.warning("Broker blocked connection %r (resource alarm)", self.settings.alias)
+        self.blocked = True
+
+    def _set_unblocked(self, *_: Any) -> None:
+        logger.info("Broker unblocked connection %r", self.settings.alias)
+        self.blocked = False
+
+    def discard(self) -> None:
+        """Drop the connection without a close handshake (it may be dead or blocked)."""
+        connection, self.connection = self.connection, None
+        if connection is not None and not connection.is_closed:
+            try:
+                connection._impl._adapter_disconnect_stream()
+            except Exception:  # noqa: BLE001 - best effort on a dead socket
+                logger.debug("Error while dropping connection", exc_info=True)
+
+    def close(self) -> None:
+        """Close politely; used at shutdown."""
+        connection, self.connection = self.connection, None
+        if connection is not None and connection.is_open and not self.blocked:
+            try:
+                connection.close()
+            except PIKA_CONNECTION_ERRORS:
+                logger.debug("Error while closing connection", exc_info=True)
+
+
+def unavailable(cs: ConnectionSettings, exc: BaseException | None = None) -> BrokerUnavailable:
+    where = ", ".join(str(endpoint) for endpoint in cs.endpoints)
+    reason = f" ({type(exc).__name__}: {exc})" if exc is not None and str(exc) else ""
+    return BrokerUnavailable(
+        f"RabbitMQ is not reachable at {where} for connection {cs.alias!r}{reason}. "
+        "Is the server running?"
+    )
+
+
+def blocked(cs: ConnectionSettings) -> BrokerBlocked:
+    return BrokerBlocked(
+        f"RabbitMQ blocked publishing on connection {cs.alias!r} (memory or disk alarm)."
+    )
+
+
+class _ThreadConnections(threading.local):
+    def __init__(self) -> None:
+        self.by_alias: dict[str, SyncConnection] = {}
+        self.owner = (os.getpid(), _generation)
+
+
+_generation = 0
+_threads = _ThreadConnections()
+
+
+def get_sync(alias: str = "default") -> SyncConnection:
+    """This thread's connection for ``alias`` (created lazily, never shared)."""
+    if _threads.owner != (os.getpid(), _generation):
+        # Forked (the parent's sockets are not ours) or settings changed.
+        _threads.by_alias, _threads.owner = {}, (os.getpid(), _generation)
+    connection = _threads.by_alias.get(alias)
+    if connection is None:
+        connection = SyncConnection(settings.connection(alias))
+        _threads.by_alias[alias] = connection
+    return connection
+
+
+# -- asyncio ---------------------------------------------------------------
+
+
+def aio_pika_url(endpoint: Endpoint, cs: ConnectionSettings) -> str:
+    parts = urlsplit(endpoint.url)
+    query = urlencode({"heartbeat": cs.heartbeat, "name": client_properties(cs)["connection_name"]})
+    return urlunsplit(parts._replace(query=f"{parts.query}&{query}" if parts.query else query))
+
+
+class AsyncConnection:
+    """A robust aio-pika connection and its publishing channel, for one loop."""
+
+    def __init__(self, cs: ConnectionSettings) -> None:
+        self.settings = cs
+        self.connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self.channel: aio_pika.abc.AbstractRobustChannel | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> aio_pika.abc.AbstractRobustConnection:
+        """The open robust connection; raises :class:`BrokerUnavailable`."""
+        if self.connection is None:
+            async with self._lock:
+                if self.connection is None:
+                    self.connection = await self._connect()
+        return self.connection
+
+    async def publish_channel(self) -> aio_pika.abc.AbstractRobustChannel:
+        """A confirm channel whose returned messages raise."""
+        if self.channel is None:
+            connection = await self.get()
+            async with self._lock:
+                if self.channel is None:
+                    self.channel = await connection.channel(
+                        publisher_confirms=True, on_return_raises=True
+                    )
+        return self.channel
+
+    async def _connect(self) -> aio_pika.abc.AbstractRobustConnection:
+        cs = self.settings
+        deadline = time.monotonic() + cs.reconnect_timeout
+        delays = backoff_delays()
+        last_error: BaseException | None = None
+        while time.monotonic() < deadline:
+            for endpoint in cs.endpoints:
+                try:
+                    return await aio_pika.connect_robust(
+                        aio_pika_url(endpoint, cs),
+                        timeout=cs.connection_timeout,
+                        ssl_context=cs.ssl_context() if endpoint.tls else None,
+                        client_properties=client_properties(cs),
+                        reconnect_interval=1,
+                    )
+                except (ConnectionError, OSError, asyncio.TimeoutError) as exc:
+                    last_error = exc
+            logger.warning("Broker %r unreachable (%s); retrying", cs.alias, type(last_error).__name__)
+            await asyncio.sleep(next(delays))
+        raise unavailable(cs, last_error) from last_error
+
+    async def close(self) -> None:
+        connection, self.connection, self.channel = self.connection, None, None
+        if connection is not None:
+            await connection.close()
+
+
+_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncConnection]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def get_async(alias: str = "default") -> AsyncConnection:
+    """The running loop's connection for ``alias`` (connects on first use)."""
+    loop = asyncio.get_running_loop()
+    by_alias = _loops.setdefault(loop, {})
+    connection = by_alias.get(alias)
+    if connection is None:
+        connection = by_alias[alias] = AsyncConnection(settings.connection(alias))
+    return connection
+
+
+async def aclose_all() -> None:
+    """Close this loop's connections (call before the loop ends)."""
+    by_alias = _loops.pop(asyncio.get_running_loop(), {})
+    for connection in by_alias.values():
+        await connection.close()
+
+
+def close_all() -> None:
+    """Close this thread's sync connections."""
+    for connection in list(_threads.by_alias.values()):
+        connection.close()
+    _threads.by_alias.clear()
+
+
+def forget_all() -> None:
+    """Make every thread open fresh connections (settings changed; tests)."""
+    global _generation
+    _generation += 1
+    _loops.clear()

@@ -1,0 +1,111 @@
+"""The rabbitbus exception tree.
+
+Everything the library raises on purpose derives from :class:`RabbitBusError`,
+grouped by failure domain so callers can catch as broadly or narrowly as they
+need. Driver errors (pika, aio-pika, aiormq) are translated with
+``raise ... from exc``: sync and async code paths raise the same types.
+
+Handler control signals (:class:`Reject`, :class:`Retry`) are not errors and do
+not derive from :class:`RabbitBusError`.
+"""
+
+from __future__ import annotations
+
+
+class RabbitBusError(Exception):
+    """Root of every error rabbitbus raises."""
+
+
+# -- configuration ---------------------------------------------------------
+
+
+class ConfigurationError(RabbitBusError):
+    """The RABBITBUS setting is invalid (system checks report the same)."""
+
+
+# -- connection ------------------------------------------------------------
+
+
+class BrokerConnectionError(RabbitBusError, ConnectionError):
+    """The broker could not be reached or the connection was lost."""
+
+
+class BrokerUnavailable(BrokerConnectionError):
+    """No broker answered within the reconnect window."""
+
+
+class BrokerBlocked(BrokerConnectionError, TimeoutError):
+    """The broker blocked publishing (memory or disk alarm) past the timeout."""
+
+
+# -- topology --------------------------------------------------------------
+
+
+class TopologyError(RabbitBusError):
+    """An exchange, queue or binding could not be declared."""
+
+
+class TopologyConflict(TopologyError):
+    """An entity exists with arguments that differ from the declared ones."""
+
+
+# -- publishing ------------------------------------------------------------
+
+
+class PublishError(RabbitBusError):
+    """A message was not accepted by the broker."""
+
+
+class Unroutable(PublishError):
+    """A mandatory message matched no queue and was returned."""
+
+
+class ExchangeNotFound(PublishError):
+    """The target exchange does not exist (the broker closed the channel)."""
+
+
+class NotConfirmed(PublishError):
+    """The broker nacked the message: it may not have been stored."""
+
+
+class PublishTimeout(PublishError, TimeoutError):
+    """No confirm arrived in time; the outcome is unknown (it may be stored)."""
+
+
+class MessageTooLarge(PublishError, ValueError):
+    """The encoded body exceeds MAX_MESSAGE_SIZE; nothing was sent."""
+
+
+# -- serialization ---------------------------------------------------------
+
+
+class SerializationError(RabbitBusError, ValueError):
+    """A payload could not be encoded."""
+
+
+class DecodeError(RabbitBusError, ValueError):
+    """A received body could not be decoded (bad bytes, type or encoding)."""
+
+
+# -- handler control (not errors) ----------------------------------------
+
+
+class HandlerControl(Exception):  # noqa: N818 - control flow, not an error
+    """Base of the signals a handler raises to steer its message."""
+
+
+class Reject(HandlerControl):
+    """Dead-letter the message now, without further attempts."""
+
+    def __init__(self, reason: str = "rejected by handler") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Retry(HandlerControl):
+    """Try the message again later, after ``delay`` seconds if given."""
+
+    def __init__(self, delay: float | None = None, reason: str = "retry requested") -> None:
+        super().__init__(reason)
+        self.delay = delay
+        self.reason = reason

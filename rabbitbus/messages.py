@@ -1,0 +1,142 @@
+"""The message envelope: payload and options <-> AMQP properties. No I/O.
+
+Both transports publish an :class:`Envelope`; both consumers decode bodies
+through :func:`decode_body`, so a message looks the same whichever side of
+the sync/async line produced it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from rabbitbus import serializers
+from rabbitbus.exceptions import DecodeError, MessageTooLarge
+
+PERSISTENT = 2
+TRANSIENT = 1
+IDENTITY_ENCODINGS = frozenset({"", "identity", "utf-8", "utf8"})
+
+
+@dataclass
+class Message:
+    """A message to publish: where it goes, what it carries, and its options.
+
+    ``expiration`` is in seconds (a number or a ``timedelta``); ``headers``
+    must be JSON-like values. Pass instances to ``publish_many``.
+    """
+
+    exchange: str
+    routing_key: str
+    payload: Any = None
+    headers: dict[str, Any] | None = None
+    message_id: str | None = None
+    type: str | None = None
+    persistent: bool = True
+    priority: int | None = None
+    expiration: float | timedelta | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    mandatory: bool = True
+
+
+@dataclass
+class Envelope:
+    """An encoded message, ready for either transport."""
+
+    exchange: str
+    routing_key: str
+    body: bytes
+    message_id: str
+    content_type: str
+    timestamp: int
+    app_id: str | None
+    headers: dict[str, Any] = field(default_factory=dict)
+    type: str | None = None
+    delivery_mode: int = PERSISTENT
+    priority: int | None = None
+    expiration: str | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    mandatory: bool = True
+
+    def properties(self) -> dict[str, Any]:
+        """AMQP basic properties as keyword arguments (pika and aiormq agree)."""
+        return {
+            "content_type": self.content_type,
+            "delivery_mode": self.delivery_mode,
+            "message_id": self.message_id,
+            "timestamp": self.timestamp,
+            "app_id": self.app_id,
+            "headers": self.headers,
+            "type": self.type,
+            "priority": self.priority,
+            "expiration": self.expiration,
+            "correlation_id": self.correlation_id,
+            "reply_to": self.reply_to,
+        }
+
+
+def expiration_ms(expiration: float | timedelta | None) -> str | None:
+    """AMQP wants per-message TTL as a string of whole milliseconds."""
+    if expiration is None:
+        return None
+    seconds = expiration.total_seconds() if isinstance(expiration, timedelta) else expiration
+    if seconds < 0:
+        raise ValueError("expiration must not be negative")
+    return str(int(seconds * 1000))
+
+
+def build(message: Message, serializer: Any = None) -> Envelope:
+    """Encode ``message`` into an :class:`Envelope`.
+
+    Raises :class:`SerializationError` when the payload cannot be encoded and
+    :class:`MessageTooLarge` (a ``ValueError``) when the body is over
+    ``MAX_MESSAGE_SIZE``: nothing is sent in either case.
+    """
+    from rabbitbus.conf import settings
+
+    serializer = serializer or serializers.default()
+    body = serializer.dumps(message.payload)
+    if len(body) > settings.MAX_MESSAGE_SIZE:
+        raise MessageTooLarge(
+            f"Message body is {len(body)} bytes, over MAX_MESSAGE_SIZE "
+            f"({settings.MAX_MESSAGE_SIZE} bytes); nothing was sent."
+        )
+    return Envelope(
+        exchange=message.exchange,
+        routing_key=message.routing_key,
+        body=body,
+        message_id=message.message_id or uuid.uuid4().hex,
+        content_type=serializer.content_type,
+        timestamp=int(time.time()),
+        app_id=settings.APP_ID,
+        headers=dict(message.headers or {}),
+        type=message.type,
+        delivery_mode=PERSISTENT if message.persistent else TRANSIENT,
+        priority=message.priority,
+        expiration=expiration_ms(message.expiration),
+        correlation_id=message.correlation_id,
+        reply_to=message.reply_to,
+        mandatory=message.mandatory,
+    )
+
+
+def decode_body(body: bytes, content_type: str | None, content_encoding: str | None = None) -> Any:
+    """Decode a received body, or raise :class:`DecodeError`.
+
+    Compressed or otherwise encoded bodies are refused: rabbitbus never
+    inflates untrusted input. Empty bodies are refused too.
+    """
+    from rabbitbus.conf import settings
+
+    if (content_encoding or "").lower() not in IDENTITY_ENCODINGS:
+        raise DecodeError(f"Unsupported content encoding {content_encoding!r}")
+    if not body:
+        raise DecodeError("Empty body")
+    if len(body) > settings.MAX_MESSAGE_SIZE:
+        raise DecodeError(f"Body of {len(body)} bytes is over MAX_MESSAGE_SIZE")
+    return serializers.for_content_type(content_type).loads(body)

@@ -1,0 +1,253 @@
+"""Publishing: ``publish`` / ``publish_many`` (pika) and ``apublish`` / ``apublish_many`` (aio-pika).
+
+Every publish is persistent, ``mandatory`` and confirmed by default: a call
+returns only once the broker has taken responsibility for the message, and
+raises a typed :class:`~rabbitbus.exceptions.PublishError` or
+:class:`~rabbitbus.exceptions.BrokerConnectionError` otherwise. Lost
+connections are reopened and unconfirmed messages sent again (at-least-once:
+consumers must tolerate duplicates).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiormq.exceptions
+from aiormq import spec
+
+from rabbitbus import connections, messages
+from rabbitbus.confirms import Outcome, channel_error, unroutable
+from rabbitbus.exceptions import BrokerBlocked, NotConfirmed, PublishTimeout
+from rabbitbus.messages import Envelope, Message
+
+logger = logging.getLogger("rabbitbus.publishing")
+
+#: Most publishes ``apublish_many`` keeps awaiting confirms at once.
+ASYNC_WINDOW = 1000
+
+
+@dataclass
+class PublishResult:
+    """What ``publish_many`` achieved: confirmed ids, and an error per failed id."""
+
+    confirmed: list[str] = field(default_factory=list)
+    failed: dict[str, BaseException] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def raise_first(self) -> None:
+        """Raise the first failure, if any."""
+        for error in self.failed.values():
+            raise error
+
+
+def _result(envelopes: Sequence[Envelope], outcomes: dict[str, Outcome]) -> PublishResult:
+    result = PublishResult()
+    for envelope in envelopes:
+        outcome = outcomes[envelope.message_id]
+        if outcome is None:
+            result.confirmed.append(envelope.message_id)
+        else:
+            result.failed[envelope.message_id] = outcome
+    return result
+
+
+def _timed_out(envelope: Envelope, blocked: BrokerBlocked | None = None) -> BaseException:
+    """A blocked connection explains a missing confirm better than a bare timeout."""
+    return blocked or PublishTimeout(
+        f"No confirm for message {envelope.message_id} in time; it may or may not be stored."
+    )
+
+
+# -- sync (pika) -----------------------------------------------------------
+
+
+def publish(
+    exchange: str,
+    routing_key: str,
+    payload: Any = None,
+    *,
+    connection: str = "default",
+    timeout: float | None = None,
+    **options: Any,
+) -> str:
+    """Publish one message and wait for the broker's confirm.
+
+    ``options`` are :class:`~rabbitbus.messages.Message` fields (``headers``,
+    ``message_id``, ``type``, ``persistent``, ``priority``, ``expiration``,
+    ``correlation_id``, ``reply_to``, ``mandatory``). Returns the message id.
+
+    Raises :class:`Unroutable`, :class:`ExchangeNotFound`, :class:`NotConfirmed`,
+    :class:`PublishTimeout`, :class:`BrokerBlocked`, :class:`BrokerUnavailable`,
+    :class:`SerializationError` or :class:`MessageTooLarge`.
+    """
+    envelope = messages.build(Message(exchange, routing_key, payload, **options))
+    outcome = _send([envelope], connection, timeout)[envelope.message_id]
+    if outcome is not None:
+        raise outcome
+    return envelope.message_id
+
+
+def publish_many(
+    batch: Iterable[Message], *, connection: str = "default", timeout: float | None = None
+) -> PublishResult:
+    """Publish a batch with pipelined confirms; never raises for one message.
+
+    Encoding errors raise before anything is sent. Returns a
+    :class:`PublishResult` telling which ids were confirmed and why others failed.
+    """
+    envelopes = [messages.build(message) for message in batch]
+    return _result(envelopes, _send(envelopes, connection, timeout))
+
+
+def _send(envelopes: Sequence[Envelope], alias: str, timeout: float | None) -> dict[str, Outcome]:
+    conn = connections.get_sync(alias)
+    cs = conn.settings
+    outcomes: dict[str, Outcome] = {}
+    pending = list(envelopes)
+    reconnect_deadline: float | None = None
+    delays = connections.backoff_delays()
+    while pending:
+        channel = None
+        try:
+            channel = conn.confirm_channel()
+            deadline = time.monotonic() + (timeout or cs.publish_timeout)
+            outcomes.update(channel.publish(pending, deadline))
+        except connections.PIKA_CONNECTION_ERRORS as exc:
+            conn.discard()
+            if channel is not None:
+                outcomes.update(channel.outcomes)
+            if isinstance(exc, connections.pika.exceptions.ConnectionBlockedTimeout):
+                error: BaseException = connections.blocked(cs)
+                return {**outcomes, **{e.message_id: error for e in pending if e.message_id not in outcomes}}
+            reconnect_deadline = reconnect_deadline or time.monotonic() + cs.reconnect_timeout
+            if time.monotonic() >= reconnect_deadline:
+                raise connections.unavailable(cs, exc) from exc
+            logger.warning(
+                "Connection %r lost while publishing (%s); resending unconfirmed messages",
+                alias,
+                type(exc).__name__,
+            )
+            pending = [e for e in pending if e.message_id not in outcomes]
+            time.sleep(next(delays))
+            continue
+        blocked = connections.blocked(cs) if conn.blocked else None
+        for envelope in pending:
+            outcomes.setdefault(envelope.message_id, _timed_out(envelope, blocked))
+        pending = []
+    return outcomes
+
+
+# -- async (aio-pika) ------------------------------------------------------
+
+
+async def apublish(
+    exchange: str,
+    routing_key: str,
+    payload: Any = None,
+    *,
+    connection: str = "default",
+    timeout: float | None = None,
+    **options: Any,
+) -> str:
+    """The async twin of :func:`publish`: same arguments, result and errors."""
+    envelope = messages.build(Message(exchange, routing_key, payload, **options))
+    outcome = await _asend_one(envelope, connections.get_async(connection), timeout)
+    if outcome is not None:
+        raise outcome
+    return envelope.message_id
+
+
+async def apublish_many(
+    batch: Iterable[Message], *, connection: str = "default", timeout: float | None = None
+) -> PublishResult:
+    """The async twin of :func:`publish_many`: up to ``ASYNC_WINDOW`` confirms in flight."""
+    envelopes = [messages.build(message) for message in batch]
+    conn = connections.get_async(connection)
+    window = asyncio.Semaphore(ASYNC_WINDOW)
+
+    async def send(envelope: Envelope) -> Outcome:
+        async with window:
+            return await _asend_one(envelope, conn, timeout)
+
+    outcomes = await asyncio.gather(*(send(envelope) for envelope in envelopes))
+    return _result(envelopes, {e.message_id: o for e, o in zip(envelopes, outcomes, strict=True)})
+
+
+def aiormq_properties(envelope: Envelope) -> spec.Basic.Properties:
+    properties = envelope.properties()
+    properties["message_type"] = properties.pop("type")
+    properties["timestamp"] = datetime.fromtimestamp(properties["timestamp"], tz=UTC)
+    return spec.Basic.Properties(**properties)
+
+
+#: aiormq errors after which the robust connection will recover: retry.
+AIORMQ_TRANSIENT = (
+    aiormq.exceptions.AMQPConnectionError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+    OSError,
+)
+
+
+async def _asend_one(
+    envelope: Envelope, conn: connections.AsyncConnection, timeout: float | None
+) -> Outcome:
+    loop = asyncio.get_running_loop()
+    reconnect_deadline: float | None = None
+    delays = connections.backoff_delays()
+    while True:
+        try:
+            return await _apublish_once(envelope, conn, timeout)
+        except AIORMQ_TRANSIENT as exc:
+            reconnect_deadline = reconnect_deadline or loop.time() + conn.settings.reconnect_timeout
+            if loop.time() >= reconnect_deadline:
+                return connections.unavailable(conn.settings, exc)
+            logger.debug("Publish of %s interrupted (%r); retrying", envelope.message_id, exc)
+            await asyncio.sleep(next(delays))
+
+
+async def _apublish_once(
+    envelope: Envelope, conn: connections.AsyncConnection, timeout: float | None
+) -> Outcome:
+    channel = await conn.publish_channel()
+    underlay = await channel.get_underlay_channel()
+    try:
+        confirmation = await underlay.basic_publish(
+            envelope.body,
+            exchange=envelope.exchange,
+            routing_key=envelope.routing_key,
+            properties=aiormq_properties(envelope),
+            mandatory=envelope.mandatory,
+            timeout=timeout or conn.settings.publish_timeout,
+        )
+    except aiormq.exceptions.PublishError as exc:
+        frame = exc.frame
+        return unroutable(frame.exchange, frame.routing_key, frame.reply_text)
+    except aiormq.exceptions.ChannelClosed as exc:
+        code = 404 if isinstance(exc, aiormq.exceptions.ChannelNotFoundEntity) else 0
+        return channel_error(code, " ".join(map(str, exc.args)))
+    except TimeoutError:
+        return _timed_out(envelope)
+    if isinstance(confirmation, spec.Basic.Nack):
+        return NotConfirmed(f"Broker nacked message {envelope.message_id}")
+    return None
+
+
+__all__ = [
+    "BrokerBlocked",
+    "Message",
+    "PublishResult",
+    "apublish",
+    "apublish_many",
+    "publish",
+    "publish_many",
+]

@@ -1,0 +1,275 @@
+"""Exchanges, queues and bindings: described as data, declared by one routine.
+
+Entities come from ``RABBITBUS["EXCHANGES"]`` / ``["QUEUES"]`` and from code
+(``topology.registry.add(...)``, used by consumers and RPC servers). Parsing is
+pure; :func:`declare` (pika) and :func:`adeclare` (aio-pika) only move the
+same operations over the wire. Declaring is idempotent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from rabbitbus.exceptions import ConfigurationError, TopologyConflict, TopologyError
+
+
+@dataclass(frozen=True)
+class Exchange:
+    name: str
+    type: str = "topic"
+    durable: bool = True
+    auto_delete: bool = False
+    arguments: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A queue. Quorum and durable by default, as work queues should be."""
+
+    name: str
+    type: str = "quorum"
+    durable: bool = True
+    auto_delete: bool = False
+    exclusive: bool = False
+    dead_letter_exchange: str | None = None
+    dead_letter_routing_key: str | None = None
+    delivery_limit: int | None = None
+    message_ttl: int | None = None
+    max_length: int | None = None
+    arguments: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def broker_arguments(self) -> dict[str, Any]:
+        """The ``x-`` arguments RabbitMQ sees for this queue."""
+        optional = {
+            "x-dead-letter-exchange": self.dead_letter_exchange,
+            "x-dead-letter-routing-key": self.dead_letter_routing_key,
+            "x-delivery-limit": self.delivery_limit,
+            "x-message-ttl": self.message_ttl,
+            "x-max-length": self.max_length,
+        }
+        arguments = {"x-queue-type": self.type}
+        arguments.update({key: value for key, value in optional.items() if value is not None})
+        arguments.update(self.arguments)
+        return arguments
+
+
+@dataclass(frozen=True)
+class Binding:
+    queue: str
+    exchange: str
+    routing_key: str = ""
+    arguments: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+Entity = Exchange | Queue | Binding
+
+
+class Topology:
+    """An ordered set of entities: exchanges, then queues, then bindings."""
+
+    def __init__(self) -> None:
+        self.exchanges: dict[str, Exchange] = {}
+        self.queues: dict[str, Queue] = {}
+        self.bindings: dict[tuple[str, str, str], Binding] = {}
+
+    def add(self, *entities: Entity) -> None:
+        """Add entities; re-adding an identical one is a no-op."""
+        for entity in entities:
+            if isinstance(entity, Exchange):
+                self.exchanges[entity.name] = entity
+            elif isinstance(entity, Queue):
+                self.queues[entity.name] = entity
+            else:
+                self.bindings[(entity.queue, entity.exchange, entity.routing_key)] = entity
+
+    def merge(self, other: Topology) -> Topology:
+        merged = Topology()
+        for source in (self, other):
+            merged.add(*source)
+        return merged
+
+    def __iter__(self) -> Iterator[Entity]:
+        yield from self.exchanges.values()
+        yield from self.queues.values()
+        yield from self.bindings.values()
+
+    def __len__(self) -> int:
+        return len(self.exchanges) + len(self.queues) + len(self.bindings)
+
+
+#: Entities declared from code (consumers, RPC servers, apps' rabbit.py).
+registry = Topology()
+
+
+def _binding_pairs(raw: Any) -> Iterator[tuple[str, str]]:
+    for binding in raw:
+        if isinstance(binding, dict):
+            yield binding["EXCHANGE"], binding.get("ROUTING_KEY", "")
+        else:
+            yield binding[0], binding[1]
+
+
+def from_settings(exchanges: dict[str, Any], queues: dict[str, Any]) -> Topology:
+    """Parse ``EXCHANGES`` and ``QUEUES``; raises :class:`ConfigurationError`."""
+    from rabbitbus.checks import topology_errors
+
+    errors = [error for error in topology_errors(exchanges, queues) if error.is_serious()]
+    if errors:
+        raise ConfigurationError(f"{errors[0].id}: {errors[0].msg}")
+    topology = Topology()
+    for name, raw in exchanges.items():
+        raw = {"TYPE": raw} if isinstance(raw, str) else raw
+        topology.add(
+            Exchange(
+                name,
+                type=raw.get("TYPE", "topic"),
+                durable=raw.get("DURABLE", True),
+                auto_delete=raw.get("AUTO_DELETE", False),
+                arguments=raw.get("ARGUMENTS", {}),
+            )
+        )
+    for name, raw in queues.items():
+        topology.add(_queue_from_settings(name, raw))
+        for exchange, routing_key in _binding_pairs(raw.get("BINDINGS", [])):
+            topology.add(Binding(name, exchange, routing_key))
+    return topology
+
+
+def _queue_from_settings(name: str, raw: dict[str, Any]) -> Queue:
+    return Queue(
+        name,
+        type=raw.get("TYPE", "quorum"),
+        durable=raw.get("DURABLE", True),
+        auto_delete=raw.get("AUTO_DELETE", False),
+        exclusive=raw.get("EXCLUSIVE", False),
+        dead_letter_exchange=raw.get("DEAD_LETTER_EXCHANGE"),
+        dead_letter_routing_key=raw.get("DEAD_LETTER_ROUTING_KEY"),
+        delivery_limit=raw.get("DELIVERY_LIMIT"),
+        message_ttl=raw.get("MESSAGE_TTL"),
+        max_length=raw.get("MAX_LENGTH"),
+        arguments=raw.get("ARGUMENTS", {}),
+    )
+
+
+def configured() -> Topology:
+    """Everything known: the settings' entities plus the code registry."""
+    from rabbitbus.conf import settings
+
+    return from_settings(settings.EXCHANGES, settings.QUEUES).merge(registry)
+
+
+# -- declaring -------------------------------------------------------------
+
+_INEQUIVALENT = re.compile(r"inequivalent arg '([^']+)'")
+
+
+def translate_error(entity: Entity, reply_code: int, reply_text: str) -> TopologyError:
+    """Turn a broker refusal into an error that names the entity and argument."""
+    kind = type(entity).__name__.lower()
+    name = getattr(entity, "name", None) or f"{entity.exchange}->{entity.queue}"  # type: ignore[union-attr]
+    if reply_code == 406:
+        match = _INEQUIVALENT.search(reply_text)
+        argument = match.group(1) if match else "an argument"
+        return TopologyConflict(
+            f"{kind} {name!r} already exists with a different {argument!r} "
+            f"(broker said: {reply_text}). Delete it or match the existing declaration."
+        )
+    return TopologyError(f"Cannot declare {kind} {name!r}: {reply_code} {reply_text}")
+
+
+def describe(entity: Entity) -> str:
+    """One line for ``rabbit_setup`` output."""
+    if isinstance(entity, Exchange):
+        return f"exchange {entity.name} ({entity.type})"
+    if isinstance(entity, Queue):
+        return f"queue {entity.name} ({entity.type})"
+    return f"binding {entity.exchange} -[{entity.routing_key}]-> {entity.queue}"
+
+
+def declare(channel: Any, topology: Topology) -> list[Entity]:
+    """Declare ``topology`` on a pika ``BlockingChannel``; returns what was declared.
+
+    A conflict closes pika's channel: the caller must open a fresh one.
+    """
+    import pika.exceptions
+
+    declared: list[Entity] = []
+    for entity in topology:
+        try:
+            _declare_one(channel, entity)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            raise translate_error(entity, exc.reply_code, exc.reply_text) from exc
+        declared.append(entity)
+    return declared
+
+
+def _declare_one(channel: Any, entity: Entity) -> None:
+    if isinstance(entity, Exchange):
+        channel.exchange_declare(
+            entity.name,
+            exchange_type=entity.type,
+            durable=entity.durable,
+            auto_delete=entity.auto_delete,
+            arguments=entity.arguments or None,
+        )
+    elif isinstance(entity, Queue):
+        channel.queue_declare(
+            entity.name,
+            durable=entity.durable,
+            auto_delete=entity.auto_delete,
+            exclusive=entity.exclusive,
+            arguments=entity.broker_arguments(),
+        )
+    else:
+        channel.queue_bind(
+            entity.queue, entity.exchange, entity.routing_key, arguments=entity.arguments or None
+        )
+
+
+async def adeclare(channel: Any, topology: Topology) -> list[Entity]:
+    """Declare ``topology`` on an aio-pika channel; returns what was declared."""
+    import aiormq.exceptions
+
+    declared: list[Entity] = []
+    for entity in topology:
+        try:
+            await _adeclare_one(channel, entity)
+        except aiormq.exceptions.ChannelClosed as exc:
+            code, text = _aiormq_reply(exc)
+            raise translate_error(entity, code, text) from exc
+        declared.append(entity)
+    return declared
+
+
+def _aiormq_reply(exc: Exception) -> tuple[int, str]:
+    frame = exc.args[0] if exc.args else None
+    code = getattr(frame, "reply_code", 0) or 0
+    text = getattr(frame, "reply_text", None) or str(exc)
+    return code, text
+
+
+async def _adeclare_one(channel: Any, entity: Entity) -> None:
+    underlay = await channel.get_underlay_channel()
+    if isinstance(entity, Exchange):
+        await underlay.exchange_declare(
+            entity.name,
+            exchange_type=entity.type,
+            durable=entity.durable,
+            auto_delete=entity.auto_delete,
+            arguments=entity.arguments or None,
+        )
+    elif isinstance(entity, Queue):
+        await underlay.queue_declare(
+            entity.name,
+            durable=entity.durable,
+            auto_delete=entity.auto_delete,
+            exclusive=entity.exclusive,
+            arguments=entity.broker_arguments(),
+        )
+    else:
+        await underlay.queue_bind(
+            entity.queue, entity.exchange, entity.routing_key, arguments=entity.arguments or None
+        )

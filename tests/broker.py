@@ -1,0 +1,104 @@
+"""Control of the local RabbitMQ node for tests, through ``rabbitmqctl``.
+
+Everything that changes node-wide state (alarms, restarts) restores it in
+``finally`` blocks at the call sites; the fault tests that use them run last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pika
+
+CTL_TIMEOUT = 60
+
+
+def ctl(*args: str, check: bool = True) -> str:
+    """Run ``rabbitmqctl`` and return its output."""
+    result = subprocess.run(
+        ["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=CTL_TIMEOUT
+    )
+    if check and result.returncode != 0:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def add_vhost(name: str) -> None:
+    ctl("add_vhost", name)
+    ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+
+
+def delete_vhost(name: str) -> None:
+    ctl("delete_vhost", name, check=False)
+
+
+@dataclass
+class Broker:
+    """The node, seen from one test vhost."""
+
+    vhost: str
+
+    def url(self, host: str = "127.0.0.1", port: int = 5672) -> str:
+        return f"amqp://guest:guest@{host}:{port}/{self.vhost}"
+
+    def parameters(self, **options: object) -> pika.ConnectionParameters:
+        return pika.ConnectionParameters(host="127.0.0.1", virtual_host=self.vhost, **options)
+
+    @contextlib.contextmanager
+    def channel(self) -> Iterator[pika.adapters.blocking_connection.BlockingChannel]:
+        """A raw pika channel in the test vhost (for setup and inspection)."""
+        connection = pika.BlockingConnection(self.parameters())
+        try:
+            yield connection.channel()
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    def queue_depth(self, queue: str) -> int:
+        with self.channel() as channel:
+            return int(channel.queue_declare(queue, passive=True).method.message_count)
+
+    def consumers(self, queue: str) -> int:
+        with self.channel() as channel:
+            return int(channel.queue_declare(queue, passive=True).method.consumer_count)
+
+    def connection_names(self) -> list[str]:
+        out = ctl("list_connections", "vhost", "client_properties")
+        return [line for line in out.splitlines() if line.startswith(self.vhost + "\t")]
+
+    def close_all_connections(self, reason: str = "test: closing connections") -> None:
+        ctl("close_all_connections", "-p", self.vhost, reason)
+
+    def restart_app(self) -> None:
+        try:
+            ctl("stop_app")
+        finally:
+            ctl("start_app")
+            ctl("await_startup")
+
+    @contextlib.contextmanager
+    def memory_alarm(self) -> Iterator[None]:
+        """Block publishers node-wide while inside the block."""
+        ctl("set_vm_memory_high_watermark", "0")
+        try:
+            yield
+        finally:
+            ctl("set_vm_memory_high_watermark", "0.4")
+
+    def wait_for(self, predicate: object, timeout: float = 10.0, interval: float = 0.05) -> bool:
+        """Poll ``predicate`` until true or ``timeout``; returns its last value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()  # type: ignore[operator]
+            if value or time.monotonic() >= deadline:
+                return bool(value)
+            time.sleep(interval)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}.{uuid.uuid4().hex[:8]}"

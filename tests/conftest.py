@@ -1,0 +1,58 @@
+"""Shared fixtures: this run's vhost, broker control, raw channels, queues."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from rabbitbus import connections
+from tests import broker as broker_module
+from tests.broker import Broker, unique
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_vhost() -> Iterator[str]:
+    """Create this run's vhost before any test and delete it after the last."""
+    vhost = os.environ["RABBITBUS_TEST_VHOST"]
+    broker_module.add_vhost(vhost)
+    yield vhost
+    connections.close_all()
+    broker_module.delete_vhost(vhost)
+
+
+@pytest.fixture
+def broker(test_vhost: str) -> Broker:
+    return Broker(test_vhost)
+
+
+@pytest.fixture(autouse=True)
+def fresh_connections() -> Iterator[None]:
+    """Each test starts with no open rabbitbus connection in this thread."""
+    connections.forget_all()
+    yield
+    connections.close_all()
+
+
+@pytest.fixture
+def exchange(broker: Broker) -> Iterator[str]:
+    """A topic exchange that exists only for this test."""
+    name = unique("test.x")
+    with broker.channel() as channel:
+        channel.exchange_declare(name, "topic", durable=True)
+    yield name
+    with broker.channel() as channel:
+        channel.exchange_delete(name)
+
+
+@pytest.fixture
+def queue(broker: Broker, exchange: str) -> Iterator[str]:
+    """A durable queue bound to ``exchange`` with routing key ``#``."""
+    name = unique("test.q")
+    with broker.channel() as channel:
+        channel.queue_declare(name, durable=True)
+        channel.queue_bind(name, exchange, "#")
+    yield name
+    with broker.channel() as channel:
+        channel.queue_delete(name)

@@ -1,0 +1,20 @@
+"""Test settings: the demo shop's, pointed at this run's own RabbitMQ vhost."""
+
+import os
+import uuid
+
+from demo_shop.settings import *  # noqa: F403
+
+# One vhost per test run, created and deleted by tests/conftest.py.
+TEST_VHOST = os.environ.setdefault("RABBITBUS_TEST_VHOST", f"rabbitbus-test-{uuid.uuid4().hex[:8]}")
+TEST_URL = f"amqp://guest:guest@127.0.0.1:5672/{TEST_VHOST}"
+
+RABBITBUS = {
+    "CONNECTIONS": {
+        "default": {"URL": TEST_URL, "CONNECTION_NAME": "rabbitbus-tests", "RECONNECT_TIMEOUT": 5},
+    },
+    "APP_ID": "rabbitbus-tests",
+}
+
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
