@@ -32,4 +32,11 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Message",
+    "PublishResult",
+    "apublish",
+    "apublish_many",
+    "publish",
+    "publish_many",
+]

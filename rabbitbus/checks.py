@@ -144,7 +144,9 @@ def _tls_errors(alias: str, tls: Any, urls: list[Any]) -> list[CheckMessage]:
     for key in ("CA_FILE", "CERT_FILE", "KEY_FILE"):
         path = tls.get(key)
         if path is not None and not (isinstance(path, str) and os.path.isfile(path)):
-            errors.append(_e("E008", f"{where}[{key!r}] is not a readable file.", "Check the path."))
+            errors.append(
+                _e("E008", f"{where}[{key!r}] is not a readable file.", "Check the path.")
+            )
     if tls.get("INSECURE"):
         errors.append(
             _w(
@@ -188,7 +190,11 @@ def _exchange_errors(name: str, raw: Any) -> list[CheckMessage]:
     errors = _unknown_keys(raw, EXCHANGE_KEYS, where)
     if raw.get("TYPE", "topic") not in EXCHANGE_TYPES:
         errors.append(
-            _e("E020", f"{where} has an unknown TYPE.", f"One of {', '.join(sorted(EXCHANGE_TYPES))}.")
+            _e(
+                "E020",
+                f"{where} has an unknown TYPE.",
+                f"One of {', '.join(sorted(EXCHANGE_TYPES))}.",
+            )
         )
     return errors
 
@@ -283,7 +289,11 @@ def _serializer_errors(path: Any) -> list[CheckMessage]:
 
 
 def _size_errors(size: Any) -> list[CheckMessage]:
-    if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= BROKER_MAX_MESSAGE_SIZE:
+    if (
+        isinstance(size, bool)
+        or not isinstance(size, int)
+        or not 0 < size <= BROKER_MAX_MESSAGE_SIZE
+    ):
         return [
             _e(
                 "E011",

@@ -132,7 +132,7 @@ def parse_connection(alias: str, raw: Any) -> ConnectionSettings:
     """
     from rabbitbus.checks import connection_errors
 
-    errors = connection_errors(alias, raw)
+    errors = [error for error in connection_errors(alias, raw) if error.is_serious()]
     if errors:
         first = errors[0]
         raise ConfigurationError(f"{first.id}: {first.msg}")

@@ -54,6 +54,12 @@ class ConfirmChannel:
     def is_open(self) -> bool:
         return self.closed_reason is None and self._channel.is_open
 
+    def close(self) -> None:
+        """Close the channel (BlockingConnection.close only knows its own channels)."""
+        if self._channel.is_open:
+            self._channel.close()
+            self._wait(lambda: self._channel.is_closed)
+
     def publish(self, envelopes: Sequence[Envelope], deadline: float) -> dict[str, Outcome]:
         """Send ``envelopes`` and wait until each is settled or ``deadline``."""
         self.outcomes = {}
@@ -81,17 +87,19 @@ class ConfirmChannel:
             timer = connection.call_later(max(0.0, deadline - time.monotonic()), _noop)
         try:
             connection._flush_output(
-                lambda: ready()
-                or self.closed_reason is not None
-                or (deadline is not None and time.monotonic() >= deadline)
+                lambda: (
+                    ready()
+                    or self.closed_reason is not None
+                    or (deadline is not None and time.monotonic() >= deadline)
+                )
             )
         finally:
             if timer is not None and connection.is_open:
                 connection.remove_timeout(timer)
         if self.closed_reason is not None and not isinstance(
-            self.closed_reason, pika.exceptions.ChannelClosedByBroker
+            self.closed_reason, pika.exceptions.ChannelClosed
         ):
-            raise self.closed_reason
+            raise self.closed_reason  # the connection went down with the channel
 
     def _on_confirm(self, frame: Any) -> None:
         method = frame.method

@@ -117,7 +117,8 @@ class SyncConnection:
 
     def _looks_dead(self) -> bool:
         connection = self.connection
-        assert connection is not None
+        if connection is None:
+            return True
         idle = time.monotonic() - self.last_used
         if self.settings.heartbeat and idle > 2 * self.settings.heartbeat:
             logger.info("Reopening connection %r idle for %.0fs", self.settings.alias, idle)
@@ -125,7 +126,9 @@ class SyncConnection:
         try:
             connection.process_data_events(0)  # reads a pending close or EOF
         except PIKA_CONNECTION_ERRORS as exc:
-            logger.info("Connection %r was lost while idle (%s)", self.settings.alias, type(exc).__name__)
+            logger.info(
+                "Connection %r was lost while idle (%s)", self.settings.alias, type(exc).__name__
+            )
             return True
         return not connection.is_open
 
@@ -137,7 +140,9 @@ class SyncConnection:
             except PIKA_CONNECTION_ERRORS as exc:
                 if time.monotonic() + delay > deadline:
                     raise unavailable(self.settings, exc) from exc
-                logger.warning("Broker %r unreachable (%s); retrying", self.settings.alias, type(exc).__name__)
+                logger.warning(
+                    "Broker %r unreachable (%s); retrying", self.settings.alias, type(exc).__name__
+                )
                 time.sleep(delay)
                 continue
             self._on_open(connection)
@@ -173,8 +178,11 @@ class SyncConnection:
     def close(self) -> None:
         """Close politely; used at shutdown."""
         connection, self.connection = self.connection, None
+        channel, self._confirm_channel = self._confirm_channel, None
         if connection is not None and connection.is_open and not self.blocked:
             try:
+                if channel is not None and channel.connection is connection:
+                    channel.close()
                 connection.close()
             except PIKA_CONNECTION_ERRORS:
                 logger.debug("Error while closing connection", exc_info=True)
@@ -269,9 +277,11 @@ class AsyncConnection:
                         client_properties=client_properties(cs),
                         reconnect_interval=1,
                     )
-                except (ConnectionError, OSError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, ConnectionError, OSError) as exc:
                     last_error = exc
-            logger.warning("Broker %r unreachable (%s); retrying", cs.alias, type(last_error).__name__)
+            logger.warning(
+                "Broker %r unreachable (%s); retrying", cs.alias, type(last_error).__name__
+            )
             await asyncio.sleep(next(delays))
         raise unavailable(cs, last_error) from last_error
 

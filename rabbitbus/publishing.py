@@ -1,4 +1,4 @@
-"""Publishing: ``publish`` / ``publish_many`` (pika) and ``apublish`` / ``apublish_many`` (aio-pika).
+"""Publishing: ``publish``/``publish_many`` (pika), ``apublish``/``apublish_many`` (aio-pika).
 
 Every publish is persistent, ``mandatory`` and confirmed by default: a call
 returns only once the broker has taken responsibility for the message, and
@@ -127,7 +127,10 @@ def _send(envelopes: Sequence[Envelope], alias: str, timeout: float | None) -> d
                 outcomes.update(channel.outcomes)
             if isinstance(exc, connections.pika.exceptions.ConnectionBlockedTimeout):
                 error: BaseException = connections.blocked(cs)
-                return {**outcomes, **{e.message_id: error for e in pending if e.message_id not in outcomes}}
+                return {
+                    **outcomes,
+                    **{e.message_id: error for e in pending if e.message_id not in outcomes},
+                }
             reconnect_deadline = reconnect_deadline or time.monotonic() + cs.reconnect_timeout
             if time.monotonic() >= reconnect_deadline:
                 raise connections.unavailable(cs, exc) from exc
@@ -230,7 +233,7 @@ async def _apublish_once(
             timeout=timeout or conn.settings.publish_timeout,
         )
     except aiormq.exceptions.PublishError as exc:
-        frame = exc.frame
+        frame: Any = exc.frame
         return unroutable(frame.exchange, frame.routing_key, frame.reply_text)
     except aiormq.exceptions.ChannelClosed as exc:
         code = 404 if isinstance(exc, aiormq.exceptions.ChannelNotFoundEntity) else 0

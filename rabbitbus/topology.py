@@ -50,7 +50,7 @@ class Queue:
             "x-message-ttl": self.message_ttl,
             "x-max-length": self.max_length,
         }
-        arguments = {"x-queue-type": self.type}
+        arguments: dict[str, Any] = {"x-queue-type": self.type}
         arguments.update({key: value for key, value in optional.items() if value is not None})
         arguments.update(self.arguments)
         return arguments

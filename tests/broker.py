@@ -68,7 +68,7 @@ class Broker:
             return int(channel.queue_declare(queue, passive=True).method.consumer_count)
 
     def connection_names(self) -> list[str]:
-        out = ctl("list_connections", "vhost", "client_properties")
+        out = ctl("list_connections", "vhost", "name", "client_properties")
         return [line for line in out.splitlines() if line.startswith(self.vhost + "\t")]
 
     def close_all_connections(self, reason: str = "test: closing connections") -> None:

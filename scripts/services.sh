@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Make sure the local RabbitMQ (and PostgreSQL, when installed) are running.
+# Sourced by scripts/test.sh and scripts/demo.sh.
+
+rabbit_up() { rabbitmq-diagnostics -q ping >/dev/null 2>&1; }
+
+ensure_rabbitmq() {
+    if rabbit_up; then return 0; fi
+    if ! command -v rabbitmq-server >/dev/null 2>&1; then
+        echo "RabbitMQ is not running on 127.0.0.1:5672 and is not installed here." >&2
+        echo "Start one with 'docker compose up -d rabbitmq' or 'apt-get install rabbitmq-server'." >&2
+        return 1
+    fi
+    echo "Starting RabbitMQ..."
+    rabbitmq-server -detached >/dev/null 2>&1 || true
+    rabbitmqctl await_startup >/dev/null
+}
+
+ensure_rabbitmq_management() {
+    rabbitmq-plugins -q is_enabled rabbitmq_management >/dev/null 2>&1 \
+        || rabbitmq-plugins -q enable rabbitmq_management >/dev/null
+}
+
+ensure_postgresql() {
+    command -v pg_ctlcluster >/dev/null 2>&1 || return 0
+    pg_isready -q -h 127.0.0.1 && return 0
+    echo "Starting PostgreSQL..."
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+}
+
+# make_venv DIR PYTHON: a virtualenv with requirements.txt installed (skipped when unchanged).
+make_venv() {
+    local dir=$1 python=$2 stamp
+    stamp=$(sha256sum requirements.txt | cut -c1-16)
+    if [ ! -x "$dir/bin/python" ]; then "$python" -m venv "$dir"; fi
+    if [ "$(cat "$dir/.requirements" 2>/dev/null)" != "$stamp" ]; then
+        echo "Installing requirements into $dir..."
+        "$dir/bin/python" -m pip install -q --disable-pip-version-check -r requirements.txt \
+            >"$dir/pip.log" 2>&1 || { cat "$dir/pip.log" >&2; return 1; }
+        echo "$stamp" >"$dir/.requirements"
+    fi
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Run the whole test suite: lint, types, then pytest on every supported Python.
+# Sets up what it needs: virtualenvs, RabbitMQ (started when down), PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+
+ensure_rabbitmq
+ensure_rabbitmq_management
+ensure_postgresql
+
+PY313=/root/.pyenv/versions/3.13.0/bin/python3.13
+pythons=("python3:.venv")
+if [ -x "$PY313" ]; then pythons+=("$PY313:.venv313"); fi
+
+# pytest exits 5 when a selection has no test: that is not a failure here.
+run_pytest() { "$@" || { rc=$?; [ "$rc" -eq 5 ] || return "$rc"; }; }
+
+for entry in "${pythons[@]}"; do
+    python=${entry%%:*}
+    venv=${entry##*:}
+    make_venv "$venv" "$python"
+    echo "== $("$venv/bin/python" --version), Django $("$venv/bin/python" -c 'import django; print(django.get_version())')"
+    if [ "$venv" = ".venv" ]; then
+        "$venv/bin/ruff" check .
+        "$venv/bin/ruff" format --check .
+        "$venv/bin/mypy"
+    fi
+    run_pytest "$venv/bin/python" -m pytest -m "not fault and not soak" "$@"
+    # Fault tests restart or alarm the broker: serially, after everything else.
+    run_pytest "$venv/bin/python" -m pytest -m "fault and not soak" "$@"
+done

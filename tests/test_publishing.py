@@ -1,0 +1,218 @@
+"""Publishing against the real broker, sync and async side by side."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from typing import Any
+
+import pika
+import pytest
+from django.conf import settings as django_settings
+from django.test import override_settings
+
+import rabbitbus
+from rabbitbus import connections
+from rabbitbus.exceptions import ExchangeNotFound, Unroutable
+from tests.broker import Broker
+
+
+def get_one(broker: Broker, queue: str) -> tuple[Any, Any, bytes]:
+    with broker.channel() as channel:
+        method, properties, body = channel.basic_get(queue, auto_ack=True)
+    assert method is not None, f"{queue} is empty"
+    return method, properties, body
+
+
+def assert_delivered_as_sent(broker: Broker, queue: str, message_id: str) -> None:
+    method, properties, body = get_one(broker, queue)
+    assert body == b'{"order":42,"total":"9.99"}'
+    assert method.routing_key == "order.placed"
+    assert properties.message_id == message_id
+    assert properties.content_type == "application/json"
+    assert properties.delivery_mode == 2
+    assert properties.headers == {"tenant": "acme"}
+    assert properties.type == "order.placed"
+    assert properties.app_id == "rabbitbus-tests"
+    assert properties.priority == 3
+    assert properties.correlation_id == "corr-1"
+    assert abs(properties.timestamp - time.time()) < 60
+
+
+OPTIONS = {
+    "headers": {"tenant": "acme"},
+    "type": "order.placed",
+    "priority": 3,
+    "correlation_id": "corr-1",
+}
+PAYLOAD = {"order": 42, "total": "9.99"}
+
+
+def test_publish_is_consumed_back_with_all_properties(
+    broker: Broker, exchange: str, queue: str
+) -> None:
+    message_id = rabbitbus.publish(exchange, "order.placed", PAYLOAD, **OPTIONS)
+    assert_delivered_as_sent(broker, queue, message_id)
+
+
+async def test_apublish_is_consumed_back_with_all_properties(
+    broker: Broker, exchange: str, queue: str
+) -> None:
+    message_id = await rabbitbus.apublish(exchange, "order.placed", PAYLOAD, **OPTIONS)
+    await connections.aclose_all()
+    assert_delivered_as_sent(broker, queue, message_id)
+
+
+def test_unroutable_raises(exchange: str) -> None:
+    with pytest.raises(Unroutable, match="no-such-key"):
+        rabbitbus.publish(exchange, "no-such-key", {})
+
+
+async def test_unroutable_raises_async(exchange: str) -> None:
+    try:
+        with pytest.raises(Unroutable, match="no-such-key"):
+            await rabbitbus.apublish(exchange, "no-such-key", {})
+    finally:
+        await connections.aclose_all()
+
+
+def test_missing_exchange_raises_and_the_next_publish_works(
+    broker: Broker, exchange: str, queue: str
+) -> None:
+    with pytest.raises(ExchangeNotFound, match="no exchange"):
+        rabbitbus.publish("no.such.exchange", "k", {})
+    rabbitbus.publish(exchange, "k", {})
+    assert broker.queue_depth(queue) == 1
+
+
+async def test_missing_exchange_raises_and_the_next_apublish_works(
+    broker: Broker, exchange: str, queue: str
+) -> None:
+    try:
+        with pytest.raises(ExchangeNotFound, match="no exchange"):
+            await rabbitbus.apublish("no.such.exchange", "k", {})
+        await rabbitbus.apublish(exchange, "k", {})
+    finally:
+        await connections.aclose_all()
+    assert broker.queue_depth(queue) == 1
+
+
+def test_publish_after_the_broker_closed_the_connection(
+    broker: Broker, exchange: str, queue: str
+) -> None:
+    rabbitbus.publish(exchange, "k", {"n": 1})
+    broker.close_all_connections()  # the broker waits for a Close-Ok we never send while idle
+    rabbitbus.publish(exchange, "k", {"n": 2})
+    assert broker.queue_depth(queue) == 2
+    assert connections.get_sync().reconnects == 1
+
+
+async def test_apublish_after_the_broker_closed_the_connection(
+    broker: Broker, exchange: str, queue: str
+) -> None:
+    try:
+        await rabbitbus.apublish(exchange, "k", {"n": 1})
+        await asyncio.to_thread(broker.close_all_connections)
+        await rabbitbus.apublish(exchange, "k", {"n": 2})
+    finally:
+        await connections.aclose_all()
+    assert broker.queue_depth(queue) == 2
+
+
+def test_idle_connection_past_its_heartbeat_is_reopened(
+    broker: Broker, exchange: str, queue: str
+) -> None:
+    options = {"URL": django_settings.TEST_URL, "HEARTBEAT": 1}
+    with override_settings(RABBITBUS={"CONNECTIONS": {"default": options}}):
+        rabbitbus.publish(exchange, "k", {"n": 1})
+        time.sleep(3.5)  # three heartbeats without any I/O: the broker drops us
+        rabbitbus.publish(exchange, "k", {"n": 2})
+        assert connections.get_sync().reconnects == 1
+    assert broker.queue_depth(queue) == 2
+
+
+def test_publish_many_reports_each_message(broker: Broker, exchange: str, queue: str) -> None:
+    batch = [rabbitbus.Message(exchange, "ok", {"i": i}) for i in range(500)]
+    batch.insert(250, rabbitbus.Message(exchange, "lost", {}, mandatory=True, message_id="bad"))
+    with broker.channel() as channel:
+        channel.queue_unbind(queue, exchange, "#")
+        channel.queue_bind(queue, exchange, "ok")
+    result = rabbitbus.publish_many(batch)
+    assert len(result.confirmed) == 500
+    assert set(result.failed) == {"bad"}
+    assert isinstance(result.failed["bad"], Unroutable)
+    assert broker.queue_depth(queue) == 500
+
+
+async def test_apublish_many_confirms_every_message(
+    broker: Broker, exchange: str, queue: str
+) -> None:
+    try:
+        result = await rabbitbus.apublish_many(
+            [rabbitbus.Message(exchange, "k", {"i": i}) for i in range(2000)]
+        )
+    finally:
+        await connections.aclose_all()
+    assert result.ok and len(result.confirmed) == 2000
+    assert broker.queue_depth(queue) == 2000
+
+
+def test_threads_each_own_a_connection(broker: Broker, exchange: str, queue: str) -> None:
+    seen: list[int] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for i in range(1000):
+                rabbitbus.publish(exchange, "k", {"i": i})
+            seen.append(id(connections.get_sync().connection))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert len(set(seen)) == 8
+    assert broker.queue_depth(queue) == 8000
+
+
+def test_message_id_given_is_kept(broker: Broker, exchange: str, queue: str) -> None:
+    given = uuid.uuid4().hex
+    assert rabbitbus.publish(exchange, "k", {}, message_id=given) == given
+    assert get_one(broker, queue)[1].message_id == given
+
+
+def test_transient_messages_are_marked_so(broker: Broker, exchange: str, queue: str) -> None:
+    rabbitbus.publish(exchange, "k", {}, persistent=False)
+    assert get_one(broker, queue)[1].delivery_mode == 1
+
+
+def test_expiration_drops_unconsumed_messages(broker: Broker, exchange: str, queue: str) -> None:
+    rabbitbus.publish(exchange, "k", {}, expiration=0.05)
+    assert broker.wait_for(lambda: broker.queue_depth(queue) == 0, timeout=5)
+
+
+def test_pika_is_not_used_for_a_connection_per_message(
+    broker: Broker, exchange: str, queue: str
+) -> None:
+    opened = []
+    original = pika.BlockingConnection.__init__
+
+    def counting(self: pika.BlockingConnection, *args: Any, **kwargs: Any) -> None:
+        opened.append(1)
+        original(self, *args, **kwargs)
+
+    pika.BlockingConnection.__init__ = counting  # type: ignore[method-assign]
+    try:
+        for _ in range(20):
+            rabbitbus.publish(exchange, "k", {})
+    finally:
+        pika.BlockingConnection.__init__ = original  # type: ignore[method-assign]
+    assert len(opened) == 1
