@@ -96,6 +96,7 @@ def test_the_registered_check_reads_django_settings() -> None:
         assert {message.id for message in check_settings()} == {"rabbitbus.E011"}
 
 
+@pytest.mark.django_db
 def test_manage_py_check_fails_on_an_error() -> None:
     with (
         override_settings(RABBITBUS={"CONNECTIONS": {"default": {"URL": "redis://x"}}}),
