@@ -22,6 +22,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import aio_pika
 import pika
 import pika.exceptions
+from aio_pika.connection import make_url
 
 from rabbitbus.conf import ConnectionSettings, Endpoint, settings
 from rabbitbus.confirms import ConfirmChannel
@@ -234,6 +235,24 @@ def aio_pika_url(endpoint: Endpoint, cs: ConnectionSettings) -> str:
     return urlunsplit(parts._replace(query=f"{parts.query}&{query}" if parts.query else query))
 
 
+async def _connect_robust(
+    endpoint: Endpoint, cs: ConnectionSettings
+) -> aio_pika.abc.AbstractRobustConnection:
+    connection = aio_pika.RobustConnection(
+        make_url(aio_pika_url(endpoint, cs)),
+        ssl_context=cs.ssl_context() if endpoint.tls else None,
+        client_properties=client_properties(cs),
+        reconnect_interval=1,
+    )
+    try:
+        await connection.connect(timeout=cs.connection_timeout)
+    except BaseException:
+        # Close it here: aio-pika's __del__ would leave an un-awaited close().
+        await connection.close()
+        raise
+    return connection
+
+
 class AsyncConnection:
     """A robust aio-pika connection and its publishing channel, for one loop."""
 
@@ -270,13 +289,7 @@ class AsyncConnection:
         while time.monotonic() < deadline:
             for endpoint in cs.endpoints:
                 try:
-                    return await aio_pika.connect_robust(
-                        aio_pika_url(endpoint, cs),
-                        timeout=cs.connection_timeout,
-                        ssl_context=cs.ssl_context() if endpoint.tls else None,
-                        client_properties=client_properties(cs),
-                        reconnect_interval=1,
-                    )
+                    return await _connect_robust(endpoint, cs)
                 except (TimeoutError, ConnectionError, OSError) as exc:
                     last_error = exc
             logger.warning(

@@ -1,0 +1,127 @@
+"""Publishing through a misbehaving network (the fault proxy), broker untouched."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from django.conf import settings as django_settings
+from django.test import override_settings
+
+import rabbitbus
+from rabbitbus import connections
+from rabbitbus.exceptions import BrokerUnavailable
+from tests.broker import Broker
+from tests.fault_proxy import FaultProxy
+
+
+@pytest.fixture
+def proxy() -> Iterator[FaultProxy]:
+    with FaultProxy(upstream=("127.0.0.1", 5672)) as running:
+        yield running
+
+
+def through(proxy: FaultProxy, **options: object) -> override_settings:
+    url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/{django_settings.TEST_VHOST}"
+    defaults = {"URL": url, "RECONNECT_TIMEOUT": 10, "PUBLISH_TIMEOUT": 5}
+    return override_settings(RABBITBUS={"CONNECTIONS": {"default": {**defaults, **options}}})
+
+
+def delivered_ids(broker: Broker, queue: str) -> list[str]:
+    ids = []
+    with broker.channel() as channel:
+        for method, properties, _body in channel.consume(
+            queue, auto_ack=True, inactivity_timeout=0.5
+        ):
+            if method is None:
+                break
+            ids.append(properties.message_id)
+    return ids
+
+
+def cut_first_connection(proxy: FaultProxy, after: int) -> threading.Thread:
+    """Cut the next connection after ``after`` bytes, and only that one."""
+    seen = proxy.stats["connections"]
+    proxy.cut_after(after)
+
+    def watch() -> None:
+        deadline = time.monotonic() + 10
+        while proxy.stats["connections"] == seen and time.monotonic() < deadline:
+            time.sleep(0.001)
+        proxy.cut_after(None)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher
+
+
+def test_idle_publisher_behind_a_black_hole_publishes_transparently(
+    broker: Broker, exchange: str, queue: str, proxy: FaultProxy
+) -> None:
+    with through(proxy, HEARTBEAT=1):
+        rabbitbus.publish(exchange, "k", {"n": 1})
+        proxy.blackhole()
+        time.sleep(3)  # idle, with the connection silently dead
+        proxy.pass_through()
+        rabbitbus.publish(exchange, "k", {"n": 2})
+        assert connections.get_sync().reconnects == 1
+    assert broker.queue_depth(queue) == 2
+
+
+def test_connection_reset_before_a_publish_is_absorbed(
+    broker: Broker, exchange: str, queue: str, proxy: FaultProxy
+) -> None:
+    with through(proxy):
+        rabbitbus.publish(exchange, "k", {"n": 1})
+        proxy.reset_all()
+        rabbitbus.publish(exchange, "k", {"n": 2})
+    assert broker.queue_depth(queue) == 2
+
+
+@pytest.mark.parametrize("cut", [2**n for n in range(5, 15)])
+def test_cut_at_any_byte_offset_loses_nothing(
+    broker: Broker, exchange: str, queue: str, proxy: FaultProxy, cut: int
+) -> None:
+    fds = len(os.listdir("/proc/self/fd"))
+    with through(proxy):
+        watcher = cut_first_connection(proxy, cut)
+        batch = [rabbitbus.Message(exchange, "k", {"i": i, "pad": "x" * 100}) for i in range(200)]
+        started = time.monotonic()
+        result = rabbitbus.publish_many(batch)
+        assert time.monotonic() - started < 15
+        watcher.join(timeout=10)
+        connections.close_all()
+    assert proxy.stats["connections"] >= 2  # the cut happened and we reconnected
+    assert result.ok, result.failed
+    assert set(result.confirmed) <= set(delivered_ids(broker, queue))  # duplicates allowed
+    assert abs(len(os.listdir("/proc/self/fd")) - fds) <= 5
+
+
+@pytest.mark.parametrize("cut", [2**n for n in range(5, 15, 3)])
+async def test_async_cut_at_any_byte_offset_loses_nothing(
+    broker: Broker, exchange: str, queue: str, proxy: FaultProxy, cut: int
+) -> None:
+    with through(proxy):
+        watcher = cut_first_connection(proxy, cut)
+        batch = [rabbitbus.Message(exchange, "k", {"i": i, "pad": "x" * 100}) for i in range(200)]
+        try:
+            result = await asyncio.wait_for(rabbitbus.apublish_many(batch), timeout=30)
+        finally:
+            await connections.aclose_all()
+        watcher.join(timeout=10)
+    assert proxy.stats["connections"] >= 2
+    assert result.ok, result.failed
+    assert set(result.confirmed) <= set(await asyncio.to_thread(delivered_ids, broker, queue))
+
+
+def test_unreachable_broker_raises_within_the_reconnect_window(proxy: FaultProxy) -> None:
+    proxy.refuse(True)
+    with through(proxy, RECONNECT_TIMEOUT=1):
+        started = time.monotonic()
+        with pytest.raises(BrokerUnavailable, match="not reachable"):
+            rabbitbus.publish("x", "k", {})
+        assert time.monotonic() - started < 1 + 2
