@@ -216,3 +216,36 @@ def test_pika_is_not_used_for_a_connection_per_message(
     finally:
         pika.BlockingConnection.__init__ = original  # type: ignore[method-assign]
     assert len(opened) == 1
+
+
+def failover_settings() -> override_settings:
+    dead = "amqp://guest:guest@127.0.0.1:1/"
+    urls = [dead, django_settings.TEST_URL]
+    return override_settings(RABBITBUS={"CONNECTIONS": {"default": {"URLS": urls}}})
+
+
+def test_failover_skips_a_dead_node(broker: Broker, exchange: str, queue: str) -> None:
+    with failover_settings():
+        rabbitbus.publish(exchange, "k", {})
+    assert broker.queue_depth(queue) == 1
+
+
+async def test_async_failover_skips_a_dead_node(broker: Broker, exchange: str, queue: str) -> None:
+    with failover_settings():
+        try:
+            await rabbitbus.apublish(exchange, "k", {})
+        finally:
+            await connections.aclose_all()
+    assert broker.queue_depth(queue) == 1
+
+
+def test_connection_name_shows_in_the_broker(broker: Broker, exchange: str) -> None:
+    with override_settings(
+        RABBITBUS={
+            "CONNECTIONS": {
+                "default": {"URL": django_settings.TEST_URL, "CONNECTION_NAME": "shop-web-7"}
+            }
+        }
+    ):
+        connections.get_sync().get()
+        assert any('"shop-web-7"' in line for line in broker.connection_names())
