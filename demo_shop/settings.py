@@ -19,6 +19,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rabbitbus",
+    "demo_shop.catalog",
+    "demo_shop.orders",
+    "demo_shop.inventory",
+    "demo_shop.billing",
 ]
 
 MIDDLEWARE = [

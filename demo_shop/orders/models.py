@@ -1,0 +1,68 @@
+"""Orders, their lines, and the history of their status."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models, transaction
+
+
+class Order(models.Model):
+    class Status(models.TextChoices):
+        PLACED = "placed"
+        RESERVED = "reserved"
+        PAID = "paid"
+        CONFIRMED = "confirmed"
+        CANCELLED = "cancelled"
+
+    FINAL = (Status.CONFIRMED, Status.CANCELLED)
+
+    email = models.EmailField()
+    card_number = models.CharField(max_length=32, help_text="Demo only: 4000... fails payment.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PLACED)
+    reason = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Order #{self.pk}"
+
+    @property
+    def total(self) -> Decimal:
+        return sum((line.subtotal for line in self.lines.all()), Decimal("0"))
+
+    def move_to(self, status: str, reason: str = "") -> None:
+        """Change status and record it, in one transaction."""
+        with transaction.atomic():
+            self.status, self.reason = status, reason
+            self.save(update_fields=["status", "reason"])
+            self.history.create(status=status, reason=reason)
+
+
+class OrderLine(models.Model):
+    order = models.ForeignKey(Order, related_name="lines", on_delete=models.CASCADE)
+    product = models.ForeignKey("catalog.Product", on_delete=models.PROTECT)
+    quantity = models.PositiveIntegerField()
+    unit_price = models.DecimalField(max_digits=10, decimal_places=2)
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.product}"
+
+    @property
+    def subtotal(self) -> Decimal:
+        return self.unit_price * self.quantity
+
+
+class StatusChange(models.Model):
+    order = models.ForeignKey(Order, related_name="history", on_delete=models.CASCADE)
+    status = models.CharField(max_length=16)
+    reason = models.CharField(max_length=200, blank=True, default="")
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.order}: {self.status}"
