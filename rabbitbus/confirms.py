@@ -23,14 +23,18 @@ from rabbitbus.messages import Envelope
 
 Outcome = BaseException | None
 
+#: How often the I/O loop wakes while waiting, so a stalled wait notices its timeout.
+TICK = 0.25
+
 
 class ConfirmChannel:
     """Publishes envelopes and reports one outcome per message id.
 
     An outcome is ``None`` (confirmed), :class:`Unroutable`,
     :class:`NotConfirmed`, or a channel error. Ids missing from the result were
-    not confirmed before the deadline. Connection loss propagates as pika's
-    exception so the caller can reconnect and resend.
+    not confirmed in time: no confirm at all arrived for ``timeout`` seconds.
+    Connection loss propagates as pika's exception so the caller can reconnect
+    and resend.
     """
 
     def __init__(self, connection: pika.BlockingConnection) -> None:
@@ -41,6 +45,8 @@ class ConfirmChannel:
         self._returned: dict[str, Unroutable] = {}
         self.outcomes: dict[str, Outcome] = {}
         self.closed_reason: BaseException | None = None
+        self._progress_at = time.monotonic()
+        self._tick_timer: Any = None
         opened: list[Any] = []
         self._channel = connection._impl.channel(on_open_callback=opened.append)
         self._channel.add_on_close_callback(self._on_close)
@@ -49,6 +55,13 @@ class ConfirmChannel:
         self._channel.confirm_delivery(ack_nack_callback=self._on_confirm, callback=selected.append)
         self._channel.add_on_return_callback(self._on_return)
         self._wait(lambda: bool(selected))
+        self._tick()
+
+    def _tick(self) -> None:
+        # One repeating timer, rather than one per publish: it only has to wake
+        # the poll so that _wait sees the time. pika runs it inside its I/O loop.
+        if self.is_open:
+            self._tick_timer = self.connection._impl._adapter_call_later(TICK, self._tick)
 
     @property
     def is_open(self) -> bool:
@@ -56,12 +69,14 @@ class ConfirmChannel:
 
     def close(self) -> None:
         """Close the channel (BlockingConnection.close only knows its own channels)."""
+        if self._tick_timer is not None:
+            self.connection._impl._adapter_remove_timeout(self._tick_timer)
         if self._channel.is_open:
             self._channel.close()
             self._wait(lambda: self._channel.is_closed)
 
-    def publish(self, envelopes: Sequence[Envelope], deadline: float) -> dict[str, Outcome]:
-        """Send ``envelopes`` and wait until each is settled or ``deadline``."""
+    def publish(self, envelopes: Sequence[Envelope], timeout: float) -> dict[str, Outcome]:
+        """Send ``envelopes``; wait until each is settled or confirms stall for ``timeout`` s."""
         self.outcomes = {}
         self._tags.clear()
         self._lowest_tag = self._next_tag
@@ -72,36 +87,28 @@ class ConfirmChannel:
                 envelope.exchange,
                 envelope.routing_key,
                 envelope.body,
-                pika.BasicProperties(**envelope.properties()),
+                pika_properties(envelope),
                 envelope.mandatory,
             )
         expected = len(envelopes)
-        self._wait(lambda: len(self.outcomes) >= expected, deadline)
+        self._progress_at = time.monotonic()
+        self._wait(lambda: len(self.outcomes) >= expected, timeout)
         return self.outcomes
 
-    def _wait(self, ready: Callable[[], bool], deadline: float | None = None) -> None:
-        connection = self.connection
-        timer = None
-        if deadline is not None:
-            # A timer wakes the I/O loop at the deadline even when nothing arrives.
-            timer = connection.call_later(max(0.0, deadline - time.monotonic()), _noop)
-        try:
-            connection._flush_output(
-                lambda: (
-                    ready()
-                    or self.closed_reason is not None
-                    or (deadline is not None and time.monotonic() >= deadline)
-                )
-            )
-        finally:
-            if timer is not None and connection.is_open:
-                connection.remove_timeout(timer)
+    def _wait(self, ready: Callable[[], bool], timeout: float | None = None) -> None:
+        def stalled() -> bool:
+            return timeout is not None and time.monotonic() - self._progress_at >= timeout
+
+        self.connection._flush_output(
+            lambda: ready() or self.closed_reason is not None or stalled()
+        )
         if self.closed_reason is not None and not isinstance(
             self.closed_reason, pika.exceptions.ChannelClosed
         ):
             raise self.closed_reason  # the connection went down with the channel
 
     def _on_confirm(self, frame: Any) -> None:
+        self._progress_at = time.monotonic()
         method = frame.method
         first = self._lowest_tag if method.multiple else method.delivery_tag
         for tag in range(first, method.delivery_tag + 1):
@@ -129,8 +136,20 @@ class ConfirmChannel:
             self._tags.clear()
 
 
-def _noop() -> None:
-    pass
+def pika_properties(envelope: Envelope) -> pika.BasicProperties:
+    return pika.BasicProperties(
+        content_type=envelope.content_type,
+        delivery_mode=envelope.delivery_mode,
+        message_id=envelope.message_id,
+        timestamp=envelope.timestamp,
+        app_id=envelope.app_id,
+        headers=envelope.headers or None,
+        type=envelope.type,
+        priority=envelope.priority,
+        expiration=envelope.expiration,
+        correlation_id=envelope.correlation_id,
+        reply_to=envelope.reply_to,
+    )
 
 
 def unroutable(exchange: str, routing_key: str, reply_text: str) -> Unroutable:

@@ -40,6 +40,10 @@ PIKA_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+#: Idle seconds after which a connection is probed for a close before use.
+PROBE_AFTER = 1.0
+
+
 def backoff_delays(base: float = 0.05, cap: float = 1.0) -> Any:
     """Capped exponential backoff with full jitter: base, 2*base, ... <= cap."""
     delay = base
@@ -121,6 +125,9 @@ class SyncConnection:
         if connection is None:
             return True
         idle = time.monotonic() - self.last_used
+        if idle < PROBE_AFTER:
+            # Just used: a close since then surfaces in the publish itself, which resends.
+            return False
         if self.settings.heartbeat and idle > 2 * self.settings.heartbeat:
             logger.info("Reopening connection %r idle for %.0fs", self.settings.alias, idle)
             return True

@@ -63,22 +63,6 @@ class Envelope:
     reply_to: str | None = None
     mandatory: bool = True
 
-    def properties(self) -> dict[str, Any]:
-        """AMQP basic properties as keyword arguments (pika and aiormq agree)."""
-        return {
-            "content_type": self.content_type,
-            "delivery_mode": self.delivery_mode,
-            "message_id": self.message_id,
-            "timestamp": self.timestamp,
-            "app_id": self.app_id,
-            "headers": self.headers,
-            "type": self.type,
-            "priority": self.priority,
-            "expiration": self.expiration,
-            "correlation_id": self.correlation_id,
-            "reply_to": self.reply_to,
-        }
-
 
 def expiration_ms(expiration: float | timedelta | None) -> str | None:
     """AMQP wants per-message TTL as a string of whole milliseconds."""

@@ -58,14 +58,13 @@ def test_options_reach_the_properties() -> None:
             reply_to="r",
         )
     )
-    properties = envelope.properties()
-    assert properties["headers"] == {"h": 1}
-    assert properties["message_id"] == "m1"
-    assert properties["type"] == "order.placed"
-    assert properties["delivery_mode"] == messages.TRANSIENT
-    assert properties["priority"] == 5
-    assert properties["expiration"] == "1500"
-    assert (properties["correlation_id"], properties["reply_to"]) == ("c", "r")
+    assert envelope.headers == {"h": 1}
+    assert envelope.message_id == "m1"
+    assert envelope.type == "order.placed"
+    assert envelope.delivery_mode == messages.TRANSIENT
+    assert envelope.priority == 5
+    assert envelope.expiration == "1500"
+    assert (envelope.correlation_id, envelope.reply_to) == ("c", "r")
 
 
 def test_negative_expiration_is_refused() -> None:
