@@ -42,6 +42,8 @@ DEBUG_HANG_ENV = "RABBITBUS_OUTBOX_DEBUG_HANG_BEFORE_MARK"
 TRANSIENT = (BrokerConnectionError, PublishTimeout)
 
 PRUNE_EVERY = 300.0
+#: Longest a waiting relay takes to notice its stop event.
+STOP_CHECK = 0.5
 
 
 class Relay:
@@ -140,7 +142,7 @@ class Relay:
                     delay = min(self.options["IDLE_INTERVAL"] * 5, max(delay * 2, 0.5))
                     stop.wait(delay)
                 elif claimed < self.options["BATCH_SIZE"]:
-                    delay = waiter.wait(claimed > 0)
+                    delay = waiter.wait(claimed > 0, stop)
         finally:
             waiter.close()
             rabbit_connections.close_all()
@@ -177,11 +179,14 @@ class PollWaiter:
         self.busy, self.idle = options["POLL_INTERVAL"], options["IDLE_INTERVAL"]
         self.delay = self.busy
 
-    def wait(self, busy: bool) -> float:
+    def wait(self, busy: bool, stop: threading.Event) -> float:
         self.delay = self.busy if busy else min(self.idle, self.delay * 2)
-        if outbox.local_wakeup.wait(self.delay):
-            outbox.local_wakeup.clear()
-            self.delay = self.busy
+        deadline = time.monotonic() + self.delay
+        while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            if outbox.local_wakeup.wait(min(left, STOP_CHECK)):
+                outbox.local_wakeup.clear()
+                self.delay = self.busy
+                break
         return self.delay
 
     def close(self) -> None:
@@ -201,9 +206,11 @@ class NotifyWaiter:
         self.connection = psycopg.connect(**params, autocommit=True)
         self.connection.execute(f"LISTEN {outbox.NOTIFY_CHANNEL}")
 
-    def wait(self, busy: bool) -> float:
-        for _ in self.connection.notifies(timeout=self.idle, stop_after=1):
-            break
+    def wait(self, busy: bool, stop: threading.Event) -> float:
+        deadline = time.monotonic() + self.idle
+        while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            if list(self.connection.notifies(timeout=min(left, STOP_CHECK), stop_after=1)):
+                break
         return self.idle
 
     def close(self) -> None:

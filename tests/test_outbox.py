@@ -217,7 +217,6 @@ def test_the_relay_wakes_on_a_local_write_without_waiting_for_its_poll(
         assert [m.message_id for m in drain_until(broker, queue, 1, timeout=10)] == [message_id]
     finally:
         stop.set()
-        outbox.local_wakeup.set()
         thread.join(10)
     assert not thread.is_alive()
 
