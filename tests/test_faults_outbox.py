@@ -1,4 +1,4 @@
-"""Broker stopped while orders commit, then started: every message is delivered (node-wide fault)."""
+"""Broker stopped while orders commit, then started: every message is delivered."""
 
 from __future__ import annotations
 
