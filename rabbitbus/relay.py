@@ -74,17 +74,18 @@ class Relay:
         by_connection: dict[str, list[OutboxMessage]] = defaultdict(list)
         for row in rows:
             by_connection[row.connection].append(row)
-        for alias, group in by_connection.items():
-            self._publish(alias, group)
+        try:
+            for alias, group in by_connection.items():
+                self._publish(alias, group)
+        except BrokerConnectionError:
+            # Give back every row not settled yet, not only the failed connection's.
+            outbox.release([row.id for row in rows], self.relay_id, self.using)
+            raise
         return len(rows)
 
     def _publish(self, alias: str, rows: list[OutboxMessage]) -> None:
         envelopes = [outbox.envelope_of(row) for row in rows]
-        try:
-            result = publishing.publish_envelopes(envelopes, connection=alias)
-        except BrokerConnectionError:
-            outbox.release([row.id for row in rows], self.relay_id, self.using)
-            raise
+        result = publishing.publish_envelopes(envelopes, connection=alias)
         if self._hang_before_mark:
             self._hang(len(result.confirmed))
         self._settle(rows, result)
