@@ -193,7 +193,7 @@ def test_expired_claims_are_taken_again(exchange: str) -> None:
     assert [r.message_id for r in outbox.claim("other", 10, 60)] == [message_id]
 
 
-def test_per_aggregate_order_is_kept_through_failures(
+def test_one_relay_keeps_aggregate_order_across_batches(
     broker: Broker, exchange: str, queue: str
 ) -> None:
     for seq in range(5):
@@ -227,3 +227,34 @@ def test_rabbit_outbox_command_drains_once(broker: Broker, exchange: str, queue:
     call_command("rabbit_outbox", "--once", stdout=out)
     assert out.getvalue().strip() == "1 published, 0 failed for good."
     assert len(drain(broker, queue)) == 1
+
+
+def test_a_failing_row_holds_back_its_aggregate_until_marked_failed(
+    broker: Broker, exchange: str, queue: str
+) -> None:
+    unbound = f"{exchange}.unbound"
+    with broker.channel() as channel:
+        channel.exchange_declare(unbound, "topic", auto_delete=False)
+    outbox.enqueue(unbound, "order.event", {"seq": 0}, aggregate="order:8")
+    second = outbox.enqueue(exchange, "order.event", {"seq": 1}, aggregate="order:8")
+    other = outbox.enqueue(exchange, "order.event", {"seq": 0}, aggregate="order:9")
+    relay = Relay(options={"MAX_ATTEMPTS": 2, "RETRY_BACKOFF": 0.1})
+    assert relay.run_once() == 2  # order:8's head and order:9
+    assert [m.message_id for m in drain(broker, queue, idle=0.2)] == [other]
+    time.sleep(0.2)
+    assert relay.run_once() == 1  # the head again, now failed for good
+    assert OutboxMessage.objects.get(status="failed").aggregate == "order:8"
+    assert relay.run_once() == 1
+    assert [m.message_id for m in drain(broker, queue)] == [second]
+    with broker.channel() as channel:
+        channel.exchange_delete(unbound)
+
+
+def test_rabbit_outbox_command_prunes_and_retries_failed(exchange: str) -> None:
+    outbox.enqueue(exchange, "no.such.binding", {})
+    Relay(options={"MAX_ATTEMPTS": 1}).run_once()
+    out = io.StringIO()
+    call_command("rabbit_outbox", "--retry-failed", stdout=out)
+    call_command("rabbit_outbox", "--prune", stdout=out)
+    assert out.getvalue().splitlines() == ["1 failed messages requeued.", "0 sent messages pruned."]
+    assert OutboxMessage.objects.get().status == "pending"
