@@ -18,9 +18,13 @@ _EXPORTS = {
     "apublish_many": "rabbitbus.publishing",
     "PublishResult": "rabbitbus.publishing",
     "Message": "rabbitbus.messages",
+    "bridge": "rabbitbus.bridges",
+    "publish_on_commit": "rabbitbus.delivery",
 }
 
 if TYPE_CHECKING:
+    from rabbitbus.bridges import bridge
+    from rabbitbus.delivery import publish_on_commit
     from rabbitbus.messages import Message
     from rabbitbus.publishing import PublishResult, apublish, apublish_many, publish, publish_many
 
@@ -39,6 +43,8 @@ __all__ = [
     "PublishResult",
     "apublish",
     "apublish_many",
+    "bridge",
     "publish",
     "publish_many",
+    "publish_on_commit",
 ]

@@ -12,7 +12,8 @@ class RabbitBusConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from rabbitbus import checks  # noqa: F401 - registers the system checks
+        from rabbitbus import bridge_checks, bridges, checks  # noqa: F401 - registers checks
 
         # Handlers live in <app>/rabbit.py (Channels already owns consumers.py).
         autodiscover_modules("rabbit")
+        bridges.connect_all()

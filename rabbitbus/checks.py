@@ -17,7 +17,16 @@ from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
 TOP_LEVEL_KEYS = frozenset(
-    {"CONNECTIONS", "SERIALIZER", "MAX_MESSAGE_SIZE", "APP_ID", "EXCHANGES", "QUEUES"}
+    {
+        "CONNECTIONS",
+        "SERIALIZER",
+        "MAX_MESSAGE_SIZE",
+        "APP_ID",
+        "EXCHANGES",
+        "QUEUES",
+        "BRIDGES",
+        "OUTBOX",
+    }
 )
 CONNECTION_KEYS = frozenset(
     {

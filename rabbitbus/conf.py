@@ -27,6 +27,8 @@ DEFAULTS: dict[str, Any] = {
     "APP_ID": "rabbitbus",
     "EXCHANGES": {},
     "QUEUES": {},
+    "BRIDGES": [],
+    "OUTBOX": {},
 }
 
 CONNECTION_DEFAULTS: dict[str, Any] = {

@@ -40,6 +40,12 @@ class OutboxMessage(models.Model):
         indexes = [
             models.Index(fields=["status", "id"], name="rabbitbus_outbox_status_id"),
             models.Index(fields=["status", "sent_at"], name="rabbitbus_outbox_status_sent"),
+            # The relay's "is there an older pending row of this aggregate?" lookup.
+            models.Index(
+                fields=["aggregate", "id"],
+                condition=models.Q(status="pending"),
+                name="rabbitbus_outbox_pending_agg",
+            ),
         ]
         verbose_name = "outbox message"
 

@@ -108,6 +108,17 @@ def publish_many(
     return _result(envelopes, _send(envelopes, connection, timeout))
 
 
+def publish_envelopes(
+    envelopes: Sequence[Envelope], *, connection: str = "default", timeout: float | None = None
+) -> PublishResult:
+    """Publish already-built envelopes (the outbox relay's bytes) with pipelined confirms.
+
+    Same outcomes as :func:`publish_many`; raises :class:`BrokerUnavailable`
+    when no broker answers within ``RECONNECT_TIMEOUT``.
+    """
+    return _result(envelopes, _send(envelopes, connection, timeout))
+
+
 def _send(envelopes: Sequence[Envelope], alias: str, timeout: float | None) -> dict[str, Outcome]:
     conn = connections.get_sync(alias)
     cs = conn.settings
@@ -289,5 +300,6 @@ __all__ = [
     "apublish",
     "apublish_many",
     "publish",
+    "publish_envelopes",
     "publish_many",
 ]

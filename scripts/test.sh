@@ -26,7 +26,9 @@ for entry in "${pythons[@]}"; do
         "$venv/bin/ruff" format --check .
         "$venv/bin/mypy"
     fi
-    run_pytest "$venv/bin/python" -m pytest -m "not fault and not soak" "$@"
+    run_pytest "$venv/bin/python" -m pytest -m "not fault and not soak and not postgres" "$@"
+    # Outbox concurrency needs PostgreSQL (SKIP LOCKED, LISTEN/NOTIFY).
+    run_pytest "$venv/bin/python" -m pytest --ds=tests.settings_pg -m "postgres and not fault" "$@"
     # Fault tests restart or alarm the broker: serially, after everything else.
     run_pytest "$venv/bin/python" -m pytest -m "fault and not soak" "$@"
 done

@@ -56,3 +56,15 @@ def queue(broker: Broker, exchange: str) -> Iterator[str]:
     yield name
     with broker.channel() as channel:
         channel.queue_delete(name)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``postgres`` tests need the PostgreSQL settings; skip them elsewhere."""
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        return
+    skip = pytest.mark.skip(reason="needs --ds=tests.settings_pg")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)

@@ -102,9 +102,121 @@ def test_manage_py_check_fails_on_an_error() -> None:
         override_settings(RABBITBUS={"CONNECTIONS": {"default": {"URL": "redis://x"}}}),
         pytest.raises(SystemCheckError, match="rabbitbus.E005"),
     ):
-        call_command("check")
+        call_command("check", "--tag", "rabbitbus")  # model checks need the DB on Django 6.1
 
 
 def test_messages_never_contain_the_password() -> None:
     raw = {"CONNECTIONS": {"default": {"URL": "amqp://u:s3cret@h:5672/", "HEARTBEAT": -1}}}
     assert all("s3cret" not in str(message) for message in setting_errors(raw))
+
+
+# -- bridges and the outbox (rabbitbus.E040-E045) ----------------------------------
+
+SHOP = {"EXCHANGES": {"shop": "topic"}}
+
+
+def bridge_ids(**bridge: Any) -> set[str]:
+    from rabbitbus.bridge_checks import all_errors
+
+    entry = {"MODEL": "testapp.Order", "EXCHANGE": "shop", **bridge}
+    return {message.id for message in all_errors({**SHOP, "BRIDGES": [entry]})}
+
+
+def outbox_ids(outbox: Any) -> set[str]:
+    from rabbitbus.bridge_checks import all_errors
+
+    return {message.id for message in all_errors({"OUTBOX": outbox})}
+
+
+def test_a_good_bridge_setting_has_no_messages() -> None:
+    assert bridge_ids(PAYLOAD=["number", "total"], HEADERS="tests.test_checks.headers") == set()
+
+
+def headers(instance: Any, event: str) -> dict[str, str]:
+    return {"event": event}
+
+
+@pytest.mark.parametrize(
+    "raw", [{"BRIDGES": {"MODEL": "testapp.Order"}}, {"BRIDGES": [{"MODEL": "testapp.Order"}]}]
+)
+def test_malformed_bridges_setting_is_e040(raw: Any) -> None:
+    from rabbitbus.bridge_checks import all_errors
+
+    assert {message.id for message in all_errors(raw)} == {"rabbitbus.E040"}
+
+
+def test_unknown_bridge_key_is_e040() -> None:
+    assert bridge_ids(ROUTINGKEY="x") == {"rabbitbus.E040"}
+
+
+@pytest.mark.parametrize(
+    "bridge",
+    [
+        {"MODEL": "testapp.NoSuchModel"},
+        {"MODEL": "nosuchapp.Order"},
+        {"MODEL": None},
+        {"MODEL": None, "SIGNAL": "tests.test_checks.no_such_signal"},
+        {"MODEL": None, "SIGNAL": "tests.test_checks.headers"},
+    ],
+)
+def test_bridge_to_a_missing_model_or_signal_is_e041(bridge: dict[str, Any]) -> None:
+    assert "rabbitbus.E041" in bridge_ids(**bridge)
+
+
+def test_bridge_to_an_undeclared_exchange_is_e042() -> None:
+    assert bridge_ids(EXCHANGE="shopp") == {"rabbitbus.E042"}
+
+
+@pytest.mark.parametrize(
+    "bridge",
+    [
+        {"PAYLOAD": "tests.test_checks.no_such_builder"},
+        {"PAYLOAD": "tests.test_checks.SHOP"},
+        {"PAYLOAD": ["number", "colour"]},
+        {"HEADERS": "nosuchmodule.headers"},
+        {"ROUTING_KEY": 5},
+    ],
+)
+def test_bridge_builder_that_does_not_exist_is_e043(bridge: dict[str, Any]) -> None:
+    assert bridge_ids(**bridge) == {"rabbitbus.E043"}
+
+
+@pytest.mark.parametrize(
+    "bridge", [{"MODE": "later"}, {"EVENTS": ["saved"]}, {"EVENTS": "created"}, {"EVENTS": []}]
+)
+def test_bad_bridge_mode_or_events_is_e044(bridge: dict[str, Any]) -> None:
+    assert bridge_ids(**bridge) == {"rabbitbus.E044"}
+
+
+@pytest.mark.parametrize(
+    "outbox",
+    [
+        [],
+        {"BATCH_SIZ": 10},
+        {"BATCH_SIZE": 0},
+        {"CLAIM_TIMEOUT": "60"},
+        {"ON_COMMIT_FAILURE": "ignore"},
+    ],
+)
+def test_bad_outbox_setting_is_e045(outbox: Any) -> None:
+    assert outbox_ids(outbox) == {"rabbitbus.E045"}
+
+
+def test_bridges_declared_in_code_are_checked_too() -> None:
+    from rabbitbus import bridges
+    from rabbitbus.bridge_checks import check_bridges
+
+    declared = bridges.bridge("testapp.Order", exchange="amq.topic", mode="later")
+    try:
+        assert {message.id for message in check_bridges()} == {"rabbitbus.E044"}
+    finally:
+        declared.disconnect()
+        bridges._registry.remove(declared)
+
+
+def test_manage_py_check_reports_a_bad_bridge() -> None:
+    with (
+        override_settings(RABBITBUS={"BRIDGES": [{"MODEL": "testapp.Nope", "EXCHANGE": "x"}]}),
+        pytest.raises(SystemCheckError, match="rabbitbus.E041"),
+    ):
+        call_command("check", "--tag", "rabbitbus")  # model checks need the DB on Django 6.1

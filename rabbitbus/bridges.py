@@ -1,0 +1,226 @@
+"""Django signals -> messages, declared once per model or signal.
+
+In an app's ``rabbit.py``::
+
+    rabbitbus.bridge(Order, exchange="shop", routing_key="order.{event}", mode="outbox")
+
+or in settings, ``RABBITBUS["BRIDGES"] = [{"MODEL": "orders.Order", "EXCHANGE": "shop"}]``.
+Events are ``created``/``updated`` (``post_save``) and ``deleted``
+(``post_delete``); a bridge on a custom ``signal`` publishes event ``signal``.
+The routing key is a format string (``{event}``, ``{model}``, ``{app_label}``,
+``{pk}``, ``{instance}``) or a callable ``(instance, event) -> str``. The
+payload is every concrete field by default, a list of field names, or a
+callable (or its dotted path) ``(instance, event, **signal_kwargs) -> payload``;
+headers are a dict or such a callable. Messages of one model instance share
+the aggregate ``"<app_label>.<model>:<pk>"``, so the outbox keeps their order.
+Connecting does no I/O; nothing is published until a signal fires.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.apps import apps
+from django.db.models import Model
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import Signal
+from django.utils.module_loading import import_string
+
+from rabbitbus import delivery
+
+logger = logging.getLogger("rabbitbus.bridges")
+
+MODEL_EVENTS = ("created", "updated", "deleted")
+SETTING_KEYS = {
+    "MODEL": "model",
+    "SIGNAL": "signal",
+    "EXCHANGE": "exchange",
+    "ROUTING_KEY": "routing_key",
+    "EVENTS": "events",
+    "PAYLOAD": "payload",
+    "HEADERS": "headers",
+    "MODE": "mode",
+    "CONNECTION": "connection",
+    "TYPE": "type",
+}
+
+
+def resolve(value: Any) -> Any:
+    """A dotted path imported, anything else as it is."""
+    return import_string(value) if isinstance(value, str) else value
+
+
+@dataclass(eq=False)
+class Bridge:
+    """One signal -> message rule. See the module docstring for each field."""
+
+    exchange: str
+    model: Any = None
+    signal: Any = None
+    routing_key: Any = "{model}.{event}"
+    events: Sequence[str] = MODEL_EVENTS
+    payload: Any = None
+    headers: Any = None
+    mode: str = "on_commit"
+    connection: str = "default"
+    type: str | None = "{app_label}.{model}.{event}"
+    _receivers: list[tuple[Signal, Callable[..., None]]] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def from_setting(cls, raw: dict[str, Any]) -> Bridge:
+        return cls(**{SETTING_KEYS[key]: value for key, value in raw.items()})
+
+    # -- wiring ----------------------------------------------------------------
+
+    def model_class(self) -> Any:
+        """The model class, or None for a bridge on a custom signal."""
+        if self.model is None or isinstance(self.model, type):
+            return self.model
+        return apps.get_model(self.model)
+
+    def connect(self) -> None:
+        """Connect the signal receivers (raises LookupError/ImportError on bad config)."""
+        if self._receivers:
+            return
+        model = self.model_class()
+        if self.signal is not None:
+            self._listen(resolve(self.signal), self._on_signal, model)
+            return
+        if {"created", "updated"} & set(self.events):
+            self._listen(post_save, self._on_save, model)
+        if "deleted" in self.events:
+            self._listen(post_delete, self._on_delete, model)
+
+    def _listen(self, signal: Signal, receiver: Callable[..., None], sender: Any) -> None:
+        signal.connect(receiver, sender=sender, weak=False, dispatch_uid=(id(self), id(signal)))
+        self._receivers.append((signal, receiver))
+
+    def disconnect(self) -> None:
+        for signal, _receiver in self._receivers:
+            signal.disconnect(sender=self.model_class(), dispatch_uid=(id(self), id(signal)))
+        self._receivers.clear()
+
+    # -- receivers ---------------------------------------------------------------
+
+    def _on_save(self, sender: Any, instance: Model, created: bool, **kwargs: Any) -> None:
+        event = "created" if created else "updated"
+        if event in self.events and not kwargs.get("raw"):
+            self.emit(instance, event, kwargs.get("using"))
+
+    def _on_delete(self, sender: Any, instance: Model, **kwargs: Any) -> None:
+        self.emit(instance, "deleted", kwargs.get("using"))
+
+    def _on_signal(self, sender: Any, **kwargs: Any) -> None:
+        kwargs.pop("signal", None)
+        self.emit(kwargs.get("instance", sender), "signal", kwargs.get("using"), **kwargs)
+
+    # -- building the message -----------------------------------------------------
+
+    def emit(self, instance: Any, event: str, using: str | None, **kwargs: Any) -> str:
+        """Build and deliver the message for ``event`` on ``instance``; returns its id."""
+        names = self._names(instance, event)
+        return delivery.deliver(
+            self.mode,
+            self.exchange,
+            self._routing_key(instance, event, names),
+            self._payload(instance, event, kwargs),
+            connection=self.connection,
+            using=using,
+            aggregate=self._aggregate(instance, names),
+            headers=self._headers(instance, event),
+            type=self.type.format(**names) if self.type else None,
+        )
+
+    def _names(self, instance: Any, event: str) -> dict[str, Any]:
+        meta = getattr(instance, "_meta", None)
+        return {
+            "event": event,
+            "model": meta.model_name if meta else type(instance).__name__.lower(),
+            "app_label": meta.app_label if meta else "",
+            "pk": getattr(instance, "pk", ""),
+            "instance": instance,
+        }
+
+    def _routing_key(self, instance: Any, event: str, names: dict[str, Any]) -> str:
+        if callable(self.routing_key):
+            return str(self.routing_key(instance, event))
+        return str(self.routing_key).format(**names)
+
+    def _payload(self, instance: Any, event: str, kwargs: dict[str, Any]) -> Any:
+        if self.payload is None or isinstance(self.payload, list | tuple):
+            if not isinstance(instance, Model):
+                return {key: value for key, value in kwargs.items() if key != "sender"}
+            return model_fields(instance, self.payload)
+        return resolve(self.payload)(instance, event, **kwargs)
+
+    def _headers(self, instance: Any, event: str) -> dict[str, Any]:
+        if self.headers is None:
+            return {}
+        if isinstance(self.headers, dict):
+            return dict(self.headers)
+        return dict(resolve(self.headers)(instance, event))
+
+    def _aggregate(self, instance: Any, names: dict[str, Any]) -> str:
+        if not isinstance(instance, Model):
+            return ""
+        return "{app_label}.{model}:{pk}".format(**names)
+
+
+def model_fields(instance: Model, names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Concrete field values by attribute name (``customer_id`` for a foreign key)."""
+    fields = instance._meta.concrete_fields
+    wanted = set(names) if names is not None else None
+    return {
+        f.attname: f.value_from_object(instance)
+        for f in fields
+        if wanted is None or f.name in wanted or f.attname in wanted
+    }
+
+
+_registry: list[Bridge] = []
+
+
+def bridge(model: Any = None, *, exchange: str, **options: Any) -> Bridge:
+    """Declare a bridge (see the module docstring); connected now if apps are ready.
+
+    Returns the :class:`Bridge`; call its ``disconnect()`` to remove it.
+    """
+    declared = Bridge(exchange=exchange, model=model, **options)
+    _registry.append(declared)
+    if apps.ready:
+        declared.connect()
+    return declared
+
+
+def registered() -> list[Bridge]:
+    """Bridges declared with :func:`bridge` (settings bridges not included)."""
+    return list(_registry)
+
+
+def from_settings() -> list[Bridge]:
+    from rabbitbus.conf import settings
+
+    return [Bridge.from_setting(raw) for raw in settings.BRIDGES if isinstance(raw, dict)]
+
+
+_settings_bridges: list[Bridge] = []
+
+
+def connect_all() -> None:
+    """Connect every declared and configured bridge; called by ``AppConfig.ready()``.
+
+    A bridge whose model or signal does not resolve is skipped here and
+    reported by the system checks (rabbitbus.E041).
+    """
+    try:
+        _settings_bridges[:] = from_settings()
+    except (KeyError, TypeError) as exc:
+        logger.debug("RABBITBUS['BRIDGES'] not connected: %s", exc)
+    for declared in [*_registry, *_settings_bridges]:
+        try:
+            declared.connect()
+        except (LookupError, ImportError, ValueError) as exc:
+            logger.debug("Bridge %r not connected: %s", declared, exc)

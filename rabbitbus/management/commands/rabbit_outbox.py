@@ -1,0 +1,54 @@
+"""``manage.py rabbit_outbox``: relay outbox rows to RabbitMQ until stopped."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from rabbitbus import connections, outbox
+from rabbitbus.exceptions import RabbitBusError
+from rabbitbus.relay import Relay
+
+
+class Command(BaseCommand):
+    help = "Publish pending outbox messages with confirms (several relays may run at once)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--database", default="default", help="Database alias.")
+        parser.add_argument("--batch-size", type=int, help="Rows claimed per batch.")
+        parser.add_argument("--once", action="store_true", help="Drain what is due, then exit.")
+        parser.add_argument("--prune", action="store_true", help="Delete old sent rows, then exit.")
+        parser.add_argument(
+            "--retry-failed", action="store_true", help="Make failed rows pending again, then exit."
+        )
+
+    def handle(self, *args: Any, database: str, batch_size: int | None, **options: Any) -> None:
+        if options["prune"]:
+            self.stdout.write(f"{outbox.prune(using=database)} sent messages pruned.")
+            return
+        if options["retry_failed"]:
+            self.stdout.write(f"{outbox.retry_failed(using=database)} failed messages requeued.")
+            return
+        overrides = {"BATCH_SIZE": batch_size} if batch_size else {}
+        relay = Relay(using=database, options=overrides)
+        try:
+            if options["once"]:
+                while relay.run_once():
+                    pass
+            else:
+                relay.run(_stop_on_signals())
+        except RabbitBusError as exc:
+            raise CommandError(str(exc)) from exc
+        finally:
+            connections.close_all()
+        self.stdout.write(f"{relay.published} published, {relay.failed} failed for good.")
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop

@@ -1,0 +1,227 @@
+"""The outbox relay: claim rows, publish them with confirms, mark them sent.
+
+:class:`Relay` is synchronous (pika through
+:func:`rabbitbus.publishing.publish_envelopes`) and owns nothing global, so it
+can run in ``manage.py rabbit_outbox`` or in a thread of another process
+(e.g. beside the consumer worker): call :meth:`Relay.run` with a
+``threading.Event`` to stop it, or :meth:`Relay.run_once` from your own loop.
+
+Each batch: one short transaction claims rows (``SKIP LOCKED`` on
+PostgreSQL), the publish happens outside any transaction, and a second
+transaction marks confirmed rows sent. A relay killed in between leaves its
+rows claimed; they are claimed again after ``CLAIM_TIMEOUT`` and published a
+second time (at-least-once; consumers deduplicate by message id).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from typing import Any
+
+from django.db import connections, transaction
+
+from rabbitbus import connections as rabbit_connections
+from rabbitbus import outbox, publishing
+from rabbitbus.exceptions import BrokerConnectionError, ExchangeNotFound, PublishTimeout
+from rabbitbus.models import OutboxMessage
+
+logger = logging.getLogger("rabbitbus.relay")
+
+#: Test-only: when set, the relay stops forever after publishing a batch and
+#: before marking it sent, so a test can SIGKILL it at that exact point.
+DEBUG_HANG_ENV = "RABBITBUS_OUTBOX_DEBUG_HANG_BEFORE_MARK"
+
+#: Publish outcomes that say nothing about the row: leave it pending.
+TRANSIENT = (BrokerConnectionError, PublishTimeout)
+
+PRUNE_EVERY = 300.0
+#: Longest a waiting relay takes to notice its stop event.
+STOP_CHECK = 0.5
+
+
+class Relay:
+    """Moves outbox rows of database ``using`` to RabbitMQ. Not thread-safe: one per thread."""
+
+    def __init__(
+        self,
+        *,
+        using: str = "default",
+        relay_id: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.using = using
+        self.relay_id = relay_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.options = {**outbox.options(), **(options or {})}
+        self.published = 0
+        self.failed = 0
+        self._hang_before_mark = bool(os.environ.get(DEBUG_HANG_ENV))
+        self._last_prune = 0.0
+
+    def run_once(self) -> int:
+        """Claim, publish and settle one batch; returns how many rows it claimed.
+
+        Raises :class:`BrokerUnavailable` (rows released) when no broker answers.
+        """
+        opts = self.options
+        rows = outbox.claim(self.relay_id, opts["BATCH_SIZE"], opts["CLAIM_TIMEOUT"], self.using)
+        by_connection: dict[str, list[OutboxMessage]] = defaultdict(list)
+        for row in rows:
+            by_connection[row.connection].append(row)
+        try:
+            for alias, group in by_connection.items():
+                self._publish(alias, group)
+        except BrokerConnectionError:
+            # Give back every row not settled yet, not only the failed connection's.
+            outbox.release([row.id for row in rows], self.relay_id, self.using)
+            raise
+        return len(rows)
+
+    def _publish(self, alias: str, rows: list[OutboxMessage]) -> None:
+        envelopes = [outbox.envelope_of(row) for row in rows]
+        result = publishing.publish_envelopes(envelopes, connection=alias)
+        if self._hang_before_mark:
+            self._hang(len(result.confirmed))
+        self._settle(rows, result)
+
+    def _settle(self, rows: list[OutboxMessage], result: publishing.PublishResult) -> None:
+        confirmed = set(result.confirmed)
+        with transaction.atomic(using=self.using):
+            outbox.mark_sent([row.id for row in rows if row.message_id in confirmed], self.using)
+            transient = []
+            for row in rows:
+                error = result.failed.get(row.message_id)
+                if isinstance(error, TRANSIENT) or _bystander(row, error):
+                    transient.append(row.id)
+                elif error is not None:
+                    self._record_failure(row, error)
+            outbox.release(transient, self.relay_id, self.using)
+        self.published += len(confirmed)
+
+    def _record_failure(self, row: OutboxMessage, error: BaseException) -> None:
+        if outbox.record_failure(row, error, self.relay_id, self.using, self.options):
+            self.failed += 1
+            logger.error(
+                "Outbox message %s failed for good after %d attempts: %s",
+                row.message_id,
+                row.attempts + 1,
+                type(error).__name__,
+            )
+        else:
+            logger.warning(
+                "Outbox message %s not published (%s); will retry", row.message_id, error
+            )
+
+    def _hang(self, confirmed: int) -> None:
+        sys.stderr.write(f"rabbitbus-relay: published {confirmed}; hanging before mark\n")
+        sys.stderr.flush()
+        while True:
+            time.sleep(3600)
+
+    def prune_if_due(self) -> None:
+        """Delete old sent rows at most every five minutes."""
+        if time.monotonic() - self._last_prune >= PRUNE_EVERY:
+            self._last_prune = time.monotonic()
+            deleted = outbox.prune(self.options["RETENTION"], self.using)
+            if deleted:
+                logger.info("Pruned %d sent outbox messages", deleted)
+
+    def run(self, stop: threading.Event) -> None:
+        """Relay until ``stop`` is set; survives broker and database outages."""
+        waiter = make_waiter(self.using, self.options)
+        delay = self.options["POLL_INTERVAL"]
+        try:
+            while not stop.is_set():
+                claimed = self._step()
+                if claimed is None:  # broker or database down: back off
+                    delay = min(self.options["IDLE_INTERVAL"] * 5, max(delay * 2, 0.5))
+                    stop.wait(delay)
+                elif claimed < self.options["BATCH_SIZE"]:
+                    delay = waiter.wait(claimed > 0, stop)
+        finally:
+            waiter.close()
+            rabbit_connections.close_all()
+            connections[self.using].close()
+
+    def _step(self) -> int | None:
+        try:
+            claimed = self.run_once()
+            self.prune_if_due()
+            return claimed
+        except BrokerConnectionError as exc:
+            logger.warning("Relay cannot reach the broker (%s); retrying", type(exc).__name__)
+        except Exception:
+            logger.exception("Relay iteration failed; retrying")
+            connections[self.using].close()
+        return None
+
+
+def _bystander(row: OutboxMessage, error: BaseException | None) -> bool:
+    """A 404 closes the whole channel: only the row naming the missing exchange is at fault.
+
+    The others in the batch are sent again with the next one (at-least-once).
+    """
+    return isinstance(error, ExchangeNotFound) and f"'{row.exchange}'" not in str(error)
+
+
+class PollWaiter:
+    """Adaptive polling: short sleeps while busy, doubling up to IDLE_INTERVAL when idle.
+
+    Writers in this process cut the wait short through :data:`outbox.local_wakeup`.
+    """
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.busy, self.idle = options["POLL_INTERVAL"], options["IDLE_INTERVAL"]
+        self.delay = self.busy
+
+    def wait(self, busy: bool, stop: threading.Event) -> float:
+        self.delay = self.busy if busy else min(self.idle, self.delay * 2)
+        deadline = time.monotonic() + self.delay
+        while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            if outbox.local_wakeup.wait(min(left, STOP_CHECK)):
+                outbox.local_wakeup.clear()
+                self.delay = self.busy
+                break
+        return self.delay
+
+    def close(self) -> None:
+        pass
+
+
+class NotifyWaiter:
+    """PostgreSQL ``LISTEN``: wakes as soon as a writer commits; polls every IDLE_INTERVAL."""
+
+    def __init__(self, using: str, options: dict[str, Any]) -> None:
+        import psycopg
+
+        params = connections[using].get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        self.idle = options["IDLE_INTERVAL"]
+        self.connection = psycopg.connect(**params, autocommit=True)
+        self.connection.execute(f"LISTEN {outbox.NOTIFY_CHANNEL}")
+
+    def wait(self, busy: bool, stop: threading.Event) -> float:
+        deadline = time.monotonic() + self.idle
+        while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            if list(self.connection.notifies(timeout=min(left, STOP_CHECK), stop_after=1)):
+                break
+        return self.idle
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def make_waiter(using: str, options: dict[str, Any]) -> PollWaiter | NotifyWaiter:
+    if connections[using].vendor == "postgresql":
+        try:
+            return NotifyWaiter(using, options)
+        except Exception as exc:  # noqa: BLE001 - fall back to polling, never die here
+            logger.warning("LISTEN unavailable (%s); polling the outbox", type(exc).__name__)
+    return PollWaiter(options)

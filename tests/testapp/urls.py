@@ -1,0 +1,5 @@
+from django.urls import path
+
+from tests.testapp import views
+
+urlpatterns = [path("checkout/", views.checkout)]
