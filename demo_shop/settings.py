@@ -19,6 +19,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rabbitbus",
+    "demo_shop.tutorial",
 ]
 
 MIDDLEWARE = [

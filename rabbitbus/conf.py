@@ -27,6 +27,8 @@ DEFAULTS: dict[str, Any] = {
     "APP_ID": "rabbitbus",
     "EXCHANGES": {},
     "QUEUES": {},
+    # Servers reply only to these reply_to prefixes (direct reply-to, server-named queues).
+    "RPC_REPLY_TO_PREFIXES": ("amq.rabbitmq.reply-to.", "amq.gen-"),
 }
 
 CONNECTION_DEFAULTS: dict[str, Any] = {
