@@ -119,10 +119,11 @@ class SyncRpcClient:
         return connection, channel
 
     def _on_reply(self, _channel: Any, _method: Any, properties: Any, body: bytes) -> None:
-        if properties.correlation_id != self._waiting or self._waiting is None:
+        if self._waiting is None or properties.correlation_id != self._waiting:
             logger.debug("Dropping RPC reply with unknown or late id %s", properties.correlation_id)
             return
         self._reply = (body, properties.content_type)
+        self._waiting = None  # a duplicate of this reply is now late
 
     def _on_return(self, _channel: Any, _method: Any, properties: Any, _body: bytes) -> None:
         if properties.correlation_id == self._waiting:

@@ -52,3 +52,12 @@ def fail(message: str) -> None:
 @rpc.procedure("test.out_of_stock")
 async def out_of_stock(sku: str) -> None:
     raise OutOfStock(f"{sku} is sold out")
+
+
+@rpc.procedure("test.touch")
+def touch(path: str, delay: float = 0) -> str:
+    """Create ``path`` after ``delay`` seconds: visible proof of execution across processes."""
+    time.sleep(delay)
+    with open(path, "w") as file:
+        file.write("ran")
+    return path

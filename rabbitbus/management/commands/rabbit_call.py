@@ -24,7 +24,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="Procedure name, e.g. fib.")
-        parser.add_argument("args", nargs="*", help="Positional arguments, each JSON.")
+        parser.add_argument("arguments", nargs="*", help="Positional arguments, each JSON.")
         parser.add_argument("--kwargs", default="{}", help="Keyword arguments as a JSON object.")
         parser.add_argument("--timeout", type=float, default=10.0, help="Seconds to wait.")
         parser.add_argument("--connection", default="default", help="Connection alias.")
@@ -35,7 +35,7 @@ class Command(BaseCommand):
         kwargs = json_or_text(options["kwargs"])
         if not isinstance(kwargs, dict):
             raise CommandError("--kwargs must be a JSON object.")
-        positional = [json_or_text(raw) for raw in options["args"]]
+        positional = [json_or_text(raw) for raw in options["arguments"]]
         try:
             result = rpc.call(name, *positional, timeout=timeout, connection=connection, **kwargs)
         except RabbitBusError as exc:
