@@ -18,11 +18,14 @@ _EXPORTS = {
     "apublish_many": "rabbitbus.publishing",
     "PublishResult": "rabbitbus.publishing",
     "Message": "rabbitbus.messages",
+    "call": "rabbitbus.rpc",
+    "acall": "rabbitbus.rpc",
 }
 
 if TYPE_CHECKING:
     from rabbitbus.messages import Message
     from rabbitbus.publishing import PublishResult, apublish, apublish_many, publish, publish_many
+    from rabbitbus.rpc import acall, call
 
 
 def __getattr__(name: str) -> Any:
@@ -35,8 +38,10 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Message",
     "PublishResult",
+    "acall",
     "apublish",
     "apublish_many",
+    "call",
     "publish",
     "publish_many",
 ]
