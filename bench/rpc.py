@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import os
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -40,16 +41,33 @@ from aio_pika.patterns import RPC  # noqa: E402
 
 from rabbitbus import connections, rpc  # noqa: E402
 from tests import broker as broker_module  # noqa: E402
-from tests.rpc_support import serving  # noqa: E402
+from tests.broker import Broker  # noqa: E402
 
 VHOST = os.environ["RABBITBUS_TEST_VHOST"]
 URL = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
 IN_FLIGHT = 50
 
 
-@rpc.procedure("bench.echo")
-async def echo(value: Any) -> Any:
-    return value
+#: Served by ``manage.py rabbit_rpc`` in its own process (tests/testapp/rabbit.py).
+PROCEDURE = "test.aecho"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start(*args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+
+
+def wait_consumed(queue: str) -> None:
+    broker = Broker(VHOST)
+    for _ in range(300):
+        try:
+            if broker.consumers(queue):
+                return
+        except pika.exceptions.ChannelClosedByBroker:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"nobody consumes {queue}")
 
 
 class TutorialClient:
@@ -73,7 +91,7 @@ class TutorialClient:
         self.corr_id = str(uuid.uuid4())
         self.channel.basic_publish(
             "",
-            rpc.queue_name("bench.echo"),
+            rpc.queue_name(PROCEDURE),
             b'{"args":[%d]}' % n,
             pika.BasicProperties(
                 reply_to=self.callback_queue,
@@ -128,7 +146,7 @@ def report(label: str, latencies: list[float], rate: float) -> dict[str, float]:
 def bench_sync(calls: int) -> None:
     tutorial = TutorialClient()
     raw = report("raw pika tutorial client", *timed(tutorial.call, calls))
-    ours = report("rabbitbus rpc.call", *timed(lambda n: rpc.call("bench.echo", n), calls))
+    ours = report("rabbitbus rpc.call", *timed(lambda n: rpc.call(PROCEDURE, n), calls))
     tutorial.connection.close()
     print(f"  -> p50 ratio rabbitbus/raw = {ours['p50'] / raw['p50']:.2f}x (target <= 1.15x)")
 
@@ -136,18 +154,20 @@ def bench_sync(calls: int) -> None:
 async def bench_async(calls: int) -> None:
     ours = report(
         f"rabbitbus rpc.acall ({IN_FLIGHT} in flight)",
-        *await atimed(lambda n: rpc.acall("bench.echo", n), calls),
+        *await atimed(lambda n: rpc.acall(PROCEDURE, n), calls),
     )
     await connections.aclose_all()
+    server = start(__file__, "--pattern-server")
     connection = await aio_pika.connect_robust(URL)
     channel = await connection.channel()
     patterns_rpc = await RPC.create(channel)
-    await patterns_rpc.register("bench_echo", _pattern_echo, auto_delete=True)
+    await asyncio.to_thread(wait_consumed, "bench_echo")
     theirs = report(
         f"aio_pika.patterns.RPC ({IN_FLIGHT} in flight)",
         *await atimed(lambda n: patterns_rpc.call("bench_echo", kwargs={"value": n}), calls),
     )
     await connection.close()
+    server.terminate()
     print(
         f"  -> calls/s ratio rabbitbus/aio-pika = {ours['rate'] / theirs['rate']:.2f}x",
         "(target >= 1.5x)",
@@ -158,18 +178,34 @@ async def _pattern_echo(*, value: Any) -> Any:
     return value
 
 
+async def pattern_server() -> None:
+    """aio-pika's own RPC server for the baseline, in its own process like ours."""
+    connection = await aio_pika.connect_robust(URL)
+    channel = await connection.channel()
+    patterns_rpc = await RPC.create(channel)
+    await patterns_rpc.register("bench_echo", _pattern_echo, auto_delete=True)
+    await asyncio.Future()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--async-calls", type=int, default=5000)
+    parser.add_argument("--pattern-server", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
+    if options.pattern_server:
+        asyncio.run(pattern_server())
+        return
     broker_module.add_vhost(VHOST)
+    server = start("manage.py", "rabbit_rpc", PROCEDURE, "--prefetch", "100")
     try:
-        with serving("bench.echo"):
-            bench_sync(options.calls)
-            asyncio.run(bench_async(options.async_calls))
-            connections.close_all()
+        wait_consumed(rpc.queue_name(PROCEDURE))
+        bench_sync(options.calls)
+        asyncio.run(bench_async(options.async_calls))
+        connections.close_all()
     finally:
+        server.terminate()
+        server.wait(30)
         broker_module.delete_vhost(VHOST)
 
 

@@ -31,6 +31,9 @@ logger = logging.getLogger("rabbitbus.rpc_client")
 #: Most calls one async client keeps in flight; more raise :class:`RpcError`.
 MAX_PENDING = 10_000
 
+#: A connection used this recently (seconds) is trusted without an idle-death probe.
+RECENTLY_USED = 1.0
+
 Reply = tuple[bytes, str | None]
 
 
@@ -108,8 +111,17 @@ class SyncRpcClient:
             connection.process_data_events(time_limit=remaining)
 
     def _channel(self) -> tuple[pika.BlockingConnection, Any]:
+        channel, now = self.channel, time.monotonic()
+        if (
+            channel is not None
+            and channel.is_open
+            and channel.connection is self.conn.connection
+            and now - self.conn.last_used < RECENTLY_USED
+        ):
+            # Skip the idle-death probe (a poll per call) while calls come back to back.
+            self.conn.last_used = now
+            return channel.connection, channel
         connection = self.conn.get()
-        channel = self.channel
         if channel is None or not channel.is_open or channel.connection is not connection:
             channel = connection.channel()
             channel.add_on_return_callback(self._on_return)
