@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "demo_shop.orders",
     "demo_shop.inventory",
     "demo_shop.billing",
+    "demo_shop.tutorial",
 ]
 
 MIDDLEWARE = [

@@ -6,4 +6,5 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("demo_shop.orders.urls")),
+    path("rpc/", include("demo_shop.tutorial.urls")),
 ]

@@ -20,6 +20,8 @@ _EXPORTS = {
     "Message": "rabbitbus.messages",
     "bridge": "rabbitbus.bridges",
     "publish_on_commit": "rabbitbus.delivery",
+    "call": "rabbitbus.rpc",
+    "acall": "rabbitbus.rpc",
 }
 
 if TYPE_CHECKING:
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from rabbitbus.delivery import publish_on_commit
     from rabbitbus.messages import Message
     from rabbitbus.publishing import PublishResult, apublish, apublish_many, publish, publish_many
+    from rabbitbus.rpc import acall, call
 
 
 def __getattr__(name: str) -> Any:
@@ -41,9 +44,11 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Message",
     "PublishResult",
+    "acall",
     "apublish",
     "apublish_many",
     "bridge",
+    "call",
     "publish",
     "publish_many",
     "publish_on_commit",

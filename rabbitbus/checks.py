@@ -26,6 +26,7 @@ TOP_LEVEL_KEYS = frozenset(
         "QUEUES",
         "BRIDGES",
         "OUTBOX",
+        "RPC_REPLY_TO_PREFIXES",
     }
 )
 CONNECTION_KEYS = frozenset(
@@ -335,7 +336,24 @@ def setting_errors(raw: Any) -> list[CheckMessage]:
     if not isinstance(raw.get("APP_ID", ""), str):
         errors.append(_e("E013", "RABBITBUS['APP_ID'] must be a string.", "e.g. 'shop'"))
     errors += topology_errors(raw.get("EXCHANGES", {}), raw.get("QUEUES", {}))
+    errors += _rpc_errors(raw.get("RPC_REPLY_TO_PREFIXES", ("amq.rabbitmq.reply-to.",)))
     return errors
+
+
+def _rpc_errors(prefixes: Any) -> list[CheckMessage]:
+    if (
+        isinstance(prefixes, str)
+        or not isinstance(prefixes, list | tuple)
+        or not all(isinstance(prefix, str) and prefix for prefix in prefixes)
+    ):
+        return [
+            _e(
+                "E050",
+                "RABBITBUS['RPC_REPLY_TO_PREFIXES'] must be a list of non-empty strings.",
+                "e.g. ['amq.rabbitmq.reply-to.', 'amq.gen-']: RPC servers reply only to these.",
+            )
+        ]
+    return []
 
 
 @register("rabbitbus")

@@ -29,6 +29,8 @@ DEFAULTS: dict[str, Any] = {
     "QUEUES": {},
     "BRIDGES": [],
     "OUTBOX": {},
+    # Servers reply only to these reply_to prefixes (direct reply-to, server-named queues).
+    "RPC_REPLY_TO_PREFIXES": ("amq.rabbitmq.reply-to.", "amq.gen-"),
 }
 
 CONNECTION_DEFAULTS: dict[str, Any] = {

@@ -109,3 +109,34 @@ class Retry(HandlerControl):
         super().__init__(reason)
         self.delay = delay
         self.reason = reason
+
+
+# -- rpc -------------------------------------------------------------------
+
+
+class RpcError(RabbitBusError):
+    """A remote procedure call failed."""
+
+
+class RpcTimeout(RpcError, TimeoutError):
+    """No reply arrived in time (no server, or a slow one); the request expires unexecuted
+    if no server took it, but a server that already started may still finish it."""
+
+
+class NoRoute(RpcError):
+    """No queue serves this procedure: the broker returned the request at once."""
+
+
+class RemoteError(RpcError):
+    """The remote procedure raised an exception whose type is not registered as safe.
+
+    ``type`` is the remote exception's qualified name, ``message`` its text and
+    ``code`` a short machine-readable code (``"error"`` unless the exception
+    or the server says otherwise).
+    """
+
+    def __init__(self, type: str, message: str, code: str = "error") -> None:  # noqa: A002
+        super().__init__(f"{type}: {message}" if message else type)
+        self.type = type
+        self.message = message
+        self.code = code

@@ -51,6 +51,8 @@ def ids(raw: Any) -> set[str]:
         ({"QUEUES": {"q": {"BINDINGS": [("missing", "#")]}}}, "rabbitbus.E024"),
         ({"QUEUES": {"q": {"BINDINGS": "shop"}}}, "rabbitbus.E025"),
         ({"QUEUES": {"q": {"BINDINGS": [("shop",)]}}}, "rabbitbus.E025"),
+        ({"RPC_REPLY_TO_PREFIXES": "amq.gen-"}, "rabbitbus.E050"),
+        ({"RPC_REPLY_TO_PREFIXES": ["amq.gen-", ""]}, "rabbitbus.E050"),
         (
             {"CONNECTIONS": {"default": {"URL": "amqps://h/", "TLS": {"INSECURE": True}}}},
             "rabbitbus.W001",

@@ -1,0 +1,224 @@
+"""Remote procedure calls over RabbitMQ: registration, the wire format, and the clients.
+
+Register a procedure in an app's ``rabbit.py``::
+
+    from rabbitbus import rpc
+
+    @rpc.procedure("catalog.quote")
+    def quote(sku: str, quantity: int = 1) -> dict: ...
+
+serve it with ``manage.py rabbit_rpc`` and call it from a view with
+:func:`call` (sync views) or :func:`acall` (async views).
+
+Wire format (JSON, never pickle). A request goes through the default
+exchange to the classic queue ``rpc.<name>`` with ``reply_to`` (direct
+reply-to), a ``correlation_id``, ``expiration`` = the caller's timeout and
+``mandatory``. Its body is ``{"args": [...], "kwargs": {...}}``. The reply's
+body is ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": {"type":
+..., "message": ..., "code": ...}}``. Only exception types passed to
+:func:`register_error` are rebuilt on the caller's side; anything else raises
+:class:`~rabbitbus.exceptions.RemoteError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from rabbitbus import serializers, topology
+from rabbitbus.exceptions import (
+    ConfigurationError,
+    DecodeError,
+    NoRoute,
+    RemoteError,
+    RpcError,
+    RpcTimeout,
+)
+from rabbitbus.messages import decode_body
+
+logger = logging.getLogger("rabbitbus.rpc")
+
+F = TypeVar("F", bound=Callable[..., Any])
+E = TypeVar("E", bound=type[BaseException])
+
+QUEUE_PREFIX = "rpc."
+REQUEST_TYPE = "rpc.request"
+REPLY_TYPE = "rpc.reply"
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+DEFAULT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """A registered remote procedure."""
+
+    name: str
+    func: Callable[..., Any]
+    is_async: bool
+
+    @property
+    def queue(self) -> str:
+        return queue_name(self.name)
+
+
+_procedures: dict[str, Procedure] = {}
+_safe_errors: dict[str, type[BaseException]] = {}
+
+
+def queue_name(name: str) -> str:
+    """The queue that serves procedure ``name``."""
+    return QUEUE_PREFIX + name
+
+
+def rpc_queue(name: str) -> topology.Queue:
+    """The server queue of ``name``: classic, because requests carry a per-message TTL
+    (``expiration``) and classic queues drop expired requests at the head reliably;
+    durable, so that "queue there, server down" survives a broker restart."""
+    return topology.Queue(queue_name(name), type="classic", durable=True)
+
+
+def procedure(name: str) -> Callable[[F], F]:
+    """Register the decorated ``def`` or ``async def`` as remote procedure ``name``.
+
+    Its queue joins the topology registry, so ``rabbit_setup`` declares it.
+    Raises :class:`ConfigurationError` if another function already owns ``name``.
+    """
+
+    def decorate(func: F) -> F:
+        existing = _procedures.get(name)
+        if existing is not None and existing.func.__qualname__ != func.__qualname__:
+            raise ConfigurationError(f"RPC procedure {name!r} is already registered.")
+        _procedures[name] = Procedure(name, func, asyncio.iscoroutinefunction(func))
+        topology.registry.add(rpc_queue(name))
+        return func
+
+    return decorate
+
+
+def registered() -> dict[str, Procedure]:
+    """Every registered procedure by name."""
+    return dict(_procedures)
+
+
+def error_type_name(cls: type[BaseException]) -> str:
+    """The name an exception type travels under: ``module.Qualname`` (builtins bare)."""
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def register_error(cls: E) -> E:
+    """Mark an exception type as safe to rebuild (``cls(message)``) on the caller's side.
+
+    Usable as a class decorator. Register the same type in server and client.
+    """
+    _safe_errors[error_type_name(cls)] = cls
+    return cls
+
+
+# -- wire format (no I/O) --------------------------------------------------
+
+
+def encode_request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    return serializers.default().dumps({"args": list(args), "kwargs": kwargs})
+
+
+def decode_request(body: bytes, content_type: str | None) -> tuple[list[Any], dict[str, Any]]:
+    """``(args, kwargs)`` from a request body, or :class:`DecodeError`."""
+    payload = decode_body(body, content_type)
+    if not isinstance(payload, dict) or set(payload) - {"args", "kwargs"}:
+        raise DecodeError("RPC request must be an object with only 'args' and 'kwargs'")
+    args, kwargs = payload.get("args", []), payload.get("kwargs", {})
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise DecodeError("RPC 'args' must be a list and 'kwargs' an object")
+    return args, kwargs
+
+
+def ok_reply(result: Any) -> bytes:
+    return serializers.default().dumps({"ok": True, "result": result})
+
+
+def error_reply(exc: BaseException, code: str | None = None) -> bytes:
+    """The reply for an exception: its type name, message and a code, as data."""
+    raw_code = code or getattr(exc, "code", None)
+    error = {
+        "type": error_type_name(type(exc)),
+        "message": str(exc),
+        "code": raw_code if isinstance(raw_code, str) else "error",
+    }
+    return serializers.default().dumps({"ok": False, "error": error})
+
+
+def result_from_reply(body: bytes, content_type: str | None) -> Any:
+    """The result a reply carries; raises the rebuilt or :class:`RemoteError` error."""
+    try:
+        payload = decode_body(body, content_type)
+        if payload["ok"]:
+            return payload["result"]
+        error = payload["error"]
+        type_name, message, code = str(error["type"]), str(error["message"]), str(error["code"])
+    except (DecodeError, KeyError, TypeError) as exc:
+        raise RpcError(f"Malformed RPC reply ({exc})") from exc
+    raise rebuild_error(type_name, message, code)
+
+
+def rebuild_error(type_name: str, message: str, code: str) -> BaseException:
+    cls = _safe_errors.get(type_name)
+    if cls is not None:
+        try:
+            return cls(message)
+        except Exception:  # noqa: BLE001 - a constructor that wants more than a message
+            logger.debug("Cannot rebuild %s from its message", type_name, exc_info=True)
+    return RemoteError(type_name, message, code)
+
+
+# -- public clients ----------------------------------------------------------
+
+
+def call(
+    name: str,
+    *args: Any,
+    timeout: float = DEFAULT_TIMEOUT,
+    connection: str = "default",
+    **kwargs: Any,
+) -> Any:
+    """Call remote procedure ``name`` from sync code and return its JSON result.
+
+    Raises :class:`NoRoute` at once when no queue serves ``name``,
+    :class:`RpcTimeout` (a ``TimeoutError``) after ``timeout`` seconds,
+    :class:`RemoteError` or a registered exception type when the procedure
+    raised, and :class:`BrokerConnectionError` when the connection was lost
+    during the call (the outcome is unknown; the next call reconnects).
+    """
+    from rabbitbus.rpc_client import sync_client
+
+    return sync_client(connection).call(name, args, kwargs, timeout)
+
+
+async def acall(
+    name: str,
+    *args: Any,
+    timeout: float = DEFAULT_TIMEOUT,
+    connection: str = "default",
+    **kwargs: Any,
+) -> Any:
+    """The async twin of :func:`call`: same arguments, result and errors."""
+    from rabbitbus.rpc_client import async_client
+
+    return await async_client(connection).call(name, args, kwargs, timeout)
+
+
+__all__ = [
+    "NoRoute",
+    "RemoteError",
+    "RpcError",
+    "RpcTimeout",
+    "acall",
+    "call",
+    "procedure",
+    "register_error",
+    "registered",
+]

@@ -1,0 +1,247 @@
+"""The RPC clients behind :func:`rabbitbus.rpc.call` (pika) and :func:`~rabbitbus.rpc.acall`.
+
+Both use direct reply-to (https://www.rabbitmq.com/docs/direct-reply-to): no
+reply queue to declare, replies go straight to the consuming channel. The
+request is ``mandatory`` so a missing server queue comes back as a
+``basic.return`` at once, and carries ``expiration`` = timeout so a server
+that starts later never runs a call its client gave up on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+import aiormq
+import aiormq.exceptions
+import pika
+import pika.exceptions
+
+from rabbitbus import connections, messages
+from rabbitbus.exceptions import BrokerConnectionError, NoRoute, RpcError, RpcTimeout
+from rabbitbus.messages import Envelope, Message
+from rabbitbus.publishing import aiormq_properties
+from rabbitbus.rpc import DIRECT_REPLY_TO, REQUEST_TYPE, queue_name, result_from_reply
+
+logger = logging.getLogger("rabbitbus.rpc_client")
+
+#: Most calls one async client keeps in flight; more raise :class:`RpcError`.
+MAX_PENDING = 10_000
+
+#: A connection used this recently (seconds) is trusted without an idle-death probe.
+RECENTLY_USED = 1.0
+
+Reply = tuple[bytes, str | None]
+
+
+def request(name: str, args: Any, kwargs: dict[str, Any], timeout: float) -> Envelope:
+    """The request envelope: transient, mandatory, expiring with the caller's patience."""
+    if timeout <= 0:
+        raise ValueError("timeout must be positive")
+    return messages.build(
+        Message(
+            exchange="",
+            routing_key=queue_name(name),
+            payload={"args": list(args), "kwargs": kwargs},
+            type=REQUEST_TYPE,
+            persistent=False,
+            expiration=timeout,
+            correlation_id=uuid.uuid4().hex,
+            reply_to=DIRECT_REPLY_TO,
+        )
+    )
+
+
+def no_route(name: str) -> NoRoute:
+    return NoRoute(f"No queue serves RPC procedure {name!r} ({queue_name(name)} does not exist).")
+
+
+def timed_out(name: str, timeout: float) -> RpcTimeout:
+    return RpcTimeout(f"No reply from RPC procedure {name!r} within {timeout:g}s.")
+
+
+def connection_lost(name: str, exc: BaseException | None = None) -> BrokerConnectionError:
+    why = f" ({type(exc).__name__})" if exc is not None else ""
+    return BrokerConnectionError(
+        f"Connection lost during the call to {name!r}{why}; it may or may not have run."
+    )
+
+
+# -- sync (pika) -----------------------------------------------------------
+
+
+class SyncRpcClient:
+    """One thread's calls: a channel consuming direct reply-to on its pika connection."""
+
+    def __init__(self, conn: connections.SyncConnection) -> None:
+        self.conn = conn
+        self.channel: Any = None
+        self._waiting: str | None = None
+        self._reply: Reply | None = None
+        self._returned = False
+
+    def call(self, name: str, args: Any, kwargs: dict[str, Any], timeout: float) -> Any:
+        envelope = request(name, args, kwargs, timeout)
+        self._waiting, self._reply, self._returned = envelope.correlation_id, None, False
+        try:
+            self._roundtrip(envelope, time.monotonic() + timeout)
+        except (pika.exceptions.ChannelClosed, *connections.PIKA_CONNECTION_ERRORS) as exc:
+            self.conn.discard()
+            self.channel = None
+            raise connection_lost(name, exc) from exc
+        finally:
+            self._waiting = None
+        if self._returned:
+            raise no_route(name)
+        if self._reply is None:
+            raise timed_out(name, timeout)
+        return result_from_reply(*self._reply)
+
+    def _roundtrip(self, envelope: Envelope, deadline: float) -> None:
+        connection, channel = self._channel()
+        properties = pika.BasicProperties(**envelope.properties())
+        channel.basic_publish("", envelope.routing_key, envelope.body, properties, mandatory=True)
+        while self._reply is None and not self._returned:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            connection.process_data_events(time_limit=remaining)
+
+    def _channel(self) -> tuple[pika.BlockingConnection, Any]:
+        channel, now = self.channel, time.monotonic()
+        if (
+            channel is not None
+            and channel.is_open
+            and channel.connection is self.conn.connection
+            and now - self.conn.last_used < RECENTLY_USED
+        ):
+            # Skip the idle-death probe (a poll per call) while calls come back to back.
+            self.conn.last_used = now
+            return channel.connection, channel
+        connection = self.conn.get()
+        if channel is None or not channel.is_open or channel.connection is not connection:
+            channel = connection.channel()
+            channel.add_on_return_callback(self._on_return)
+            # Direct reply-to needs a no-ack consumer before the first publish.
+            channel.basic_consume(DIRECT_REPLY_TO, self._on_reply, auto_ack=True)
+            self.channel = channel
+        return connection, channel
+
+    def _on_reply(self, _channel: Any, _method: Any, properties: Any, body: bytes) -> None:
+        if self._waiting is None or properties.correlation_id != self._waiting:
+            logger.debug("Dropping RPC reply with unknown or late id %s", properties.correlation_id)
+            return
+        self._reply = (body, properties.content_type)
+        self._waiting = None  # a duplicate of this reply is now late
+
+    def _on_return(self, _channel: Any, _method: Any, properties: Any, _body: bytes) -> None:
+        if properties.correlation_id == self._waiting:
+            self._returned = True
+
+
+def sync_client(alias: str = "default") -> SyncRpcClient:
+    """This thread's RPC client for connection ``alias``."""
+    conn = connections.get_sync(alias)
+    client: SyncRpcClient | None = getattr(conn, "rpc_client", None)
+    if client is None:
+        client = SyncRpcClient(conn)
+        conn.rpc_client = client  # type: ignore[attr-defined]
+    return client
+
+
+# -- async (aio-pika / aiormq) ------------------------------------------------
+
+
+class AsyncRpcClient:
+    """One loop's calls: one direct reply-to consumer, a future per correlation id."""
+
+    def __init__(self, conn: connections.AsyncConnection) -> None:
+        self.conn = conn
+        self.pending: dict[str, asyncio.Future[Reply]] = {}
+        self._robust: Any = None
+        self._channel: aiormq.abc.AbstractChannel | None = None
+        self._lock = asyncio.Lock()
+
+    async def call(self, name: str, args: Any, kwargs: dict[str, Any], timeout: float) -> Any:
+        envelope = request(name, args, kwargs, timeout)
+        cid = str(envelope.correlation_id)
+        if len(self.pending) >= MAX_PENDING:
+            raise RpcError(f"Over {MAX_PENDING} RPC calls in flight on this loop.")
+        future = self.pending[cid] = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._publish(name, envelope)
+                reply = await future
+        except TimeoutError:
+            raise timed_out(name, timeout) from None
+        finally:
+            self.pending.pop(cid, None)
+        return result_from_reply(*reply)
+
+    async def _publish(self, name: str, envelope: Envelope) -> None:
+        channel = await self._ready_channel()
+        try:
+            await channel.basic_publish(
+                envelope.body,
+                routing_key=envelope.routing_key,
+                properties=aiormq_properties(envelope),
+                mandatory=True,
+            )
+        except aiormq.exceptions.PublishError:
+            raise no_route(name) from None
+        except (aiormq.exceptions.AMQPError, ConnectionError, OSError) as exc:
+            raise connection_lost(name, exc) from exc
+
+    async def _ready_channel(self) -> aiormq.abc.AbstractChannel:
+        channel = self._channel
+        if channel is not None and not channel.is_closed:
+            return channel
+        async with self._lock:
+            if self._channel is None or self._channel.is_closed:
+                self._channel = await self._open_channel()
+            return self._channel
+
+    async def _open_channel(self) -> aiormq.abc.AbstractChannel:
+        if self._robust is not None:
+            # Our raw consumer is not restored by aio-pika: start afresh.
+            robust, self._robust = self._robust, None
+            await _close_quietly(robust)
+        connection = await self.conn.get()
+        self._robust = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        channel = await self._robust.get_underlay_channel()
+        await channel.basic_consume(DIRECT_REPLY_TO, self._on_reply, no_ack=True)
+        channel.closing.add_done_callback(self._on_closed)
+        return channel  # type: ignore[no-any-return]
+
+    async def _on_reply(self, message: aiormq.abc.DeliveredMessage) -> None:
+        properties = message.header.properties
+        future = self.pending.get(properties.correlation_id or "")
+        if future is None or future.done():
+            logger.debug("Dropping RPC reply with unknown or late id %s", properties.correlation_id)
+            return
+        future.set_result((message.body, properties.content_type))
+
+    def _on_closed(self, _closing: asyncio.Future[Any]) -> None:
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(connection_lost("an RPC procedure"))
+
+
+async def _close_quietly(channel: Any) -> None:
+    try:
+        await channel.close()
+    except Exception:  # noqa: BLE001 - the channel is already broken
+        logger.debug("Error closing a broken RPC channel", exc_info=True)
+
+
+def async_client(alias: str = "default") -> AsyncRpcClient:
+    """The running loop's RPC client for connection ``alias``."""
+    conn = connections.get_async(alias)
+    client: AsyncRpcClient | None = getattr(conn, "rpc_client", None)
+    if client is None:
+        client = AsyncRpcClient(conn)
+        conn.rpc_client = client  # type: ignore[attr-defined]
+    return client

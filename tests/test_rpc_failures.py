@@ -1,0 +1,198 @@
+"""RPC failure behaviour: expiry, stray replies, hostile requests, lost connections."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import pickle
+import threading
+import time
+import uuid
+from typing import Any
+
+import pika
+import pytest
+
+from rabbitbus import connections, rpc, rpc_client
+from rabbitbus.exceptions import BrokerConnectionError, RpcTimeout
+from tests.broker import Broker, unique
+from tests.rpc_support import raw_server, reply, serving
+from tests.testapp import rabbit as testapp_rabbit
+
+OK = b'{"ok":true,"result":"right"}'
+
+
+@pytest.fixture
+async def aclosing() -> Any:
+    yield
+    await connections.aclose_all()
+
+
+def test_expired_request_is_not_executed_by_a_server_started_later(broker: Broker) -> None:
+    token = uuid.uuid4().hex
+    with broker.channel() as channel:
+        channel.queue_declare(rpc.queue_name("test.record"), durable=True)
+    with pytest.raises(RpcTimeout):
+        rpc.call("test.record", token, timeout=0.3)
+    time.sleep(0.2)
+    with serving("test.record"):
+        assert rpc.call("test.record", "after") == "after"
+    assert token not in testapp_rabbit.RECORDED
+    assert "after" in testapp_rabbit.RECORDED
+
+
+def test_duplicate_and_unknown_replies_are_ignored(broker: Broker) -> None:
+    name = unique("test.dup")
+
+    def respond(channel: Any, _method: Any, properties: Any, _body: bytes) -> None:
+        reply(channel, properties, b'{"ok":true,"result":"stray"}', correlation_id="unknown")
+        reply(channel, properties, OK)
+        reply(channel, properties, b'{"ok":true,"result":"duplicate"}')
+
+    with raw_server(broker, rpc.queue_name(name), respond):
+        assert rpc.call(name, timeout=5) == "right"
+        assert rpc.call(name, timeout=5) == "right"
+
+
+async def test_duplicate_and_unknown_replies_are_ignored_async(
+    broker: Broker, aclosing: None
+) -> None:
+    name = unique("test.dup")
+
+    def respond(channel: Any, _method: Any, properties: Any, _body: bytes) -> None:
+        reply(channel, properties, b'{"ok":true,"result":"stray"}', correlation_id="unknown")
+        reply(channel, properties, OK)
+        reply(channel, properties, b'{"ok":true,"result":"duplicate"}')
+
+    with raw_server(broker, rpc.queue_name(name), respond):
+        assert await rpc.acall(name, timeout=5) == "right"
+        assert await rpc.acall(name, timeout=5) == "right"
+        assert rpc_client.async_client().pending == {}
+
+
+class LateServer:
+    """Holds the first request past its caller's timeout, answers the rest at once."""
+
+    def __init__(self) -> None:
+        self.held: list[Any] = []
+
+    def respond(self, channel: Any, _method: Any, properties: Any, _body: bytes) -> None:
+        if not self.held:
+            self.held.append(properties)
+            return
+        reply(channel, self.held[0], b'{"ok":true,"result":"late"}')
+        reply(channel, properties, OK)
+
+
+def test_late_reply_is_dropped(broker: Broker) -> None:
+    name, server = unique("test.late"), LateServer()
+    with raw_server(broker, rpc.queue_name(name), server.respond):
+        with pytest.raises(RpcTimeout):
+            rpc.call(name, timeout=0.3)
+        assert rpc.call(name, timeout=5) == "right"
+
+
+async def test_late_reply_is_dropped_async(broker: Broker, aclosing: None) -> None:
+    name, server = unique("test.late"), LateServer()
+    with raw_server(broker, rpc.queue_name(name), server.respond):
+        with pytest.raises(RpcTimeout):
+            await rpc.acall(name, timeout=0.3)
+        assert await rpc.acall(name, timeout=5) == "right"
+        assert rpc_client.async_client().pending == {}
+
+
+def raw_request(broker: Broker, name: str, body: bytes, **properties: Any) -> None:
+    with broker.channel() as channel:
+        channel.basic_publish(
+            "", rpc.queue_name(name), body, pika.BasicProperties(**properties), mandatory=True
+        )
+
+
+def wait_drained(broker: Broker, name: str) -> None:
+    assert broker.wait_for(lambda: broker.queue_depth(rpc.queue_name(name)) == 0)
+    time.sleep(0.3)  # the server acks/rejects after dispatch: let it finish
+
+
+@pytest.mark.parametrize("reply_to", ["victim", "x.amq.gen-lookalike"])
+def test_server_refuses_to_reply_to_an_arbitrary_queue(broker: Broker, reply_to: str) -> None:
+    token, victim = uuid.uuid4().hex, unique("victim")
+    with broker.channel() as channel:
+        channel.queue_declare(victim, durable=True)
+    body = json.dumps({"args": [token]}).encode()
+    with serving("test.record"):
+        raw_request(
+            broker,
+            "test.record",
+            body,
+            content_type="application/json",
+            reply_to=victim if reply_to == "victim" else reply_to,
+            correlation_id="c1",
+        )
+        wait_drained(broker, "test.record")
+    assert broker.queue_depth(victim) == 0
+    assert token not in testapp_rabbit.RECORDED
+
+
+@pytest.mark.parametrize("missing", ["reply_to", "correlation_id"])
+def test_request_without_reply_address_is_rejected_unexecuted(broker: Broker, missing: str) -> None:
+    token = uuid.uuid4().hex
+    properties = {"reply_to": "amq.rabbitmq.reply-to.x", "correlation_id": "c1"}
+    del properties[missing]
+    with serving("test.record"):
+        raw_request(
+            broker,
+            "test.record",
+            json.dumps({"args": [token]}).encode(),
+            content_type="application/json",
+            **properties,
+        )
+        wait_drained(broker, "test.record")
+    assert token not in testapp_rabbit.RECORDED
+
+
+def test_pickle_request_is_refused_as_a_bad_request(tmp_path: Any) -> None:
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self) -> Any:
+            return (open, (str(marker), "w"))
+
+    payload = pickle.dumps(Evil())
+    for content_type in ("application/python-pickle", "application/json"):
+        reply_body = asyncio.run(
+            rpc_server_handle("test.record", payload, content_type),
+        )
+        assert json.loads(reply_body)["error"]["code"] == "bad_request"
+    assert not marker.exists()
+
+
+async def rpc_server_handle(name: str, body: bytes, content_type: str) -> bytes:
+    from rabbitbus import rpc_server
+
+    return await rpc_server.handle(rpc.registered()[name], body, content_type)
+
+
+def test_connection_lost_mid_call_raises_and_next_call_works(broker: Broker) -> None:
+    with serving("test.sleep"):
+        rpc.call("test.sleep", 0, timeout=5)
+        threading.Timer(0.5, broker.close_all_connections).start()
+        with pytest.raises(BrokerConnectionError, match="test.sleep"):
+            rpc.call("test.sleep", 2, timeout=10)
+        assert broker.wait_for(lambda: broker.consumers("rpc.test.sleep") > 0, timeout=15)
+        assert rpc.call("test.sleep", 0, "again", timeout=10) == "again"
+
+
+async def test_connection_lost_mid_acall_raises_and_next_call_works(
+    broker: Broker, aclosing: None
+) -> None:
+    with serving("test.sleep"):
+        await rpc.acall("test.sleep", 0, timeout=5)
+        asyncio.get_running_loop().call_later(0.5, broker.close_all_connections)
+        with pytest.raises(BrokerConnectionError):
+            await rpc.acall("test.sleep", 2, timeout=10)
+        await asyncio.sleep(0.5)
+        for _ in range(100):
+            if broker.consumers("rpc.test.sleep") > 0:
+                break
+            await asyncio.sleep(0.1)
+        assert await rpc.acall("test.sleep", 0, "again", timeout=15) == "again"

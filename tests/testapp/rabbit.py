@@ -1,0 +1,63 @@
+"""RPC procedures the test-suite serves (discovered like any app's rabbit.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from rabbitbus import rpc
+
+#: Arguments of every executed ``test.record`` call, in this process.
+RECORDED: list[Any] = []
+
+
+@rpc.register_error
+class OutOfStock(Exception):  # noqa: N818 - a domain error named like the domain
+    """A domain error registered as safe: the caller gets this very class."""
+
+
+class Unregistered(Exception):
+    code = "unregistered"
+
+
+@rpc.procedure("test.echo")
+def echo(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    return {"args": list(args), "kwargs": kwargs}
+
+
+@rpc.procedure("test.aecho")
+async def aecho(value: Any) -> Any:
+    await asyncio.sleep(0)
+    return value
+
+
+@rpc.procedure("test.sleep")
+def sleep(seconds: float, value: Any = None) -> Any:
+    time.sleep(seconds)
+    return value
+
+
+@rpc.procedure("test.record")
+def record(token: str) -> str:
+    RECORDED.append(token)
+    return token
+
+
+@rpc.procedure("test.fail")
+def fail(message: str) -> None:
+    raise Unregistered(message)
+
+
+@rpc.procedure("test.out_of_stock")
+async def out_of_stock(sku: str) -> None:
+    raise OutOfStock(f"{sku} is sold out")
+
+
+@rpc.procedure("test.touch")
+def touch(path: str, delay: float = 0) -> str:
+    """Create ``path`` after ``delay`` seconds: visible proof of execution across processes."""
+    time.sleep(delay)
+    with open(path, "w") as file:
+        file.write("ran")
+    return path
