@@ -21,6 +21,7 @@ import pika
 import pika.exceptions
 
 from rabbitbus import connections, messages
+from rabbitbus.confirms import pika_properties
 from rabbitbus.exceptions import BrokerConnectionError, NoRoute, RpcError, RpcTimeout
 from rabbitbus.messages import Envelope, Message
 from rabbitbus.publishing import aiormq_properties
@@ -102,7 +103,7 @@ class SyncRpcClient:
 
     def _roundtrip(self, envelope: Envelope, deadline: float) -> None:
         connection, channel = self._channel()
-        properties = pika.BasicProperties(**envelope.properties())
+        properties = pika_properties(envelope)
         channel.basic_publish("", envelope.routing_key, envelope.body, properties, mandatory=True)
         while self._reply is None and not self._returned:
             remaining = deadline - time.monotonic()
