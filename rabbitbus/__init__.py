@@ -18,11 +18,18 @@ _EXPORTS = {
     "apublish_many": "rabbitbus.publishing",
     "PublishResult": "rabbitbus.publishing",
     "Message": "rabbitbus.messages",
+    "consumer": "rabbitbus.registry",
+    "ReceivedMessage": "rabbitbus.dispatch",
+    "Reject": "rabbitbus.exceptions",
+    "Retry": "rabbitbus.exceptions",
 }
 
 if TYPE_CHECKING:
+    from rabbitbus.dispatch import ReceivedMessage
+    from rabbitbus.exceptions import Reject, Retry
     from rabbitbus.messages import Message
     from rabbitbus.publishing import PublishResult, apublish, apublish_many, publish, publish_many
+    from rabbitbus.registry import consumer
 
 
 def __getattr__(name: str) -> Any:
@@ -35,8 +42,12 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Message",
     "PublishResult",
+    "ReceivedMessage",
+    "Reject",
+    "Retry",
     "apublish",
     "apublish_many",
+    "consumer",
     "publish",
     "publish_many",
 ]

@@ -27,6 +27,13 @@ DEFAULTS: dict[str, Any] = {
     "APP_ID": "rabbitbus",
     "EXCHANGES": {},
     "QUEUES": {},
+    "WORKER": {
+        "GRACE_PERIOD": 30,
+        "HEARTBEAT_FILE": None,
+        "HEARTBEAT_INTERVAL": 5,
+        "PROCESSED_RETENTION_DAYS": 7,
+        "RECONNECT_MAX_DELAY": 30,
+    },
 }
 
 CONNECTION_DEFAULTS: dict[str, Any] = {
