@@ -45,13 +45,21 @@ class Heartbeat:
         self.started_at = timezone.now()
 
     async def run(self) -> None:
-        """Beat every interval; errors are logged once per beat, never fatal."""
-        while True:
-            try:
-                await asyncio.to_thread(self.beat)
-            except Exception as exc:  # noqa: BLE001 - health must not kill the worker
-                logger.warning("Heartbeat failed (%s: %s)", type(exc).__name__, exc)
-            await asyncio.sleep(self.interval)
+        """Beat every interval; errors are logged once per beat, never fatal.
+
+        The heartbeat file is removed when the beating stops (a stopped
+        worker is not alive, whatever the file's age).
+        """
+        try:
+            while True:
+                try:
+                    await asyncio.to_thread(self.beat)
+                except Exception as exc:  # noqa: BLE001 - health must not kill the worker
+                    logger.warning("Heartbeat failed (%s: %s)", type(exc).__name__, exc)
+                await asyncio.sleep(self.interval)
+        finally:
+            if self.path is not None:
+                self.path.unlink(missing_ok=True)
 
     def stats(self) -> dict[str, int]:
         totals = {"processed": 0, "failed": 0, "retried": 0}

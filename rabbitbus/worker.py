@@ -8,6 +8,7 @@ Prefetched messages that have not started when shutdown begins are requeued.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -245,6 +246,8 @@ async def serve(
         await runtime.run(handle_signals=handle_signals)
     finally:
         heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
 
 
 def consumer_runtime(specs: Sequence[ConsumerSpec], *, alias: str = "default") -> Runtime:
