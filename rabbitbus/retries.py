@@ -33,11 +33,14 @@ def attempt_of(headers: dict[str, Any] | None, attempts: int) -> int:
     raw = (headers or {}).get(ATTEMPT)
     if isinstance(raw, bytes):
         raw = raw.decode("ascii", "replace")
-    if isinstance(raw, bool):
-        return 1
-    try:
-        value = int(raw) if isinstance(raw, (int, str)) and len(str(raw)) < 20 else 1
-    except ValueError:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    elif isinstance(raw, str) and len(raw) < 20:  # no giant-number parsing from the wire
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 1
+    else:
         value = 1
     return max(1, min(attempts, value))
 
