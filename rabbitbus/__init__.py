@@ -22,13 +22,20 @@ _EXPORTS = {
     "publish_on_commit": "rabbitbus.delivery",
     "call": "rabbitbus.rpc",
     "acall": "rabbitbus.rpc",
+    "consumer": "rabbitbus.registry",
+    "ReceivedMessage": "rabbitbus.dispatch",
+    "Reject": "rabbitbus.exceptions",
+    "Retry": "rabbitbus.exceptions",
 }
 
 if TYPE_CHECKING:
     from rabbitbus.bridges import bridge
     from rabbitbus.delivery import publish_on_commit
+    from rabbitbus.dispatch import ReceivedMessage
+    from rabbitbus.exceptions import Reject, Retry
     from rabbitbus.messages import Message
     from rabbitbus.publishing import PublishResult, apublish, apublish_many, publish, publish_many
+    from rabbitbus.registry import consumer
     from rabbitbus.rpc import acall, call
 
 
@@ -44,11 +51,15 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Message",
     "PublishResult",
+    "ReceivedMessage",
+    "Reject",
+    "Retry",
     "acall",
     "apublish",
     "apublish_many",
     "bridge",
     "call",
+    "consumer",
     "publish",
     "publish_many",
     "publish_on_commit",

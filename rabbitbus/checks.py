@@ -27,6 +27,7 @@ TOP_LEVEL_KEYS = frozenset(
         "BRIDGES",
         "OUTBOX",
         "RPC_REPLY_TO_PREFIXES",
+        "WORKER",
     }
 )
 CONNECTION_KEYS = frozenset(
@@ -337,6 +338,56 @@ def setting_errors(raw: Any) -> list[CheckMessage]:
         errors.append(_e("E013", "RABBITBUS['APP_ID'] must be a string.", "e.g. 'shop'"))
     errors += topology_errors(raw.get("EXCHANGES", {}), raw.get("QUEUES", {}))
     errors += _rpc_errors(raw.get("RPC_REPLY_TO_PREFIXES", ("amq.rabbitmq.reply-to.",)))
+    errors += worker_errors(raw.get("WORKER", {}))
+    return errors
+
+
+WORKER_KEYS = frozenset(
+    {
+        "GRACE_PERIOD",
+        "HEARTBEAT_FILE",
+        "HEARTBEAT_INTERVAL",
+        "PROCESSED_RETENTION_DAYS",
+        "RECONNECT_MAX_DELAY",
+    }
+)
+WORKER_NUMBERS = (
+    "GRACE_PERIOD",
+    "HEARTBEAT_INTERVAL",
+    "PROCESSED_RETENTION_DAYS",
+    "RECONNECT_MAX_DELAY",
+)
+
+
+def worker_errors(raw: Any) -> list[CheckMessage]:
+    """Problems with ``RABBITBUS['WORKER']`` (ids E030-E033)."""
+    if not isinstance(raw, dict):
+        return [_e("E030", "RABBITBUS['WORKER'] must be a dict.", "e.g. {'GRACE_PERIOD': 30}")]
+    errors: list[CheckMessage] = []
+    unknown = sorted(set(raw) - WORKER_KEYS)
+    if unknown:
+        hint = f"Valid keys: {', '.join(sorted(WORKER_KEYS))}."
+        errors.append(
+            _e("E031", f"Unknown key(s) {', '.join(unknown)} in RABBITBUS['WORKER'].", hint)
+        )
+    for key in WORKER_NUMBERS:
+        value = raw.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            errors.append(
+                _e(
+                    "E032",
+                    f"RABBITBUS['WORKER']['{key}'] must be a positive number.",
+                    "Seconds or days.",
+                )
+            )
+    if not isinstance(raw.get("HEARTBEAT_FILE"), (str, os.PathLike, type(None))):
+        errors.append(
+            _e(
+                "E033",
+                "RABBITBUS['WORKER']['HEARTBEAT_FILE'] must be a path or None.",
+                "e.g. '/tmp/worker.alive'",
+            )
+        )
     return errors
 
 

@@ -31,6 +31,13 @@ DEFAULTS: dict[str, Any] = {
     "OUTBOX": {},
     # Servers reply only to these reply_to prefixes (direct reply-to, server-named queues).
     "RPC_REPLY_TO_PREFIXES": ("amq.rabbitmq.reply-to.", "amq.gen-"),
+    "WORKER": {
+        "GRACE_PERIOD": 30,
+        "HEARTBEAT_FILE": None,
+        "HEARTBEAT_INTERVAL": 5,
+        "PROCESSED_RETENTION_DAYS": 7,
+        "RECONNECT_MAX_DELAY": 30,
+    },
 }
 
 CONNECTION_DEFAULTS: dict[str, Any] = {

@@ -66,6 +66,11 @@ def ids(raw: Any) -> set[str]:
             },
             "rabbitbus.W003",
         ),
+        ({"WORKER": 30}, "rabbitbus.E030"),
+        ({"WORKER": {"GRACE": 30}}, "rabbitbus.E031"),
+        ({"WORKER": {"GRACE_PERIOD": 0}}, "rabbitbus.E032"),
+        ({"WORKER": {"HEARTBEAT_INTERVAL": "5"}}, "rabbitbus.E032"),
+        ({"WORKER": {"HEARTBEAT_FILE": 5}}, "rabbitbus.E033"),
     ],
 )
 def test_each_mistake_has_its_id(raw: Any, expected: str) -> None:

@@ -1,12 +1,20 @@
-"""RPC procedures the test-suite serves (discovered like any app's rabbit.py)."""
+"""What the test-suite serves, discovered like any app's rabbit.py.
+
+RPC procedures are always registered. Worker handlers are registered only in
+worker subprocesses (RABBITBUS_TEST_WORKER_PREFIX set): the pytest process
+leaves the consumer registry empty, and queue names carry a per-test prefix.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
 from rabbitbus import rpc
+from rabbitbus.dispatch import ReceivedMessage
+from rabbitbus.registry import consumer
 
 #: Arguments of every executed ``test.record`` call, in this process.
 RECORDED: list[Any] = []
@@ -61,3 +69,16 @@ def touch(path: str, delay: float = 0) -> str:
     with open(path, "w") as file:
         file.write("ran")
     return path
+
+
+PREFIX = os.environ.get("RABBITBUS_TEST_WORKER_PREFIX")
+
+if PREFIX:
+
+    @consumer(queue=f"{PREFIX}.effects", idempotent=True, prefetch=10, attempts=3, backoff=(0.1, 1))
+    def apply_effect(message: ReceivedMessage) -> None:
+        """Sleep as the body asks, then record one Effect row (idempotently)."""
+        from tests.testapp.models import Effect
+
+        time.sleep(float(message.body.get("sleep", 0)))
+        Effect.objects.create(consumer="effects", message_id=message.message_id or "")

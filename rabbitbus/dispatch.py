@@ -1,0 +1,183 @@
+"""From a delivery to an outcome: decode, run the handler, decide ack/retry/dead-letter.
+
+No AMQP I/O here: :func:`dispatch` returns an :class:`Outcome` that the
+worker carries out (publish the retry or dead-letter copy with confirms,
+then ack the original).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import IntegrityError, close_old_connections, transaction
+
+from rabbitbus import messages, retries
+from rabbitbus.exceptions import DecodeError, Reject, Retry
+from rabbitbus.registry import ConsumerSpec
+
+logger = logging.getLogger("rabbitbus.dispatch")
+
+ACK = "ack"
+RETRY = "retry"
+DEAD_LETTER = "dead-letter"
+
+
+@dataclass
+class ReceivedMessage:
+    """What a handler receives: the decoded body and where the message came from.
+
+    ``exchange`` and ``routing_key`` are those the message was first published
+    with, even on a retry (which comes back through a delay queue).
+    ``attempt`` counts from 1.
+    """
+
+    body: Any
+    headers: dict[str, Any]
+    routing_key: str
+    exchange: str
+    message_id: str | None
+    redelivered: bool
+    attempt: int
+    content_type: str | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    raw_body: bytes = field(default=b"", repr=False)
+
+
+@dataclass
+class Outcome:
+    """What to do with a delivery: ``ack``, ``retry`` after ``delay_ms``, or ``dead-letter``."""
+
+    action: str
+    error: BaseException | str | None = None
+    delay_ms: int = 0
+    duplicate: bool = False
+
+
+@dataclass
+class Raw:
+    """The transport-independent parts of a delivery."""
+
+    body: bytes
+    headers: dict[str, Any]
+    exchange: str
+    routing_key: str
+    message_id: str | None
+    redelivered: bool
+    content_type: str | None
+    content_encoding: str | None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+
+
+def receive(spec: ConsumerSpec, raw: Raw) -> ReceivedMessage:
+    """Decode ``raw`` for ``spec``'s handler; raises :class:`DecodeError`."""
+    body = messages.decode_body(raw.body, raw.content_type, raw.content_encoding)
+    exchange, routing_key = retries.origin_of(raw.headers, raw.exchange, raw.routing_key)
+    return ReceivedMessage(
+        body=body,
+        headers=raw.headers,
+        routing_key=routing_key,
+        exchange=exchange,
+        message_id=raw.message_id,
+        redelivered=raw.redelivered,
+        attempt=retries.attempt_of(raw.headers, spec.attempts),
+        content_type=raw.content_type,
+        correlation_id=raw.correlation_id,
+        reply_to=raw.reply_to,
+        raw_body=raw.body,
+    )
+
+
+async def dispatch(spec: ConsumerSpec, raw: Raw, executor: Executor) -> Outcome:
+    """Run ``spec``'s handler on ``raw`` and say what to do with the delivery.
+
+    Never raises for a handler's or a body's fault: those become outcomes.
+    """
+    try:
+        message = receive(spec, raw)
+    except DecodeError as exc:
+        logger.warning(
+            "Undecodable message %s on %s (%s); dead-lettering", raw.message_id, spec.queue, exc
+        )
+        return Outcome(DEAD_LETTER, exc)
+    try:
+        duplicate = await run_handler(spec, message, executor)
+    except Reject as exc:
+        logger.info("Handler %s rejected message %s: %s", spec.name, raw.message_id, exc.reason)
+        return Outcome(DEAD_LETTER, exc)
+    except Retry as exc:
+        return _after_failure(spec, message, exc, exc.delay)
+    except Exception as exc:  # noqa: BLE001 - any handler failure is retried
+        logger.warning(
+            "Handler %s failed on message %s (attempt %d/%d)",
+            spec.name, raw.message_id, message.attempt, spec.attempts, exc_info=True,
+        )  # fmt: skip
+        return _after_failure(spec, message, exc, None)
+    return Outcome(ACK, duplicate=duplicate)
+
+
+def _after_failure(
+    spec: ConsumerSpec, message: ReceivedMessage, error: BaseException, delay: float | None
+) -> Outcome:
+    if message.attempt >= spec.attempts or not spec.retry_tiers:
+        return Outcome(DEAD_LETTER, error)
+    if delay is None:
+        delay_ms = retries.backoff_ms(message.attempt, *spec.backoff)
+    else:
+        delay_ms = retries.tier_for(max(0.0, delay), spec.retry_tiers)
+    return Outcome(RETRY, error, delay_ms=delay_ms)
+
+
+async def run_handler(spec: ConsumerSpec, message: ReceivedMessage, executor: Executor) -> bool:
+    """Run the handler; returns True if an idempotent consumer had already applied it."""
+    if spec.is_async:
+        await spec.handler(message)
+        return False
+    loop = asyncio.get_running_loop()
+    call = _idempotent_call if spec.idempotent else _plain_call
+    return await loop.run_in_executor(executor, call, spec, message)
+
+
+def _with_fresh_db(function: Callable[[], bool]) -> bool:
+    # A long-lived worker thread must not keep a connection the DB has dropped
+    # (CONN_MAX_AGE, server restarts): Django does this per request, we per message.
+    close_old_connections()
+    try:
+        return function()
+    finally:
+        close_old_connections()
+
+
+def _plain_call(spec: ConsumerSpec, message: ReceivedMessage) -> bool:
+    def call() -> bool:
+        spec.handler(message)
+        return False
+
+    return _with_fresh_db(call)
+
+
+def _idempotent_call(spec: ConsumerSpec, message: ReceivedMessage) -> bool:
+    from rabbitbus.models import ProcessedMessage
+
+    message_id = message.message_id
+    if not message_id:
+        raise Reject("idempotent consumer received a message without message_id")
+
+    def call() -> bool:
+        with transaction.atomic():
+            try:
+                with transaction.atomic():
+                    ProcessedMessage.objects.create(consumer=spec.name, message_id=message_id)
+            except IntegrityError:
+                logger.info("Message %s already processed by %s", message.message_id, spec.name)
+                return True
+            spec.handler(message)
+        return False
+
+    return _with_fresh_db(call)

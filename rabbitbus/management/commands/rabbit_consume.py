@@ -1,0 +1,70 @@
+"""``manage.py rabbit_consume [name ...]``: run consumer workers (see rabbitbus.worker)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from rabbitbus import health, registry, worker
+from rabbitbus.exceptions import RabbitBusError
+
+
+class Command(BaseCommand):
+    help = "Run the registered @consumer handlers (all, or those named) until SIGTERM."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("names", nargs="*", help="Consumer names (default: all).")
+        parser.add_argument("--prefetch", type=int, help="Override every consumer's prefetch.")
+        parser.add_argument(
+            "--concurrency", type=int, help="Override every consumer's concurrency."
+        )
+        parser.add_argument("--connection", default="default", help="Connection alias.")
+        parser.add_argument(
+            "--list", action="store_true", help="Print handlers, queues, bindings; exit."
+        )
+        parser.add_argument(
+            "--check", action="store_true", help="Exit 0 if a worker's heartbeat is fresh."
+        )
+        parser.add_argument(
+            "--prune", action="store_true", help="Delete old processed-message rows; exit."
+        )
+
+    def handle(self, *args: Any, names: list[str], **options: Any) -> None:
+        if options["check"]:
+            return self._check()
+        if options["prune"]:
+            self.stdout.write(f"Deleted {health.prune_processed()} processed-message rows.")
+            return None
+        try:
+            specs = [self._override(spec, options) for spec in registry.select(names)]
+        except RabbitBusError as exc:
+            raise CommandError(str(exc)) from exc
+        if not specs:
+            raise CommandError(
+                "No consumers registered (define @rabbitbus.consumer in <app>/rabbit.py)."
+            )
+        if options["list"]:
+            self.stdout.write("\n".join(worker.summary(specs)))
+            return None
+        try:
+            worker.run(specs, alias=options["connection"])
+        except RabbitBusError as exc:
+            raise CommandError(str(exc)) from exc
+        return None
+
+    def _check(self) -> None:
+        ok, message = health.check()
+        if not ok:
+            raise CommandError(message)
+        self.stdout.write(message)
+
+    @staticmethod
+    def _override(spec: registry.ConsumerSpec, options: dict[str, Any]) -> registry.ConsumerSpec:
+        changes = {key: options[key] for key in ("prefetch", "concurrency") if options[key]}
+        if not changes:
+            return spec
+        spec = dataclasses.replace(spec, **changes)
+        registry.validate(spec)
+        return spec

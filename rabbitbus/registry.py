@@ -1,0 +1,171 @@
+"""Registered consumers: the ``@consumer`` decorator and what it records.
+
+Handlers live in ``<app>/rabbit.py`` (autodiscovered by the app config).
+Registering a consumer also adds its work queue, retry tiers and dead-letter
+queue to :data:`rabbitbus.topology.registry`, so ``rabbit_setup`` and the
+worker declare the same entities.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from rabbitbus import retries, topology
+from rabbitbus.exceptions import ConfigurationError
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+#: Delivery limit of quorum work queues: it only catches crash loops (the
+#: library's own retries republish, which resets the count), so it must exceed
+#: the number of worker crashes one message may see (RELIABILITY.md F16b).
+DEFAULT_DELIVERY_LIMIT = 20
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """Everything the worker needs to run one handler."""
+
+    name: str
+    handler: Callable[..., Any]
+    queue: str
+    bindings: tuple[tuple[str, str], ...] = ()
+    prefetch: int = 10
+    concurrency: int = 1
+    attempts: int = 5
+    backoff: tuple[float, float] = (1.0, 60.0)
+    idempotent: bool = False
+    queue_type: str = "quorum"
+    delivery_limit: int | None = DEFAULT_DELIVERY_LIMIT
+    is_async: bool = field(default=False)
+
+    @property
+    def retry_tiers(self) -> list[int]:
+        return retries.tiers(self.attempts, *self.backoff)
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return retries.dead_letter_queue(self.queue)
+
+    def topology(self) -> list[topology.Entity]:
+        """The work queue (dead-lettering to the DLQ), retry tiers, DLQ and bindings."""
+        quorum = self.queue_type == "quorum"
+        entities: list[topology.Entity] = [
+            topology.Queue(
+                self.queue,
+                type=self.queue_type,
+                dead_letter_exchange="",
+                dead_letter_routing_key=self.dead_letter_queue,
+                delivery_limit=self.delivery_limit if quorum else None,
+            ),
+            topology.Queue(self.dead_letter_queue, type=self.queue_type),
+        ]
+        entities += [
+            topology.Queue(
+                retries.retry_queue(self.queue, delay),
+                type="classic",
+                message_ttl=delay,
+                dead_letter_exchange="",
+                dead_letter_routing_key=self.queue,
+            )
+            for delay in self.retry_tiers
+        ]
+        entities += [topology.Binding(self.queue, ex, key) for ex, key in self.bindings]
+        return entities
+
+
+#: Consumers by name, in registration order.
+consumers: dict[str, ConsumerSpec] = {}
+
+
+def consumer(
+    *,
+    queue: str,
+    bindings: Sequence[tuple[str, str]] = (),
+    prefetch: int = 10,
+    concurrency: int = 1,
+    attempts: int = 5,
+    backoff: tuple[float, float] = (1.0, 60.0),
+    idempotent: bool = False,
+    queue_type: str = "quorum",
+    delivery_limit: int | None = DEFAULT_DELIVERY_LIMIT,
+    name: str | None = None,
+) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the handler of ``queue``.
+
+    ``bindings`` are ``(exchange, routing_key)`` pairs (topic patterns allowed).
+    A failing handler is retried ``attempts - 1`` times with exponential
+    backoff ``(base, cap)`` seconds, then dead-lettered to ``<queue>.dlq``.
+    ``idempotent=True`` records each message id in the processed-messages
+    table in the handler's own DB transaction (``def`` handlers only).
+    ``name`` defaults to ``module.function``. Returns the function unchanged.
+    Raises :class:`ConfigurationError` for invalid options.
+    """
+
+    def register(handler: Handler) -> Handler:
+        spec = ConsumerSpec(
+            name=name or f"{handler.__module__}.{handler.__qualname__}",
+            handler=handler,
+            queue=queue,
+            bindings=tuple((str(ex), str(key)) for ex, key in bindings),
+            prefetch=prefetch,
+            concurrency=concurrency,
+            attempts=attempts,
+            backoff=(float(backoff[0]), float(backoff[1])),
+            idempotent=idempotent,
+            queue_type=queue_type,
+            delivery_limit=delivery_limit,
+            is_async=inspect.iscoroutinefunction(handler),
+        )
+        add(spec)
+        return handler
+
+    return register
+
+
+def validate(spec: ConsumerSpec) -> None:
+    """Raise :class:`ConfigurationError` if ``spec`` cannot work."""
+    problems = [
+        (not spec.queue, "queue must be a non-empty name"),
+        (spec.prefetch < 1, "prefetch must be at least 1"),
+        (spec.concurrency < 1, "concurrency must be at least 1"),
+        (spec.attempts < 1, "attempts must be at least 1"),
+        (
+            not 0 < spec.backoff[0] <= spec.backoff[1],
+            "backoff must be (base, cap), 0 < base <= cap",
+        ),
+        (spec.queue_type not in ("quorum", "classic"), "queue_type must be 'quorum' or 'classic'"),
+        (
+            spec.idempotent and spec.is_async,
+            "idempotent=True needs a def handler: the inbox row "
+            "and the handler's writes share one DB transaction",
+        ),
+    ]
+    for failed, message in problems:
+        if failed:
+            raise ConfigurationError(f"Consumer {spec.name!r}: {message}.")
+
+
+def add(spec: ConsumerSpec) -> None:
+    """Register ``spec`` (replacing one of the same name) and its topology."""
+    validate(spec)
+    for other in consumers.values():
+        if other.queue == spec.queue and other.name != spec.name:
+            raise ConfigurationError(
+                f"Consumers {other.name!r} and {spec.name!r} both consume {spec.queue!r}."
+            )
+    consumers[spec.name] = spec
+    topology.registry.add(*spec.topology())
+
+
+def select(names: Sequence[str] = ()) -> list[ConsumerSpec]:
+    """The named consumers (all when ``names`` is empty); unknown names raise."""
+    if not names:
+        return list(consumers.values())
+    unknown = [name for name in names if name not in consumers]
+    if unknown:
+        known = ", ".join(consumers) or "none"
+        raise ConfigurationError(f"Unknown consumer(s) {', '.join(unknown)}; registered: {known}.")
+    return [consumers[name] for name in names]

@@ -1,0 +1,196 @@
+"""The asyncio runtime behind long-running rabbitbus processes.
+
+A :class:`Runtime` owns one AMQP connection for consuming (publishing goes
+through :mod:`rabbitbus.connections`, a separate connection, as RabbitMQ
+recommends), keeps it alive and runs :class:`Service` objects on it:
+
+* after every (re)connect it calls ``await service.start(connection)``:
+  declare what you need, open your channels and start consuming;
+* on SIGTERM/SIGINT it calls ``await service.stop()`` (stop taking new work:
+  cancel consumers), then ``await service.drain()`` bounded by the grace
+  period (finish and settle in-flight work), then closes the connection.
+
+Reconnects use capped exponential backoff with jitter and one log line per
+attempt; the runtime never exits because the broker is down. aiormq is used
+directly rather than aio-pika's robust connection, which can come back with
+zero consumers: here consumers are re-registered explicitly and verified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import aiormq
+import aiormq.abc
+
+from rabbitbus import connections
+from rabbitbus.conf import ConnectionSettings, settings
+from rabbitbus.exceptions import TopologyError
+
+logger = logging.getLogger("rabbitbus.runtime")
+
+#: Errors after which the runtime reconnects rather than exits.
+RECOVERABLE = (aiormq.exceptions.AMQPError, ConnectionError, OSError, asyncio.TimeoutError)
+
+
+class Service(Protocol):
+    """Something that consumes on the runtime's connection and drains on shutdown."""
+
+    name: str
+
+    async def start(self, connection: aiormq.abc.AbstractConnection) -> None:
+        """Declare, open channels and consume; called after every (re)connect."""
+
+    async def stop(self) -> None:
+        """Stop taking new work (cancel consumers); in-flight work goes on."""
+
+    async def drain(self) -> None:
+        """Return once in-flight work is finished and settled."""
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for heartbeats: at least processed, failed, retried."""
+
+
+class Runtime:
+    """Runs services on one kept-alive connection until a signal stops it."""
+
+    def __init__(self, services: Sequence[Service], *, alias: str = "default") -> None:
+        self.services = list(services)
+        self.connection_settings: ConnectionSettings = settings.connection(alias)
+        worker = settings.WORKER
+        self.grace = float(worker.get("GRACE_PERIOD", 30))
+        self.reconnect_cap = float(worker.get("RECONNECT_MAX_DELAY", 30))
+        self.stopping = asyncio.Event()
+        self.ready = False
+        self.connection: aiormq.abc.AbstractConnection | None = None
+        self.reconnects = 0
+        self._signals = 0
+
+    async def run(self, *, handle_signals: bool = True) -> None:
+        """Serve until stopped; then drain within the grace period and close.
+
+        ``handle_signals=False`` leaves SIGTERM/SIGINT alone (a runtime in a
+        thread, as in tests); call :meth:`stop` from the loop instead.
+        """
+        if handle_signals:
+            self._install_signal_handlers()
+        while not self.stopping.is_set():
+            if await self._serve_once():
+                self.reconnects += 1
+        await self._shutdown()
+
+    def stop(self) -> None:
+        """Ask the runtime to shut down gracefully (what the first signal does)."""
+        self.stopping.set()
+
+    async def _serve_once(self) -> bool:
+        connection = await self._connect()
+        if connection is None:
+            return False
+        try:
+            for service in self.services:
+                await service.start(connection)
+        except TopologyError:
+            await self._close(connection)
+            raise
+        except RECOVERABLE as exc:
+            logger.warning(
+                "Could not start consuming (%s: %s); reconnecting", type(exc).__name__, exc
+            )
+            await self._close(connection)
+            return True
+        self.ready = True
+        await self._wait_closed_or_stopped(connection)
+        self.ready = False
+        return not self.stopping.is_set()
+
+    async def _wait_closed_or_stopped(self, connection: aiormq.abc.AbstractConnection) -> None:
+        stop = asyncio.ensure_future(self.stopping.wait())
+        closing = asyncio.ensure_future(_closed(connection))
+        await asyncio.wait([stop, closing], return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if closing.done() and not self.stopping.is_set():
+            logger.warning("Connection lost (%s); reconnecting", closing.result())
+        else:
+            closing.cancel()
+
+    async def _connect(self) -> aiormq.abc.AbstractConnection | None:
+        delays = connections.backoff_delays(base=0.5, cap=self.reconnect_cap)
+        attempt = 0
+        while not self.stopping.is_set():
+            attempt += 1
+            try:
+                self.connection = await self._open()
+                return self.connection
+            except RECOVERABLE as exc:
+                delay = next(delays)
+                logger.warning(
+                    "Broker unreachable (attempt %d: %s); retrying in %.1fs",
+                    attempt, type(exc).__name__, delay,
+                )  # fmt: skip
+                await _sleep_unless(self.stopping, delay)
+        return None
+
+    async def _open(self) -> aiormq.abc.AbstractConnection:
+        cs = self.connection_settings
+        endpoint = cs.endpoints[self.reconnects % len(cs.endpoints)]
+        return await asyncio.wait_for(
+            aiormq.connect(
+                connections.aio_pika_url(endpoint, cs),
+                context=cs.ssl_context() if endpoint.tls else None,
+                client_properties=connections.client_properties(cs),
+            ),
+            cs.connection_timeout,
+        )
+
+    async def _shutdown(self) -> None:
+        for service in self.services:
+            await service.stop()
+        try:
+            await asyncio.wait_for(asyncio.gather(*(s.drain() for s in self.services)), self.grace)
+        except TimeoutError:
+            logger.warning(
+                "Grace period of %.0fs over; unfinished messages will be redelivered", self.grace
+            )
+        if self.connection is not None:
+            await self._close(self.connection)
+        await connections.aclose_all()
+
+    async def _close(self, connection: aiormq.abc.AbstractConnection) -> None:
+        try:
+            await asyncio.wait_for(connection.close(), 5)
+        except (*RECOVERABLE, RuntimeError):
+            logger.debug("Error while closing the connection", exc_info=True)
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            # Unacked messages are requeued by the broker when the socket closes.
+            logger.warning("Second signal: exiting now")
+            os._exit(1)
+        logger.info("Received %s: finishing in-flight messages", signal.Signals(signum).name)
+        self.stop()
+
+
+async def _closed(connection: aiormq.abc.AbstractConnection) -> str:
+    try:
+        await connection.closing
+    except BaseException as exc:  # noqa: BLE001 - the reason is all we want
+        return f"{type(exc).__name__}: {exc}"
+    return "closed"
+
+
+async def _sleep_unless(event: asyncio.Event, delay: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), delay)

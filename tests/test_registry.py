@@ -1,0 +1,125 @@
+"""The @consumer decorator, its validation and the topology it registers."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+import rabbitbus
+from rabbitbus import registry, topology
+from rabbitbus.dispatch import ReceivedMessage
+from rabbitbus.exceptions import ConfigurationError
+
+
+@pytest.fixture
+def clean_registry() -> Iterator[None]:
+    consumers = dict(registry.consumers)
+    queues, bindings = dict(topology.registry.queues), dict(topology.registry.bindings)
+    yield
+    registry.consumers.clear()
+    registry.consumers.update(consumers)
+    topology.registry.queues, topology.registry.bindings = queues, bindings
+
+
+@pytest.mark.usefixtures("clean_registry")
+def test_consumer_registers_the_handler_and_its_topology() -> None:
+    @rabbitbus.consumer(queue="reg.q", bindings=[("shop", "order.*")], attempts=4, backoff=(1, 2))
+    def handle(message: ReceivedMessage) -> None: ...
+
+    spec = registry.consumers[
+        f"{__name__}.test_consumer_registers_the_handler_and_its_topology.<locals>.handle"
+    ]
+    assert spec.handler is handle and not spec.is_async
+    work = topology.registry.queues["reg.q"]
+    assert (work.type, work.dead_letter_exchange, work.dead_letter_routing_key) == (
+        "quorum",
+        "",
+        "reg.q.dlq",
+    )
+    assert work.delivery_limit == registry.DEFAULT_DELIVERY_LIMIT  # quorum: limit and DLX together
+    assert "reg.q.dlq" in topology.registry.queues
+    for delay in (1000, 2000):
+        tier = topology.registry.queues[f"reg.q.retry.{delay}"]
+        assert (tier.message_ttl, tier.dead_letter_exchange, tier.dead_letter_routing_key) == (
+            delay,
+            "",
+            "reg.q",
+        )
+    assert ("reg.q", "shop", "order.*") in topology.registry.bindings
+
+
+@pytest.mark.usefixtures("clean_registry")
+def test_async_handlers_are_recognised() -> None:
+    @rabbitbus.consumer(queue="reg.async", name="reg-async")
+    async def handle(message: ReceivedMessage) -> None: ...
+
+    assert registry.consumers["reg-async"].is_async
+
+
+@pytest.mark.usefixtures("clean_registry")
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"queue": ""},
+        {"queue": "q", "prefetch": 0},
+        {"queue": "q", "concurrency": 0},
+        {"queue": "q", "attempts": 0},
+        {"queue": "q", "backoff": (5, 1)},
+        {"queue": "q", "queue_type": "stream"},
+    ],
+)
+def test_invalid_options_are_refused(options: dict) -> None:
+    with pytest.raises(ConfigurationError):
+        rabbitbus.consumer(**options)(lambda message: None)
+
+
+@pytest.mark.usefixtures("clean_registry")
+def test_an_async_idempotent_handler_is_refused() -> None:
+    async def handle(message: ReceivedMessage) -> None: ...
+
+    with pytest.raises(ConfigurationError, match="def handler"):
+        rabbitbus.consumer(queue="reg.idem", idempotent=True)(handle)
+
+
+@pytest.mark.usefixtures("clean_registry")
+def test_two_consumers_on_one_queue_are_refused() -> None:
+    rabbitbus.consumer(queue="reg.same", name="a")(lambda message: None)
+    with pytest.raises(ConfigurationError, match="both consume"):
+        rabbitbus.consumer(queue="reg.same", name="b")(lambda message: None)
+
+
+@pytest.mark.usefixtures("clean_registry")
+def test_rabbit_consume_refuses_unknown_names() -> None:
+    with pytest.raises(CommandError, match="Unknown consumer"):
+        call_command("rabbit_consume", "nope", stdout=io.StringIO())
+
+
+@pytest.mark.usefixtures("clean_registry")
+def test_rabbit_consume_list_applies_overrides() -> None:
+    rabbitbus.consumer(queue="reg.list", name="lister", bindings=[("shop", "#")])(lambda m: None)
+    out = io.StringIO()
+    call_command("rabbit_consume", "lister", "--list", "--prefetch", "7", stdout=out)
+    assert "lister (sync) queue=reg.list (quorum) bindings=shop[#] prefetch=7" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_prune_deletes_only_old_inbox_rows() -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from rabbitbus.models import ProcessedMessage
+
+    old = ProcessedMessage.objects.create(consumer="c", message_id="old")
+    ProcessedMessage.objects.filter(pk=old.pk).update(
+        processed_at=timezone.now() - timedelta(days=8)
+    )
+    ProcessedMessage.objects.create(consumer="c", message_id="new")
+    out = io.StringIO()
+    call_command("rabbit_consume", "--prune", stdout=out)
+    assert "Deleted 1 processed-message rows." in out.getvalue()
+    assert list(ProcessedMessage.objects.values_list("message_id", flat=True)) == ["new"]

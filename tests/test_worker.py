@@ -1,0 +1,248 @@
+"""Consumer semantics against the real broker, with the runtime in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pika
+import pytest
+
+from rabbitbus import dispatch, publish, retries
+from rabbitbus.dispatch import ReceivedMessage
+from rabbitbus.exceptions import Reject, Retry
+from tests.broker import Broker, unique
+from tests.workers import ThreadWorker, spec
+
+
+class Recorder:
+    """A handler that records what it saw and can fail on demand."""
+
+    def __init__(self, fail: Any = None) -> None:
+        self.seen: list[ReceivedMessage] = []
+        self.times: list[float] = []
+        self.fail = fail
+        self.lock = threading.Lock()
+
+    def __call__(self, message: ReceivedMessage) -> None:
+        with self.lock:
+            self.seen.append(message)
+            self.times.append(time.monotonic())
+        if self.fail is not None:
+            self.fail(message)
+
+    def ids(self) -> set[str | None]:
+        return {message.message_id for message in self.seen}
+
+
+def boom(message: ReceivedMessage) -> None:
+    raise ValueError("boom")
+
+
+def dead_letters(broker: Broker, queue: str) -> list[tuple[Any, bytes]]:
+    """Every message in ``queue``'s DLQ as (properties, body), acked."""
+    found = []
+    with broker.channel() as channel:
+        while True:
+            method, properties, body = channel.basic_get(retries.dead_letter_queue(queue))
+            if method is None:
+                return found
+            channel.basic_ack(method.delivery_tag)
+            found.append((properties, body))
+
+
+def raw_publish(broker: Broker, queue: str, body: bytes, **properties: Any) -> None:
+    with broker.channel() as channel:
+        channel.basic_publish("", queue, body, pika.BasicProperties(**properties))
+
+
+def test_a_successful_message_is_acked(broker: Broker) -> None:
+    queue, handler = unique("w.ok"), Recorder()
+    with ThreadWorker(spec(queue, handler)).start(broker) as worker:
+        ids = [publish("", queue, {"n": n}) for n in range(5)]
+        assert broker.wait_for(lambda: len(handler.seen) == 5)
+        assert broker.wait_for(lambda: worker.stats()["processed"] == 5)
+    assert handler.ids() == set(ids)
+    assert broker.queue_depth(queue) == 0  # nothing left ready, and after close nothing unacked
+
+
+def test_the_handler_sees_body_headers_origin_and_attempt(broker: Broker, exchange: str) -> None:
+    queue, handler = unique("w.msg"), Recorder()
+    consumer = spec(queue, handler, bindings=[(exchange, "order.*")])
+    with ThreadWorker(consumer).start(broker):
+        message_id = publish(exchange, "order.placed", {"id": 7}, headers={"h": "v"})
+        assert broker.wait_for(lambda: handler.seen)
+    message = handler.seen[0]
+    assert (message.body, message.headers["h"], message.message_id) == ({"id": 7}, "v", message_id)
+    assert (message.exchange, message.routing_key, message.attempt) == (exchange, "order.placed", 1)
+    assert message.redelivered is False
+
+
+def test_a_failing_handler_is_retried_with_growing_delays_then_dead_lettered(
+    broker: Broker, exchange: str
+) -> None:
+    queue, handler = unique("w.fail"), Recorder(boom)
+    consumer = spec(queue, handler, bindings=[(exchange, "k")], attempts=3, backoff=(0.3, 5))
+    with ThreadWorker(consumer).start(broker):
+        publish(exchange, "k", {"x": 1})
+        assert broker.wait_for(lambda: broker.queue_depth(retries.dead_letter_queue(queue)) == 1)
+    assert [message.attempt for message in handler.seen] == [1, 2, 3]
+    first_gap, second_gap = (b - a for a, b in zip(handler.times, handler.times[1:], strict=False))
+    assert first_gap >= 0.3 and second_gap >= 0.6  # TTLs of 300 ms, then 600 ms
+    [(properties, body)] = dead_letters(broker, queue)
+    assert body == b'{"x":1}'
+    headers = properties.headers
+    assert headers[retries.ERROR_CLASS] == "ValueError"
+    assert headers[retries.ERROR] == "boom"
+    assert headers[retries.ATTEMPTS] == 3
+    assert headers[retries.ORIGINAL_EXCHANGE] == exchange
+    assert headers[retries.ORIGINAL_ROUTING_KEY] == "k"
+    assert handler.seen[-1].routing_key == "k"  # the retried copy still says where it came from
+
+
+def test_reject_dead_letters_at_once(broker: Broker) -> None:
+    def reject(message: ReceivedMessage) -> None:
+        raise Reject("not for us")
+
+    queue, handler = unique("w.reject"), Recorder(reject)
+    with ThreadWorker(spec(queue, handler, attempts=5)).start(broker):
+        publish("", queue, {})
+        assert broker.wait_for(lambda: broker.queue_depth(retries.dead_letter_queue(queue)) == 1)
+    assert len(handler.seen) == 1
+    [(properties, _)] = dead_letters(broker, queue)
+    assert properties.headers[retries.ERROR_CLASS] == "Reject"
+    assert properties.headers[retries.ERROR] == "not for us"
+
+
+def test_retry_with_a_delay_comes_back_after_it(broker: Broker) -> None:
+    def retry_once(message: ReceivedMessage) -> None:
+        if message.attempt == 1:
+            raise Retry(delay=0.5)
+
+    queue, handler = unique("w.retry"), Recorder(retry_once)
+    consumer = spec(queue, handler, attempts=5, backoff=(0.1, 1))  # tiers 0.1, 0.2, 0.4, 0.8 s
+    with ThreadWorker(consumer).start(broker) as worker:
+        publish("", queue, {})
+        assert broker.wait_for(lambda: worker.stats()["processed"] == 1)
+    assert [message.attempt for message in handler.seen] == [1, 2]
+    assert handler.times[1] - handler.times[0] >= 0.5  # waited in the 0.8 s tier
+    assert broker.queue_depth(retries.dead_letter_queue(queue)) == 0
+
+
+BAD_BODIES = {
+    "bad json": (b"{not json", {"content_type": "application/json"}),
+    "empty": (b"", {"content_type": "application/json"}),
+    "not utf-8": (b"\xff\xfe\x00", {"content_type": "application/json"}),
+    "wrong content type": (b"\x80\x04K\x01.", {"content_type": "application/python-pickle"}),
+    "compressed": (
+        b"\x1f\x8b\x08\x00",
+        {"content_type": "application/json", "content_encoding": "gzip"},
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_BODIES)
+def test_an_undecodable_body_is_dead_lettered_on_first_delivery(broker: Broker, kind: str) -> None:
+    body, properties = BAD_BODIES[kind]
+    queue, handler = unique("w.bad"), Recorder()
+    with ThreadWorker(spec(queue, handler)).start(broker) as worker:
+        raw_publish(broker, queue, body, message_id="bad-1", **properties)
+        assert broker.wait_for(lambda: broker.queue_depth(retries.dead_letter_queue(queue)) == 1)
+        publish("", queue, {"good": True})
+        assert broker.wait_for(lambda: worker.stats()["processed"] == 1)  # still alive
+    assert [message.body for message in handler.seen] == [{"good": True}]
+    [(dead, dead_body)] = dead_letters(broker, queue)
+    assert dead_body == body
+    assert dead.headers[retries.ERROR_CLASS] == "DecodeError"
+    assert dead.headers[retries.ATTEMPTS] == 1
+    assert not dead.headers.get("x-death")  # parked by the worker, never requeued
+
+
+@pytest.mark.parametrize(
+    "forged", ["abc", -5, 2**62, str(2**70)]
+)  # AMQP cannot carry 2**70 as an int
+def test_a_forged_attempt_header_cannot_make_retries_endless(broker: Broker, forged: Any) -> None:
+    queue, handler = unique("w.forged"), Recorder(boom)
+    with ThreadWorker(spec(queue, handler, attempts=2)).start(broker):
+        publish("", queue, {}, headers={retries.ATTEMPT: forged})
+        assert broker.wait_for(lambda: broker.queue_depth(retries.dead_letter_queue(queue)) == 1)
+    assert 1 <= len(handler.seen) <= 2
+
+
+def test_one_poison_message_among_a_thousand_good_ones(broker: Broker) -> None:
+    def poison(message: ReceivedMessage) -> None:
+        if message.body.get("poison"):
+            raise RuntimeError("poison")
+
+    queue, handler = unique("w.poison"), Recorder(poison)
+    consumer = spec(queue, handler, attempts=3, prefetch=50, concurrency=4)
+    with ThreadWorker(consumer).start(broker) as worker:
+        from rabbitbus import publish_many
+        from rabbitbus.messages import Message
+
+        batch = [Message("", queue, {"n": n, "poison": n == 500}) for n in range(1001)]
+        result = publish_many(batch)
+        assert result.ok
+        assert broker.wait_for(lambda: worker.stats()["processed"] == 1000, timeout=60)
+        assert broker.wait_for(lambda: broker.queue_depth(retries.dead_letter_queue(queue)) == 1)
+    poison_attempts = [m.attempt for m in handler.seen if m.body["poison"]]
+    assert poison_attempts == [1, 2, 3]
+    assert len({m.message_id for m in handler.seen if not m.body["poison"]}) == 1000
+
+
+def test_sync_and_async_handlers_side_by_side(broker: Broker) -> None:
+    sync_threads: list[str] = []
+    async_loops: list[bool] = []
+
+    def sync_handler(message: ReceivedMessage) -> None:
+        sync_threads.append(threading.current_thread().name)
+
+    async def async_handler(message: ReceivedMessage) -> None:
+        await asyncio.sleep(0)
+        async_loops.append(asyncio.get_running_loop().is_running())
+
+    sync_queue, async_queue = unique("w.sync"), unique("w.async")
+    workers = ThreadWorker(spec(sync_queue, sync_handler), spec(async_queue, async_handler))
+    with workers.start(broker):
+        for _ in range(3):
+            publish("", sync_queue, {})
+            publish("", async_queue, {})
+        assert broker.wait_for(lambda: len(sync_threads) == 3 and len(async_loops) == 3)
+    assert all(name.startswith(f"rabbitbus-{sync_queue}") for name in sync_threads)
+    assert async_loops == [True] * 3
+
+
+def test_sync_handlers_close_old_db_connections_before_and_after(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    monkeypatch.setattr(dispatch, "close_old_connections", lambda: events.append("close"))
+
+    queue = unique("w.db")
+    with ThreadWorker(spec(queue, lambda message: events.append("handler"))).start(broker) as w:
+        publish("", queue, {})
+        assert broker.wait_for(lambda: w.stats()["processed"] == 1)
+    assert events == ["close", "handler", "close"]
+
+
+def test_consumers_come_back_after_all_connections_are_closed(broker: Broker) -> None:
+    seen: set[str | None] = set()
+
+    async def slowish(message: ReceivedMessage) -> None:
+        await asyncio.sleep(0.002)
+        seen.add(message.message_id)
+
+    queue = unique("w.reconnect")
+    with ThreadWorker(spec(queue, slowish, prefetch=20, concurrency=10)).start(broker) as worker:
+        from rabbitbus import publish_many
+        from rabbitbus.messages import Message
+
+        ids = set(publish_many([Message("", queue, {"n": n}) for n in range(2000)]).confirmed)
+        assert broker.wait_for(lambda: len(seen) >= 200, timeout=30)
+        broker.close_all_connections()
+        assert broker.wait_for(lambda: seen >= ids, timeout=60)
+        assert broker.wait_for(lambda: broker.consumers(queue) == 1, timeout=20)
+        assert worker.runtime is not None and worker.runtime.reconnects >= 1
+    assert broker.queue_depth(queue) == 0

@@ -1,0 +1,194 @@
+"""``rabbit_consume`` as a real process: signals, crashes, idempotency, health."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rabbitbus import publish_many
+from rabbitbus.messages import Message
+from tests.broker import Broker, ctl, unique
+from tests.workers import ROOT, migrate, spawn_worker, worker_env
+
+
+@pytest.fixture
+def prefix() -> str:
+    return unique("wp")
+
+
+@pytest.fixture
+def db_path(tmp_path: Path, prefix: str) -> Path:
+    path = tmp_path / "worker.sqlite3"
+    migrate(prefix, path)
+    return path
+
+
+@pytest.fixture
+def workers() -> Iterator[list[subprocess.Popen[str]]]:
+    """Every worker a test starts; killed at the end if still running."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
+
+
+def start(
+    workers: list, broker: Broker, prefix: str, db_path: Path, **env: str
+) -> subprocess.Popen:
+    process = spawn_worker(prefix, db_path, extra_env=env)
+    workers.append(process)
+    assert broker.wait_for(lambda: consumers(broker, f"{prefix}.effects") == 1, timeout=30), (
+        "worker did not start consuming"
+    )
+    return process
+
+
+def consumers(broker: Broker, queue: str) -> int:
+    try:
+        return broker.consumers(queue)
+    except Exception:  # noqa: BLE001 - not declared yet
+        return 0
+
+
+def effects(db_path: Path) -> list[str]:
+    with sqlite3.connect(db_path, timeout=20) as db:
+        return [row[0] for row in db.execute("SELECT message_id FROM testapp_effect")]
+
+
+def unacked(broker: Broker, queue: str) -> int:
+    out = ctl("list_queues", "-p", broker.vhost, "name", "messages_unacknowledged")
+    for line in out.splitlines():
+        name, _, count = line.partition("\t")
+        if name == queue:
+            return int(count)
+    raise AssertionError(f"no queue {queue}")
+
+
+def send(prefix: str, count: int, sleep: float) -> list[str]:
+    batch = [Message("", f"{prefix}.effects", {"sleep": sleep}) for _ in range(count)]
+    result = publish_many(batch)
+    assert result.ok
+    return result.confirmed
+
+
+def test_list_prints_handlers_queues_and_bindings(prefix: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "manage.py", "rabbit_consume", "--list"],
+        cwd=ROOT,
+        env=worker_env(prefix, tmp_path / "unused.sqlite3"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "tests.testapp.rabbit.apply_effect (sync)" in result.stdout
+    assert f"queue={prefix}.effects (quorum)" in result.stdout
+    assert "idempotent" in result.stdout
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_drains_in_flight_work_and_exits_zero(
+    broker: Broker, prefix: str, db_path: Path, workers: list, signum: int
+) -> None:
+    queue = f"{prefix}.effects"
+    first = start(workers, broker, prefix, db_path)
+    ids = send(prefix, 5, sleep=1.0)
+    assert broker.wait_for(lambda: broker.queue_depth(queue) == 0, timeout=10)  # all prefetched
+    time.sleep(0.3)  # the first handler is running
+    first.send_signal(signum)
+    assert broker.wait_for(lambda: consumers(broker, queue) == 0, timeout=2)
+    assert first.wait(timeout=30) == 0
+    done = effects(db_path)
+    assert 1 <= len(done) < 5  # the in-flight one finished, the rest were left alone
+    assert broker.wait_for(lambda: unacked(broker, queue) == 0, timeout=10)
+    assert broker.queue_depth(queue) == 5 - len(done)
+    start(workers, broker, prefix, db_path)
+    assert broker.wait_for(lambda: len(effects(db_path)) == 5, timeout=30)
+    assert sorted(effects(db_path)) == sorted(ids)
+
+
+def test_a_second_signal_exits_at_once_and_loses_nothing(
+    broker: Broker, prefix: str, db_path: Path, workers: list
+) -> None:
+    queue = f"{prefix}.effects"
+    first = start(workers, broker, prefix, db_path)
+    ids = send(prefix, 2, sleep=20)
+    assert broker.wait_for(lambda: broker.queue_depth(queue) == 0, timeout=10)
+    time.sleep(0.3)
+    first.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=5) != 0
+    assert broker.wait_for(lambda: broker.queue_depth(queue) == 2, timeout=10)
+    assert effects(db_path) == []
+    assert len(ids) == 2
+
+
+def test_sigkill_mid_handler_then_restart_applies_each_effect_once(
+    broker: Broker, prefix: str, db_path: Path, workers: list
+) -> None:
+    first = start(workers, broker, prefix, db_path)
+    ids = send(prefix, 6, sleep=0.4)
+    assert broker.wait_for(lambda: len(effects(db_path)) >= 2, timeout=20)
+    first.kill()
+    first.wait(timeout=10)
+    start(workers, broker, prefix, db_path)
+    assert broker.wait_for(lambda: len(effects(db_path)) >= 6, timeout=30)
+    time.sleep(0.5)
+    assert sorted(effects(db_path)) == sorted(ids)  # every id once: no loss, no duplicate
+
+
+def test_a_redelivered_message_id_is_acked_without_its_effect(
+    broker: Broker, prefix: str, db_path: Path, workers: list
+) -> None:
+    start(workers, broker, prefix, db_path)
+    queue = f"{prefix}.effects"
+    batch = [Message("", queue, {"n": n}, message_id="same-id") for n in range(3)]
+    assert publish_many([batch[0]]).ok and publish_many(batch[1:]).ok
+    assert broker.wait_for(lambda: effects(db_path), timeout=10)
+    assert broker.wait_for(lambda: broker.queue_depth(queue) == 0)
+    time.sleep(1)
+    assert effects(db_path) == ["same-id"]
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute("SELECT consumer, message_id FROM rabbitbus_processedmessage").fetchall()
+    assert rows == [("tests.testapp.rabbit.apply_effect", "same-id")]
+
+
+def test_check_answers_from_the_heartbeat_file_and_a_row_is_kept(
+    broker: Broker, prefix: str, db_path: Path, workers: list, tmp_path: Path
+) -> None:
+    alive = tmp_path / "alive"
+    env = worker_env(prefix, db_path, {"RABBITBUS_TEST_HEARTBEAT": str(alive)})
+    command = [sys.executable, "manage.py", "rabbit_consume", "--check"]
+
+    def check() -> int:
+        return subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, timeout=60
+        ).returncode
+
+    assert check() == 1
+    process = start(workers, broker, prefix, db_path, RABBITBUS_TEST_HEARTBEAT=str(alive))
+    send(prefix, 3, sleep=0)
+    assert broker.wait_for(alive.exists, timeout=10)
+    assert check() == 0
+    assert broker.wait_for(lambda: heartbeat_row(db_path, process.pid)[0] == 3, timeout=10)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert check() == 1
+
+
+def heartbeat_row(db_path: Path, pid: int) -> tuple[int, str]:
+    with sqlite3.connect(db_path, timeout=20) as db:
+        row = db.execute(
+            "SELECT processed, consumers FROM rabbitbus_workerheartbeat WHERE pid = ?", (pid,)
+        ).fetchone()
+    return row or (-1, "")

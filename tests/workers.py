@@ -1,0 +1,118 @@
+"""Run consumer workers for tests: in a thread (in-process) or as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rabbitbus import worker
+from rabbitbus.registry import ConsumerSpec
+from rabbitbus.runtime import Runtime
+from tests.broker import Broker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ThreadWorker:
+    """A consumer runtime on its own event loop in a background thread."""
+
+    def __init__(self, *specs: ConsumerSpec) -> None:
+        self.specs = specs
+        self.runtime: Runtime | None = None
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.runtime = worker.consumer_runtime(self.specs)
+            self.loop.run_until_complete(
+                worker.serve(self.specs, runtime=self.runtime, handle_signals=False)
+            )
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            self.error = exc
+
+    def start(self, broker: Broker) -> ThreadWorker:
+        self.thread.start()
+        assert broker.wait_for(lambda: self.ready or self.error, timeout=20), "worker not ready"
+        assert self.error is None, self.error
+        return self
+
+    @property
+    def ready(self) -> bool:
+        return self.runtime is not None and self.runtime.ready
+
+    def stats(self) -> dict[str, Any]:
+        assert self.runtime is not None
+        return self.runtime.services[0].stats()
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.runtime is not None and self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.runtime.stop)
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "worker did not stop"
+
+    def __enter__(self) -> ThreadWorker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def spawn_worker(
+    prefix: str, db_path: Path, *args: str, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """``manage.py rabbit_consume`` in a subprocess with tests.settings_worker."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "rabbit_consume", *args],
+        cwd=ROOT,
+        env=worker_env(prefix, db_path, extra_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def worker_env(prefix: str, db_path: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings_worker",
+        "RABBITBUS_TEST_WORKER_PREFIX": prefix,
+        "RABBITBUS_TEST_DB": str(db_path),
+        **(extra or {}),
+    }
+
+
+def migrate(prefix: str, db_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"],
+        cwd=ROOT,
+        env=worker_env(prefix, db_path),
+        check=True,
+        timeout=60,
+    )
+
+
+def spec(queue: str, handler: Any, **options: Any) -> ConsumerSpec:
+    """A consumer spec for a test (not added to the global registry)."""
+    import inspect
+
+    options.setdefault("backoff", (0.05, 0.2))
+    return ConsumerSpec(
+        name=options.pop("name", queue),
+        handler=handler,
+        queue=queue,
+        is_async=inspect.iscoroutinefunction(handler),
+        **options,
+    )
+
+
+def specs_by_name(*specs: ConsumerSpec) -> Sequence[ConsumerSpec]:
+    return specs
