@@ -27,6 +27,9 @@ DEFAULTS: dict[str, Any] = {
     "APP_ID": "rabbitbus",
     "EXCHANGES": {},
     "QUEUES": {},
+    # Monitoring (rabbitbus.monitoring): the optional management HTTP API and the dashboard.
+    "MANAGEMENT": None,
+    "MONITORING": {},
 }
 
 CONNECTION_DEFAULTS: dict[str, Any] = {

@@ -109,3 +109,14 @@ class Retry(HandlerControl):
         super().__init__(reason)
         self.delay = delay
         self.reason = reason
+
+
+# -- monitoring -------------------------------------------------------------
+
+
+class ManagementApiError(RabbitBusError):
+    """The RabbitMQ management HTTP API could not be reached or refused a request."""
+
+
+class QueueNotFound(RabbitBusError, LookupError):
+    """A queue rabbitbus does not know, or that does not exist on the broker."""
