@@ -42,9 +42,13 @@ class DashboardAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             path("", view(admin_views.dashboard), name=f"{prefix}_changelist"),
             path("data/", view(admin_views.data), name=f"{prefix}_data"),
             path("dlq/<str:queue>/", view(admin_views.browse), name=f"{prefix}_dlq"),
-            path(
-                "dlq/<str:queue>/<str:action>/",
-                view(admin_views.act),
-                name=f"{prefix}_dlq_action",
+            *(
+                path(
+                    f"dlq/<str:queue>/{action}/",
+                    view(admin_views.act),
+                    {"action": action},
+                    name=f"{prefix}_dlq_{action}",
+                )
+                for action in admin_views.ACTIONS
             ),
         ]
