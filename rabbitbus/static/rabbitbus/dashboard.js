@@ -3,7 +3,8 @@
 // Everything is written with textContent: nothing from the broker becomes HTML.
 (function () {
   "use strict";
-  var root = document.getElementById("rabbitbus-dashboard");
+  // Not "rabbitbus-dashboard": the admin sidebar already uses that id for the model row.
+  var root = document.getElementById("rb-dashboard");
   if (!root) { return; }
   var live = document.getElementById("rb-live");
   var pollTimer = null;
