@@ -54,9 +54,19 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float =
     raise AssertionError("daphne did not start listening")
 
 
-@pytest.fixture
-def daphne_server(broker: Broker, tmp_path: Path) -> Iterator[tuple[str, Shop]]:
-    """daphne serving the ASGI app (HTTP and WebSocket) on a file database."""
+SERVERS = {
+    # How to serve the site on {port}; under WSGI only the page must fall back to polling.
+    "asgi": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "tests.browser_asgi:application"],
+    "wsgi": ["-m", "tests.wsgi_server", "{port}"],
+}
+LIVE = {"asgi": "WebSocket", "wsgi": "polling"}
+
+
+@pytest.fixture(params=["asgi", "wsgi"])
+def site_server(
+    request: pytest.FixtureRequest, broker: Broker, tmp_path: Path
+) -> Iterator[tuple[str, Shop, str]]:
+    """The site on a file database: daphne (HTTP and WebSocket), or a WSGI-only server."""
     with shop_topology(broker) as shop:
         env = {
             **os.environ,
@@ -68,16 +78,15 @@ def daphne_server(broker: Broker, tmp_path: Path) -> Iterator[tuple[str, Shop]]:
         manage(env, "migrate", "--no-input", "-v", "0")
         manage(env, "createsuperuser", "--no-input", "--username", "root", "--email", "r@x.org")
         port = free_port()
-        command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+        command = [arg.format(port=port) for arg in SERVERS[request.param]]
         ARTIFACTS.mkdir(exist_ok=True)
-        log = (ARTIFACTS / "daphne.log").open("wb")
+        log = (ARTIFACTS / f"server-{request.param}.log").open("wb")
         server = subprocess.Popen(
-            [*command, "tests.browser_asgi:application"], cwd=ROOT, env=env,
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [sys.executable, *command], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             wait_listening(port, server)
-            yield f"http://127.0.0.1:{port}", shop
+            yield f"http://127.0.0.1:{port}", shop, request.param
         finally:
             server.terminate()
             server.wait(timeout=10)
@@ -86,11 +95,11 @@ def daphne_server(broker: Broker, tmp_path: Path) -> Iterator[tuple[str, Shop]]:
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
 def test_dashboard_shows_a_publish_without_reloading(
-    daphne_server: tuple[str, Shop], broker: Broker
+    site_server: tuple[str, Shop, str], broker: Broker
 ) -> None:
     from playwright.sync_api import sync_playwright
 
-    url, shop = daphne_server
+    url, shop, kind = site_server
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -104,8 +113,8 @@ def test_dashboard_shows_a_publish_without_reloading(
             page.wait_for_url("**/admin/rabbitbus/dashboard/")
             cell = page.locator(f'tr[data-queue="{shop.queue}"] td[data-field="ready"]')
             assert cell.inner_text() == "0"
-            live = "document.getElementById('rb-live').textContent === 'WebSocket'"
-            page.wait_for_function(live, timeout=10000)
+            live = "([text]) => document.getElementById('rb-live').textContent === text"
+            page.wait_for_function(live, arg=[LIVE[kind]], timeout=10000)
             page.evaluate("window.rabbitbusMarker = 'not reloaded'")
             with broker.channel() as channel:
                 for _ in range(3):
@@ -118,6 +127,6 @@ def test_dashboard_shows_a_publish_without_reloading(
             )
             assert page.evaluate("window.rabbitbusMarker") == "not reloaded"
             ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+            page.screenshot(path=str(ARTIFACTS / f"dashboard-{kind}.png"), full_page=True)
         finally:
             browser.close()
