@@ -13,6 +13,9 @@ class RabbitBusConfig(AppConfig):
 
     def ready(self) -> None:
         from rabbitbus import bridge_checks, bridges, checks  # noqa: F401 - registers checks
+        from rabbitbus.monitoring import register_topology
+
+        register_topology()  # the events exchange of the live dashboard
 
         # Handlers live in <app>/rabbit.py (Channels already owns consumers.py).
         autodiscover_modules("rabbit")

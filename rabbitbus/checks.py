@@ -28,6 +28,8 @@ TOP_LEVEL_KEYS = frozenset(
         "OUTBOX",
         "RPC_REPLY_TO_PREFIXES",
         "WORKER",
+        "MANAGEMENT",
+        "MONITORING",
     }
 )
 CONNECTION_KEYS = frozenset(
@@ -413,3 +415,53 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     from django.conf import settings
 
     return setting_errors(getattr(settings, "RABBITBUS", {}))
+
+
+# -- monitoring (rabbitbus.E060-E069 / W060-W069) ----------------------------
+
+MANAGEMENT_KEYS = frozenset({"URL", "USER", "PASSWORD", "TIMEOUT"})
+MONITORING_KEYS = frozenset({"EVENTS_EXCHANGE", "STALE_AFTER", "DLQ_SUFFIX"})
+
+
+def management_errors(raw: Any) -> list[CheckMessage]:
+    """Problems with ``RABBITBUS['MANAGEMENT']`` (None means "not configured")."""
+    where = "RABBITBUS['MANAGEMENT']"
+    hint = "e.g. {'URL': 'http://127.0.0.1:15672', 'USER': 'guest', 'PASSWORD': '...'}"
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        return [_e("E060", f"{where} must be a dict or None.", hint)]
+    errors = _unknown_keys(raw, MANAGEMENT_KEYS, where)
+    url = raw.get("URL")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        errors.append(_e("E061", f"{where}['URL'] must be an http(s):// URL.", hint))
+    timeout = raw.get("TIMEOUT", 3)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        errors.append(_e("E062", f"{where}['TIMEOUT'] must be a positive number.", "e.g. 3"))
+    return errors
+
+
+def monitoring_errors(raw: Any) -> list[CheckMessage]:
+    """Problems with ``RABBITBUS['MONITORING']``."""
+    where = "RABBITBUS['MONITORING']"
+    if not isinstance(raw, dict):
+        return [_e("E063", f"{where} must be a dict.", "e.g. {'STALE_AFTER': 60}")]
+    errors = _unknown_keys(raw, MONITORING_KEYS, where)
+    stale = raw.get("STALE_AFTER", 60)
+    if isinstance(stale, bool) or not isinstance(stale, int | float) or stale <= 0:
+        errors.append(_e("E064", f"{where}['STALE_AFTER'] must be positive seconds.", "e.g. 60"))
+    for key in ("EVENTS_EXCHANGE", "DLQ_SUFFIX"):
+        if key in raw and (not isinstance(raw[key], str) or not raw[key]):
+            errors.append(_e("E065", f"{where}[{key!r}] must be a non-empty string.", "A name."))
+    return errors
+
+
+@register("rabbitbus")
+def check_monitoring(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """The monitoring settings, checked without any I/O."""
+    from django.conf import settings
+
+    raw = getattr(settings, "RABBITBUS", {})
+    if not isinstance(raw, dict):
+        return []
+    return management_errors(raw.get("MANAGEMENT")) + monitoring_errors(raw.get("MONITORING", {}))

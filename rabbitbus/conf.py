@@ -38,6 +38,9 @@ DEFAULTS: dict[str, Any] = {
         "PROCESSED_RETENTION_DAYS": 7,
         "RECONNECT_MAX_DELAY": 30,
     },
+    # Monitoring (rabbitbus.monitoring): the optional management HTTP API and the dashboard.
+    "MANAGEMENT": None,
+    "MONITORING": {},
 }
 
 CONNECTION_DEFAULTS: dict[str, Any] = {

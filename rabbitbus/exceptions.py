@@ -140,3 +140,12 @@ class RemoteError(RpcError):
         self.type = type
         self.message = message
         self.code = code
+# -- monitoring -------------------------------------------------------------
+
+
+class ManagementApiError(RabbitBusError):
+    """The RabbitMQ management HTTP API could not be reached or refused a request."""
+
+
+class QueueNotFound(RabbitBusError, LookupError):
+    """A queue rabbitbus does not know, or that does not exist on the broker."""

@@ -91,3 +91,22 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.worker_id
+
+
+class Dashboard(models.Model):
+    """No table: the admin's monitoring dashboard and the permissions that guard it."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [
+            ("view_dashboard", "Can view the RabbitMQ dashboard"),
+            ("replay_deadletter", "Can replay dead-lettered messages"),
+            ("discard_deadletter", "Can discard dead-lettered messages"),
+            ("purge_queue", "Can purge a dead-letter queue"),
+        ]
+        verbose_name = "RabbitMQ dashboard"
+        verbose_name_plural = "RabbitMQ dashboard"
+
+    def __str__(self) -> str:
+        return "RabbitMQ dashboard"

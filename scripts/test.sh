@@ -8,6 +8,9 @@ source scripts/services.sh
 ensure_rabbitmq
 ensure_rabbitmq_management
 ensure_postgresql
+# The browser tests drive Debian's chromium (never `playwright install`).
+command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium) \
+    || echo "chromium could not be installed: the browser tests will be skipped" >&2
 
 PY313=/root/.pyenv/versions/3.13.0/bin/python3.13
 pythons=("python3:.venv")

@@ -227,3 +227,38 @@ def test_manage_py_check_reports_a_bad_bridge() -> None:
         pytest.raises(SystemCheckError, match="rabbitbus.E041"),
     ):
         call_command("check", "--tag", "rabbitbus")  # model checks need the DB on Django 6.1
+# -- monitoring: rabbitbus.E060-E065 -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"MANAGEMENT": "http://127.0.0.1:15672"}, "rabbitbus.E060"),
+        ({"MANAGEMENT": {"URL": "http://h:15672", "PASWORD": "x"}}, "rabbitbus.E002"),
+        ({"MANAGEMENT": {"URL": "ftp://h/"}}, "rabbitbus.E061"),
+        ({"MANAGEMENT": {"USER": "guest"}}, "rabbitbus.E061"),
+        ({"MANAGEMENT": {"URL": "http://h:15672", "TIMEOUT": 0}}, "rabbitbus.E062"),
+        ({"MONITORING": []}, "rabbitbus.E063"),
+        ({"MONITORING": {"STALE": 5}}, "rabbitbus.E002"),
+        ({"MONITORING": {"STALE_AFTER": -1}}, "rabbitbus.E064"),
+        ({"MONITORING": {"DLQ_SUFFIX": ""}}, "rabbitbus.E065"),
+        ({"MONITORING": {"EVENTS_EXCHANGE": 3}}, "rabbitbus.E065"),
+    ],
+)
+def test_monitoring_check_ids(raw: dict[str, Any], expected: str) -> None:
+    from rabbitbus.checks import check_monitoring
+
+    with override_settings(RABBITBUS=raw):
+        assert expected in {message.id for message in check_monitoring()}
+
+
+def test_monitoring_settings_valid() -> None:
+    from rabbitbus.checks import check_monitoring
+
+    raw = {
+        "MANAGEMENT": {"URL": "http://h:15672", "USER": "u", "PASSWORD": "p", "TIMEOUT": 2},
+        "MONITORING": {"STALE_AFTER": 30, "DLQ_SUFFIX": ".dead", "EVENTS_EXCHANGE": "ev"},
+    }
+    with override_settings(RABBITBUS=raw):
+        assert check_monitoring() == []
+    assert "rabbitbus.E002" not in ids(raw)

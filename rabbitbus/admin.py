@@ -1,0 +1,54 @@
+"""The RabbitMQ dashboard in the Django admin, listed in the admin index.
+
+``Dashboard`` has no table: its ModelAdmin only contributes views (see
+:mod:`rabbitbus.admin_views`) and the permissions that guard them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+from django.urls import URLPattern, path
+
+from rabbitbus import admin_views
+from rabbitbus.models import Dashboard
+
+
+@admin.register(Dashboard)
+class DashboardAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("rabbitbus.view_dashboard")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("rabbitbus.view_dashboard")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        def view(function: Any) -> Any:
+            return self.admin_site.admin_view(function)
+
+        prefix = "rabbitbus_dashboard"
+        return [
+            path("", view(admin_views.dashboard), name=f"{prefix}_changelist"),
+            path("data/", view(admin_views.data), name=f"{prefix}_data"),
+            path("dlq/<str:queue>/", view(admin_views.browse), name=f"{prefix}_dlq"),
+            *(
+                path(
+                    f"dlq/<str:queue>/{action}/",
+                    view(admin_views.act),
+                    {"action": action},
+                    name=f"{prefix}_dlq_{action}",
+                )
+                for action in admin_views.ACTIONS
+            ),
+        ]

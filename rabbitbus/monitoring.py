@@ -1,0 +1,262 @@
+"""What the dashboard and ``rabbit_status`` show: broker, queues, workers, outbox, DLQs.
+
+:func:`overview` gathers one snapshot, as plain data (JSON-ready through
+:func:`as_json`). Queue figures come from the management HTTP API when
+``RABBITBUS["MANAGEMENT"]`` is set (with publish/deliver rates), otherwise from
+passive declares (depth and consumers only; the snapshot says why rates are
+missing). :func:`publish_event` is how workers tell the live dashboard what happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from rabbitbus import connections, mgmt, topology
+from rabbitbus.exceptions import ManagementApiError, RabbitBusError
+
+logger = logging.getLogger("rabbitbus.monitoring")
+
+EVENTS_EXCHANGE = "rabbitbus.events"
+DLQ_SUFFIX = ".dlq"
+STALE_AFTER = 60.0
+NO_RATES = "Rates need the management API: set RABBITBUS['MANAGEMENT'] to show them."
+
+
+def option(name: str, default: Any) -> Any:
+    """One ``RABBITBUS["MONITORING"]`` option."""
+    from rabbitbus.conf import settings
+
+    return settings.MONITORING.get(name, default)
+
+
+def events_exchange() -> str:
+    return str(option("EVENTS_EXCHANGE", EVENTS_EXCHANGE))
+
+
+def is_dlq(name: str) -> bool:
+    """Whether ``name`` is a dead-letter queue (by the ``DLQ_SUFFIX`` convention)."""
+    return name.endswith(option("DLQ_SUFFIX", DLQ_SUFFIX))
+
+
+def known_queues() -> list[str]:
+    """Every queue rabbitbus knows (settings plus the code registry), sorted."""
+    return sorted(topology.configured().queues)
+
+
+@dataclass
+class QueueStats:
+    name: str
+    exists: bool = True
+    ready: int | None = None
+    unacked: int | None = None
+    consumers: int | None = None
+    publish_rate: float | None = None
+    deliver_rate: float | None = None
+    dead_letter: bool = False
+
+
+@dataclass
+class Overview:
+    reachable: bool
+    version: str = ""
+    source: str = "passive declare"
+    note: str = ""
+    error: str = ""
+    queues: list[QueueStats] = field(default_factory=list)
+    workers: list[dict[str, Any]] = field(default_factory=list)
+    outbox: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dead_letters(self) -> list[QueueStats]:
+        return [queue for queue in self.queues if queue.dead_letter]
+
+
+# -- queues ------------------------------------------------------------------
+
+
+def _rate(row: dict[str, Any], key: str) -> float:
+    return float(row.get("message_stats", {}).get(f"{key}_details", {}).get("rate", 0.0))
+
+
+def _from_api(name: str, row: dict[str, Any] | None) -> QueueStats:
+    if row is None:
+        return QueueStats(name, exists=False, dead_letter=is_dlq(name))
+    return QueueStats(
+        name,
+        ready=int(row.get("messages_ready") or 0),
+        unacked=int(row.get("messages_unacknowledged") or 0),
+        consumers=int(row.get("consumers") or 0),
+        publish_rate=_rate(row, "publish"),
+        deliver_rate=_rate(row, "deliver_get"),
+        dead_letter=is_dlq(name),
+    )
+
+
+def queues_from_api(api: mgmt.ManagementApi, names: list[str], alias: str) -> list[QueueStats]:
+    """Queue figures with rates, from the management API."""
+    from rabbitbus.conf import settings
+
+    rows = api.queues(settings.connection(alias).endpoints[0].vhost)
+    return [_from_api(name, rows.get(name)) for name in names]
+
+
+def queues_from_declares(names: list[str], alias: str) -> list[QueueStats]:
+    """Queue figures from passive declares: ready count and consumers, no rates.
+
+    A passive declare of a missing queue closes the channel (404), so each
+    miss gets a fresh channel. Unacked counts are not available this way.
+    """
+    import pika.exceptions
+
+    connection = connections.get_sync(alias).get()
+    channel = connection.channel()
+    stats = []
+    try:
+        for name in names:
+            try:
+                ok = channel.queue_declare(name, passive=True).method
+            except pika.exceptions.ChannelClosedByBroker:
+                stats.append(QueueStats(name, exists=False, dead_letter=is_dlq(name)))
+                channel = connection.channel()
+                continue
+            stats.append(QueueStats(name, ready=ok.message_count, consumers=ok.consumer_count))
+            stats[-1].dead_letter = is_dlq(name)
+    finally:
+        if channel.is_open:
+            channel.close()
+    return stats
+
+
+def queue_stats(names: list[str], alias: str = "default") -> tuple[list[QueueStats], str, str]:
+    """``(stats, source, note)`` for ``names``, by the best available source."""
+    api = mgmt.configured()
+    if api is not None:
+        try:
+            return queues_from_api(api, names, alias), "management API", ""
+        except ManagementApiError as exc:
+            logger.warning("Management API unavailable (%s); using passive declares", exc)
+            note = f"Management API unavailable ({exc}); rates are left out."
+            return queues_from_declares(names, alias), "passive declare", note
+    return queues_from_declares(names, alias), "passive declare", NO_RATES
+
+
+def broker_version(alias: str = "default") -> str:
+    """The broker's version, as announced when the connection opened."""
+    properties = connections.get_sync(alias).get()._impl.server_properties or {}
+    version = properties.get("version", b"")
+    return version.decode() if isinstance(version, bytes) else str(version)
+
+
+# -- database ----------------------------------------------------------------
+
+
+def workers(now: datetime | None = None) -> list[dict[str, Any]]:
+    """Worker heartbeats, newest first; ``stale`` when not seen for STALE_AFTER s."""
+    from rabbitbus.models import WorkerHeartbeat
+
+    now = now or timezone.now()
+    stale_before = now - timedelta(seconds=float(option("STALE_AFTER", STALE_AFTER)))
+    fields = ("worker_id", "hostname", "pid", "kind", "consumers", "processed", "failed")
+    rows = WorkerHeartbeat.objects.order_by("-last_seen").values(*fields, "retried", "last_seen")
+    return [{**row, "stale": row["last_seen"] < stale_before} for row in rows]
+
+
+def outbox(now: datetime | None = None) -> dict[str, Any]:
+    """Pending and failing outbox rows, and the age in seconds of the oldest pending one."""
+    from rabbitbus.models import OutboxMessage
+
+    now = now or timezone.now()
+    pending = OutboxMessage.objects.filter(status=OutboxMessage.Status.PENDING)
+    oldest = pending.order_by("created_at").values_list("created_at", flat=True).first()
+    return {
+        "pending": pending.count(),
+        "failing": pending.filter(attempts__gt=0).count()
+        + OutboxMessage.objects.filter(status=OutboxMessage.Status.FAILED).count(),
+        "oldest_age": (now - oldest).total_seconds() if oldest else None,
+    }
+
+
+# -- the snapshot --------------------------------------------------------------
+
+
+def broker_overview(alias: str = "default") -> Overview:
+    """Broker reachability, version and queue figures (no database access)."""
+    try:
+        version = broker_version(alias)
+        stats, source, note = queue_stats(known_queues(), alias)
+    except RabbitBusError as exc:
+        return Overview(reachable=False, error=f"{type(exc).__name__}: {exc}")
+    except connections.PIKA_CONNECTION_ERRORS as exc:
+        connections.get_sync(alias).discard()
+        return Overview(reachable=False, error=type(exc).__name__)
+    return Overview(reachable=True, version=version, source=source, note=note, queues=stats)
+
+
+def overview(alias: str = "default") -> Overview:
+    """The whole snapshot: broker, queues, workers and outbox."""
+    snapshot = broker_overview(alias)
+    snapshot.workers = workers()
+    snapshot.outbox = outbox()
+    return snapshot
+
+
+def as_json(snapshot: Overview) -> dict[str, Any]:
+    """The snapshot as JSON-ready data (datetimes as ISO strings)."""
+    data = asdict(snapshot)
+    for worker in data["workers"]:
+        worker["last_seen"] = worker["last_seen"].isoformat()
+    return data
+
+
+# -- events ------------------------------------------------------------------
+
+
+def event_headers(kind: str) -> dict[str, Any]:
+    return {"x-rabbitbus-event": kind, "x-rabbitbus-host": socket.gethostname(), "pid": os.getpid()}
+
+
+def publish_event(kind: str, data: dict[str, Any], *, connection: str = "default") -> bool:
+    """Tell the live dashboard that ``kind`` happened (e.g. ``"worker.stats"``).
+
+    Publishes ``data`` (JSON) transiently to the events exchange with routing
+    key ``kind``. Never raises: a failure is logged and the event dropped, so
+    callers may use it on hot paths. Returns whether the broker confirmed it.
+    """
+    from rabbitbus import publishing
+
+    try:
+        publishing.publish(
+            events_exchange(), kind, data, connection=connection, persistent=False,
+            mandatory=False, headers=event_headers(kind), type=kind, expiration=60,
+        )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - events must never break the caller
+        logger.warning("Dropped monitoring event %r: %s", kind, type(exc).__name__)
+        return False
+    return True
+
+
+async def apublish_event(kind: str, data: dict[str, Any], *, connection: str = "default") -> bool:
+    """The async twin of :func:`publish_event`, with the same contract."""
+    from rabbitbus import publishing
+
+    try:
+        await publishing.apublish(
+            events_exchange(), kind, data, connection=connection, persistent=False,
+            mandatory=False, headers=event_headers(kind), type=kind, expiration=60,
+        )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - events must never break the caller
+        logger.warning("Dropped monitoring event %r: %s", kind, type(exc).__name__)
+        return False
+    return True
+
+
+def register_topology() -> None:
+    """Put the events exchange in the code registry (rabbit_setup declares it)."""
+    topology.registry.add(topology.Exchange(events_exchange(), "topic"))
