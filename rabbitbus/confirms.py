@@ -10,6 +10,7 @@ the pika requirement is pinned below 2.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,6 +23,8 @@ from rabbitbus.exceptions import ExchangeNotFound, NotConfirmed, PublishError, U
 from rabbitbus.messages import Envelope
 
 Outcome = BaseException | None
+
+_MISSING_EXCHANGE = re.compile(r"no exchange '([^']*)'")
 
 #: How often the I/O loop wakes while waiting, so a stalled wait notices its timeout.
 TICK = 0.25
@@ -40,6 +43,7 @@ class ConfirmChannel:
     def __init__(self, connection: pika.BlockingConnection) -> None:
         self.connection = connection
         self._tags: dict[int, str] = {}
+        self._exchanges: dict[str, str] = {}  # message id -> exchange, for a 404
         self._lowest_tag = 1
         self._next_tag = 1
         self._returned: dict[str, Unroutable] = {}
@@ -79,6 +83,7 @@ class ConfirmChannel:
         """Send ``envelopes``; wait until each is settled or confirms stall for ``timeout`` s."""
         self.outcomes = {}
         self._tags.clear()
+        self._exchanges = {envelope.message_id: envelope.exchange for envelope in envelopes}
         self._lowest_tag = self._next_tag
         for envelope in envelopes:
             self._tags[self._next_tag] = envelope.message_id
@@ -129,11 +134,17 @@ class ConfirmChannel:
 
     def _on_close(self, _channel: Any, reason: BaseException) -> None:
         self.closed_reason = reason
-        if isinstance(reason, pika.exceptions.ChannelClosedByBroker):
-            error = channel_error(reason.reply_code, reason.reply_text)
-            for message_id in self._tags.values():
+        if not isinstance(reason, pika.exceptions.ChannelClosedByBroker):
+            return
+        error = channel_error(reason.reply_code, reason.reply_text)
+        missing = _MISSING_EXCHANGE.search(reason.reply_text)
+        for tag, message_id in list(self._tags.items()):
+            # A 404 names the missing exchange: only its messages failed. The
+            # others were dropped with the channel; leaving them unsettled lets
+            # the caller send them again on a fresh channel.
+            if missing is None or self._exchanges.get(message_id) == missing.group(1):
                 self.outcomes.setdefault(message_id, error)
-            self._tags.clear()
+                del self._tags[tag]
 
 
 def pika_properties(envelope: Envelope) -> pika.BasicProperties:

@@ -140,6 +140,8 @@ class RemoteError(RpcError):
         self.type = type
         self.message = message
         self.code = code
+
+
 # -- monitoring -------------------------------------------------------------
 
 

@@ -126,11 +126,18 @@ def _send(envelopes: Sequence[Envelope], alias: str, timeout: float | None) -> d
     pending = list(envelopes)
     reconnect_deadline: float | None = None
     delays = connections.backoff_delays()
+    settled = 0
     while pending:
         channel = None
         try:
             channel = conn.confirm_channel()
             outcomes.update(channel.publish(pending, timeout or cs.publish_timeout))
+            if not channel.is_open and len(outcomes) > settled:
+                # The broker closed the channel over some messages (a missing
+                # exchange); send the innocent rest again on a new channel.
+                settled = len(outcomes)
+                pending = [e for e in pending if e.message_id not in outcomes]
+                continue
         except connections.PIKA_CONNECTION_ERRORS as exc:
             conn.discard()
             if channel is not None:

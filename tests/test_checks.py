@@ -227,6 +227,8 @@ def test_manage_py_check_reports_a_bad_bridge() -> None:
         pytest.raises(SystemCheckError, match="rabbitbus.E041"),
     ):
         call_command("check", "--tag", "rabbitbus")  # model checks need the DB on Django 6.1
+
+
 # -- monitoring: rabbitbus.E060-E065 -----------------------------------------
 
 

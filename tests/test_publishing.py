@@ -249,3 +249,17 @@ def test_connection_name_shows_in_the_broker(broker: Broker, exchange: str) -> N
     ):
         connections.get_sync().get()
         assert any('"shop-web-7"' in line for line in broker.connection_names())
+
+
+def test_a_missing_exchange_fails_only_its_own_messages_in_a_batch(
+    broker: Broker, exchange: str, queue: str
+) -> None:
+    batch = [rabbitbus.Message(exchange, "k", {"i": i}) for i in range(100)]
+    batch.insert(50, rabbitbus.Message("no.such.exchange", "k", {}, message_id="lost"))
+    result = rabbitbus.publish_many(batch)
+    assert set(result.failed) == {"lost"}
+    assert isinstance(result.failed["lost"], ExchangeNotFound)
+    assert len(result.confirmed) == 100
+    # Messages sent before the bad one lost their confirms with the channel and
+    # were sent again: duplicates are allowed (at-least-once), losses are not.
+    assert 100 <= broker.queue_depth(queue) <= 150

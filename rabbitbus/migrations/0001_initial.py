@@ -4,82 +4,132 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Dashboard',
+            name="Dashboard",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'RabbitMQ dashboard',
-                'verbose_name_plural': 'RabbitMQ dashboard',
-                'permissions': [('view_dashboard', 'Can view the RabbitMQ dashboard'), ('replay_deadletter', 'Can replay dead-lettered messages'), ('discard_deadletter', 'Can discard dead-lettered messages'), ('purge_queue', 'Can purge a dead-letter queue')],
-                'managed': False,
-                'default_permissions': (),
+                "verbose_name": "RabbitMQ dashboard",
+                "verbose_name_plural": "RabbitMQ dashboard",
+                "permissions": [
+                    ("view_dashboard", "Can view the RabbitMQ dashboard"),
+                    ("replay_deadletter", "Can replay dead-lettered messages"),
+                    ("discard_deadletter", "Can discard dead-lettered messages"),
+                    ("purge_queue", "Can purge a dead-letter queue"),
+                ],
+                "managed": False,
+                "default_permissions": (),
             },
         ),
         migrations.CreateModel(
-            name='WorkerHeartbeat',
+            name="WorkerHeartbeat",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('worker_id', models.CharField(max_length=200, unique=True)),
-                ('hostname', models.CharField(max_length=255)),
-                ('pid', models.PositiveIntegerField()),
-                ('kind', models.CharField(default='consumer', max_length=32)),
-                ('consumers', models.JSONField(blank=True, default=list)),
-                ('processed', models.PositiveBigIntegerField(default=0)),
-                ('failed', models.PositiveBigIntegerField(default=0)),
-                ('retried', models.PositiveBigIntegerField(default=0)),
-                ('started_at', models.DateTimeField()),
-                ('last_seen', models.DateTimeField(db_index=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("worker_id", models.CharField(max_length=200, unique=True)),
+                ("hostname", models.CharField(max_length=255)),
+                ("pid", models.PositiveIntegerField()),
+                ("kind", models.CharField(default="consumer", max_length=32)),
+                ("consumers", models.JSONField(blank=True, default=list)),
+                ("processed", models.PositiveBigIntegerField(default=0)),
+                ("failed", models.PositiveBigIntegerField(default=0)),
+                ("retried", models.PositiveBigIntegerField(default=0)),
+                ("started_at", models.DateTimeField()),
+                ("last_seen", models.DateTimeField(db_index=True)),
             ],
             options={
-                'verbose_name': 'worker',
+                "verbose_name": "worker",
             },
         ),
         migrations.CreateModel(
-            name='OutboxMessage',
+            name="OutboxMessage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('connection', models.CharField(default='default', max_length=64)),
-                ('exchange', models.CharField(max_length=255)),
-                ('routing_key', models.CharField(max_length=255)),
-                ('message_id', models.CharField(max_length=64, unique=True)),
-                ('body', models.BinaryField()),
-                ('content_type', models.CharField(max_length=100)),
-                ('headers', models.JSONField(blank=True, default=dict)),
-                ('properties', models.JSONField(blank=True, default=dict)),
-                ('aggregate', models.CharField(blank=True, default='', help_text='Messages with one key keep their order.', max_length=255)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('sent', 'Sent'), ('failed', 'Failed')], default='pending', max_length=16)),
-                ('claimed_by', models.CharField(blank=True, default='', max_length=200)),
-                ('claimed_until', models.DateTimeField(blank=True, null=True)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_error', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("connection", models.CharField(default="default", max_length=64)),
+                ("exchange", models.CharField(max_length=255)),
+                ("routing_key", models.CharField(max_length=255)),
+                ("message_id", models.CharField(max_length=64, unique=True)),
+                ("body", models.BinaryField()),
+                ("content_type", models.CharField(max_length=100)),
+                ("headers", models.JSONField(blank=True, default=dict)),
+                ("properties", models.JSONField(blank=True, default=dict)),
+                (
+                    "aggregate",
+                    models.CharField(
+                        blank=True,
+                        default="",
+                        help_text="Messages with one key keep their order.",
+                        max_length=255,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("pending", "Pending"), ("sent", "Sent"), ("failed", "Failed")],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("claimed_by", models.CharField(blank=True, default="", max_length=200)),
+                ("claimed_until", models.DateTimeField(blank=True, null=True)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_error", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'verbose_name': 'outbox message',
-                'indexes': [models.Index(fields=['status', 'id'], name='rabbitbus_outbox_status_id'), models.Index(fields=['status', 'sent_at'], name='rabbitbus_outbox_status_sent'), models.Index(condition=models.Q(('status', 'pending')), fields=['aggregate', 'id'], name='rabbitbus_outbox_pending_agg')],
+                "verbose_name": "outbox message",
+                "indexes": [
+                    models.Index(fields=["status", "id"], name="rabbitbus_outbox_status_id"),
+                    models.Index(fields=["status", "sent_at"], name="rabbitbus_outbox_status_sent"),
+                    models.Index(
+                        condition=models.Q(("status", "pending")),
+                        fields=["aggregate", "id"],
+                        name="rabbitbus_outbox_pending_agg",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='ProcessedMessage',
+            name="ProcessedMessage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('consumer', models.CharField(max_length=200)),
-                ('message_id', models.CharField(max_length=255)),
-                ('processed_at', models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("consumer", models.CharField(max_length=200)),
+                ("message_id", models.CharField(max_length=255)),
+                ("processed_at", models.DateTimeField(auto_now_add=True, db_index=True)),
             ],
             options={
-                'verbose_name': 'processed message',
-                'constraints': [models.UniqueConstraint(fields=('consumer', 'message_id'), name='rabbitbus_processed_once')],
+                "verbose_name": "processed message",
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("consumer", "message_id"), name="rabbitbus_processed_once"
+                    )
+                ],
             },
         ),
     ]
