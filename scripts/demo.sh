@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the demo shop at http://127.0.0.1:8000: sets up the virtualenv, checks
-# RabbitMQ, migrates, declares the topology and serves the ASGI app.
+# RabbitMQ, migrates, seeds products, declares the topology, then runs the
+# workers (consumers, RPC server, outbox relay) and the ASGI server until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -9,10 +10,37 @@ make_venv .venv python3
 if ! rabbit_up && ! ensure_rabbitmq; then
     exit 1
 fi
+ensure_rabbitmq_management 2>/dev/null || true
 export DJANGO_SETTINGS_MODULE=demo_shop.settings
 PY=.venv/bin/python
-$PY manage.py migrate --no-input >/dev/null
-$PY manage.py rabbit_setup
-echo
-echo "Demo shop: http://127.0.0.1:8000/admin/   (Ctrl-C stops it)"
-exec $PY manage.py runserver 127.0.0.1:8000
+$PY manage.py migrate --no-input -v0
+$PY manage.py shop_seed
+$PY manage.py rabbit_setup -v0
+DJANGO_SUPERUSER_PASSWORD=admin $PY manage.py createsuperuser --no-input \
+    --username admin --email admin@example.com 2>/dev/null || true
+
+pids=()
+stop() {
+    trap - INT TERM EXIT
+    echo "Stopping the demo..."
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+if $PY manage.py rabbit_consume --list >/dev/null 2>&1; then
+    $PY manage.py rabbit_consume & pids+=($!)
+fi
+$PY manage.py rabbit_rpc & pids+=($!)
+$PY manage.py rabbit_outbox & pids+=($!)
+$PY -m daphne -b 127.0.0.1 -p 8000 demo_shop.asgi:application & pids+=($!)
+
+cat <<MSG
+
+  Demo shop:       http://127.0.0.1:8000/
+  RPC (Fibonacci): http://127.0.0.1:8000/rpc/fib/30/
+  Admin:           http://127.0.0.1:8000/admin/   (admin / admin)
+  Ctrl-C stops everything.
+
+MSG
+wait -n "${pids[@]}"
