@@ -196,3 +196,13 @@ async def test_connection_lost_mid_acall_raises_and_next_call_works(
                 break
             await asyncio.sleep(0.1)
         assert await rpc.acall("test.sleep", 0, "again", timeout=15) == "again"
+
+
+def test_server_survives_a_reply_whose_caller_is_gone(caplog: pytest.LogCaptureFixture) -> None:
+    with serving("test.sleep"):
+        with pytest.raises(RpcTimeout):
+            rpc.call("test.sleep", 0.8, timeout=0.3)
+        connections.close_all()  # the caller and its direct reply-to consumer are gone
+        time.sleep(1.0)
+        assert rpc.call("test.sleep", 0, "alive", timeout=5) == "alive"
+    assert "its caller is gone" in caplog.text
