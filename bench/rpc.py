@@ -55,12 +55,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def start(*args: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def wait_consumed(queue: str) -> None:
     broker = Broker(VHOST)
-    for _ in range(300):
+    for _ in range(1200):
         try:
             if broker.consumers(queue):
                 return
@@ -143,12 +149,13 @@ def report(label: str, latencies: list[float], rate: float) -> dict[str, float]:
     return row
 
 
-def bench_sync(calls: int) -> None:
+def bench_sync(calls: int) -> float:
     tutorial = TutorialClient()
     raw = report("raw pika tutorial client", *timed(tutorial.call, calls))
     ours = report("rabbitbus rpc.call", *timed(lambda n: rpc.call(PROCEDURE, n), calls))
     tutorial.connection.close()
     print(f"  -> p50 ratio rabbitbus/raw = {ours['p50'] / raw['p50']:.2f}x (target <= 1.15x)")
+    return ours["p50"]
 
 
 async def bench_async(calls: int) -> None:
@@ -187,10 +194,29 @@ async def pattern_server() -> None:
     await asyncio.Future()
 
 
+def bench_celery(calls: int, ours_p50: float) -> None:
+    from bench.celery_app import echo  # dev-only dependency
+
+    worker = start("-m", "celery", "-A", "bench.celery_app", "worker", "-P", "solo")
+    try:
+        wait_consumed("celery")
+        theirs = report(
+            "celery rpc:// backend", *timed(lambda n: echo.delay(n).get(timeout=10), calls)
+        )
+        print(
+            f"  -> p50 speed-up rabbitbus/celery = {theirs['p50'] / ours_p50:.2f}x (target >= 3x)"
+        )
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--async-calls", type=int, default=5000)
+    parser.add_argument("--celery", action="store_true", help="Also Celery's rpc:// backend.")
+    parser.add_argument("--celery-calls", type=int, default=500)
     parser.add_argument("--pattern-server", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.pattern_server:
@@ -200,8 +226,10 @@ def main() -> None:
     server = start("manage.py", "rabbit_rpc", PROCEDURE, "--prefetch", "100")
     try:
         wait_consumed(rpc.queue_name(PROCEDURE))
-        bench_sync(options.calls)
+        ours_p50 = bench_sync(options.calls)
         asyncio.run(bench_async(options.async_calls))
+        if options.celery:
+            bench_celery(options.celery_calls, ours_p50)
         connections.close_all()
     finally:
         server.terminate()

@@ -175,9 +175,10 @@ async def rpc_server_handle(name: str, body: bytes, content_type: str) -> bytes:
 def test_connection_lost_mid_call_raises_and_next_call_works(broker: Broker) -> None:
     with serving("test.sleep"):
         rpc.call("test.sleep", 0, timeout=5)
+        # rabbitmqctl needs a second or more to act: the call must outlast it.
         threading.Timer(0.5, broker.close_all_connections).start()
         with pytest.raises(BrokerConnectionError, match="test.sleep"):
-            rpc.call("test.sleep", 2, timeout=10)
+            rpc.call("test.sleep", 6, timeout=15)
         assert broker.wait_for(lambda: broker.consumers("rpc.test.sleep") > 0, timeout=15)
         assert rpc.call("test.sleep", 0, "again", timeout=10) == "again"
 
@@ -187,12 +188,22 @@ async def test_connection_lost_mid_acall_raises_and_next_call_works(
 ) -> None:
     with serving("test.sleep"):
         await rpc.acall("test.sleep", 0, timeout=5)
-        asyncio.get_running_loop().call_later(0.5, broker.close_all_connections)
+        threading.Timer(0.5, broker.close_all_connections).start()
         with pytest.raises(BrokerConnectionError):
-            await rpc.acall("test.sleep", 2, timeout=10)
+            await rpc.acall("test.sleep", 6, timeout=15)
         await asyncio.sleep(0.5)
         for _ in range(100):
             if broker.consumers("rpc.test.sleep") > 0:
                 break
             await asyncio.sleep(0.1)
         assert await rpc.acall("test.sleep", 0, "again", timeout=15) == "again"
+
+
+def test_server_survives_a_reply_whose_caller_is_gone(caplog: pytest.LogCaptureFixture) -> None:
+    with serving("test.sleep"):
+        with pytest.raises(RpcTimeout):
+            rpc.call("test.sleep", 0.8, timeout=0.3)
+        connections.close_all()  # the caller and its direct reply-to consumer are gone
+        time.sleep(1.0)
+        assert rpc.call("test.sleep", 0, "alive", timeout=5) == "alive"
+    assert "its caller is gone" in caplog.text
