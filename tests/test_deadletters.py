@@ -134,3 +134,12 @@ def test_rabbit_dlq_replay_needs_a_selection(shop: Shop) -> None:
 def test_rabbit_dlq_unknown_queue(shop: Shop) -> None:
     with pytest.raises(CommandError, match="not a known dead-letter queue"):
         call_command("rabbit_dlq", "list", "other.dlq")
+
+
+def test_rabbit_dlq_discard(broker: Broker, shop: Shop) -> None:
+    dead_letter(broker, shop, "d1")
+    dead_letter(broker, shop, "d2")
+    out = io.StringIO()
+    call_command("rabbit_dlq", "discard", shop.dlq, "--all", stdout=out)
+    assert "Discarded 2 message(s)." in out.getvalue()
+    assert broker.queue_depth(shop.dlq) == 0 and broker.queue_depth(shop.queue) == 0
