@@ -222,3 +222,19 @@ def test_rabbit_status_from_the_management_api(broker: Broker, shop: Shop) -> No
         call_command("rabbit_status", stdout=out)
     assert "(queues by management API)" in out.getvalue()
     assert "/s" in out.getvalue()  # rates are shown
+
+
+@pytest.mark.django_db
+def test_rabbit_status_fails_when_the_broker_is_unreachable() -> None:
+    from django.core.management import CommandError
+
+    connections_setting = {
+        "default": {"URL": "amqp://guest:guest@127.0.0.1:9/", "RECONNECT_TIMEOUT": 0.5}
+    }
+    out = io.StringIO()
+    with (
+        override_settings(RABBITBUS=rabbitbus_settings(CONNECTIONS=connections_setting)),
+        pytest.raises(CommandError, match="unreachable"),
+    ):
+        call_command("rabbit_status", stdout=out)
+    assert "Broker: UNREACHABLE" in out.getvalue()
