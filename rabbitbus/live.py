@@ -83,7 +83,10 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def _tick(self) -> None:
         while True:
-            await self.send_json({"type": "overview", "data": await _snapshot(self.alias)})
+            try:
+                await self.send_json({"type": "overview", "data": await _snapshot(self.alias)})
+            except Exception:  # a bad tick (e.g. the database is down) must not end the feed
+                logger.exception("Dashboard snapshot failed")
             await asyncio.sleep(self.interval)
 
     async def disconnect(self, code: int) -> None:

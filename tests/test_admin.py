@@ -177,3 +177,20 @@ def test_unknown_or_hostile_queue_names_give_404(broker: Broker, shop: Shop, nam
     assert purge.status_code == 404  # type: ignore[attr-defined]
     assert b"<script>alert" not in purge.content  # type: ignore[attr-defined]
     assert broker.queue_depth(shop.dlq) == 1
+
+
+def test_dashboard_marks_stale_workers(shop: Shop) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from rabbitbus.models import WorkerHeartbeat
+
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(
+        worker_id="w-old", hostname="h1", pid=42, consumers=["orders"], processed=9,
+        started_at=now, last_seen=now - timedelta(hours=1),
+    )  # fmt: skip
+    page = client_for(staff("view_dashboard")).get(reverse("admin:rabbitbus_dashboard_changelist"))
+    html = page.content.decode()
+    assert 'class="rb-stale"' in html and "w-old" in html and "<strong>stale</strong>" in html

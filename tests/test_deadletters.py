@@ -134,3 +134,33 @@ def test_rabbit_dlq_replay_needs_a_selection(shop: Shop) -> None:
 def test_rabbit_dlq_unknown_queue(shop: Shop) -> None:
     with pytest.raises(CommandError, match="not a known dead-letter queue"):
         call_command("rabbit_dlq", "list", "other.dlq")
+
+
+def test_rabbit_dlq_discard(broker: Broker, shop: Shop) -> None:
+    dead_letter(broker, shop, "d1")
+    dead_letter(broker, shop, "d2")
+    out = io.StringIO()
+    call_command("rabbit_dlq", "discard", shop.dlq, "--all", stdout=out)
+    assert "Discarded 2 message(s)." in out.getvalue()
+    assert broker.queue_depth(shop.dlq) == 0 and broker.queue_depth(shop.queue) == 0
+
+
+def test_replay_to_a_missing_exchange_raises_and_keeps_the_message(
+    broker: Broker, shop: Shop
+) -> None:
+    from rabbitbus.exceptions import ExchangeNotFound
+
+    dead_letter(broker, shop, "lost-origin")
+    with broker.channel() as channel:
+        channel.exchange_delete(shop.exchange)
+    with pytest.raises(ExchangeNotFound):
+        deadletters.replay(shop.dlq)
+    assert broker.wait_for(lambda: broker.queue_depth(shop.dlq) == 1)
+
+
+def test_replay_without_an_origin_keeps_the_message(broker: Broker, shop: Shop) -> None:
+    with broker.channel() as channel:
+        channel.basic_publish("", shop.dlq, b"{}", pika.BasicProperties(message_id="nowhere"))
+    with pytest.raises(QueueNotFound, match="does not say where it came from"):
+        deadletters.replay(shop.dlq, ["nowhere"])
+    assert broker.wait_for(lambda: broker.queue_depth(shop.dlq) == 1)

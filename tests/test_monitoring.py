@@ -197,3 +197,44 @@ def test_events_exchange_is_in_the_registry() -> None:
     from rabbitbus import topology
 
     assert monitoring.EVENTS_EXCHANGE in topology.configured().exchanges
+
+
+def test_management_api_refusal_is_typed_and_hides_the_password() -> None:
+    from rabbitbus.exceptions import ManagementApiError
+    from rabbitbus.mgmt import ManagementApi
+
+    api = ManagementApi("http://127.0.0.1:15672", "guest", "wrong-s3cret", timeout=5)
+    with pytest.raises(ManagementApiError, match="HTTP 401") as excinfo:
+        api.queues("/")
+    assert "wrong-s3cret" not in str(excinfo.value) and "wrong-s3cret" not in repr(api)
+
+
+@pytest.mark.django_db
+def test_rabbit_status_from_the_management_api(broker: Broker, shop: Shop) -> None:
+    out = io.StringIO()
+    with override_settings(
+        RABBITBUS=rabbitbus_settings(QUEUES=shop.queues_setting(), MANAGEMENT=MANAGEMENT)
+    ):
+        # The management API lists a new queue after its next stats emission.
+        assert broker.wait_for(
+            lambda: by_name(monitoring.broker_overview())[shop.queue].exists, timeout=30
+        )
+        call_command("rabbit_status", stdout=out)
+    assert "(queues by management API)" in out.getvalue()
+    assert "/s" in out.getvalue()  # rates are shown
+
+
+@pytest.mark.django_db
+def test_rabbit_status_fails_when_the_broker_is_unreachable() -> None:
+    from django.core.management import CommandError
+
+    connections_setting = {
+        "default": {"URL": "amqp://guest:guest@127.0.0.1:9/", "RECONNECT_TIMEOUT": 0.5}
+    }
+    out = io.StringIO()
+    with (
+        override_settings(RABBITBUS=rabbitbus_settings(CONNECTIONS=connections_setting)),
+        pytest.raises(CommandError, match="unreachable"),
+    ):
+        call_command("rabbit_status", stdout=out)
+    assert "Broker: UNREACHABLE" in out.getvalue()

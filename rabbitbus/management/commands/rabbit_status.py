@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from rabbitbus import monitoring, report
 
@@ -22,6 +22,8 @@ class Command(BaseCommand):
             import json
 
             self.stdout.write(json.dumps(monitoring.as_json(snapshot), indent=2))
-            return
-        for line in report.lines(snapshot):
-            self.stdout.write(line)
+        else:
+            for line in report.lines(snapshot):
+                self.stdout.write(line)
+        if not snapshot.reachable:
+            raise CommandError("The broker is unreachable.")  # exit status 1, for scripts
