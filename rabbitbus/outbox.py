@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from rabbitbus import messages
@@ -234,3 +234,14 @@ def retry_failed(using: str = "default") -> int:
         .filter(status=FAILED)
         .update(status=PENDING, attempts=0, claimed_by="", claimed_until=None)
     )
+
+
+def status(
+    using: str = "default", failed_limit: int = 10
+) -> tuple[dict[str, int], list[OutboxMessage]]:
+    """Row counts by status, and the most recent failed rows (for operators)."""
+    rows = OutboxMessage.objects.using(using)
+    counts = dict.fromkeys(OutboxMessage.Status.values, 0)
+    for row in rows.values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    return counts, list(rows.filter(status=FAILED).order_by("-id")[:failed_limit])

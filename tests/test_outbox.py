@@ -258,3 +258,15 @@ def test_rabbit_outbox_command_prunes_and_retries_failed(exchange: str) -> None:
     call_command("rabbit_outbox", "--prune", stdout=out)
     assert out.getvalue().splitlines() == ["1 failed messages requeued.", "0 sent messages pruned."]
     assert OutboxMessage.objects.get().status == "pending"
+
+
+def test_rabbit_outbox_status_shows_failed_rows_and_their_error(exchange: str) -> None:
+    message_id = outbox.enqueue(exchange, "no.such.binding", {})
+    Relay(options={"MAX_ATTEMPTS": 1}).run_once()
+    outbox.enqueue(exchange, "later", {})
+    out = io.StringIO()
+    call_command("rabbit_outbox", "--status", stdout=out)
+    summary, failed, *rest = out.getvalue().splitlines()
+    assert (summary, rest) == ("1 pending, 0 sent, 1 failed", [])
+    assert failed.startswith("failed ") and "Unroutable" in failed
+    assert message_id in out.getvalue()

@@ -22,10 +22,16 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="Drain what is due, then exit.")
         parser.add_argument("--prune", action="store_true", help="Delete old sent rows, then exit.")
         parser.add_argument(
+            "--status", action="store_true", help="Show row counts and failed rows, then exit."
+        )
+        parser.add_argument(
             "--retry-failed", action="store_true", help="Make failed rows pending again, then exit."
         )
 
     def handle(self, *args: Any, database: str, batch_size: int | None, **options: Any) -> None:
+        if options["status"]:
+            self._status(database)
+            return
         if options["prune"]:
             self.stdout.write(f"{outbox.prune(using=database)} sent messages pruned.")
             return
@@ -45,6 +51,15 @@ class Command(BaseCommand):
         finally:
             connections.close_all()
         self.stdout.write(f"{relay.published} published, {relay.failed} failed for good.")
+
+    def _status(self, database: str) -> None:
+        counts, failed = outbox.status(using=database)
+        self.stdout.write(", ".join(f"{count} {name}" for name, count in counts.items()))
+        for row in failed:
+            self.stdout.write(
+                f"failed {row.message_id} {row.exchange}:{row.routing_key} "
+                f"after {row.attempts} attempts: {row.last_error}"
+            )
 
 
 def _stop_on_signals() -> threading.Event:
