@@ -1,0 +1,12 @@
+"""Benchmark settings: the test settings with a real database from BENCH_DATABASE_URL."""
+
+import os
+
+from demo_shop.settings import _database_from_url
+from tests.settings import *  # noqa: F403
+
+_url = os.environ.get("BENCH_DATABASE_URL", "")
+if _url.startswith("postgres"):
+    DATABASES = {"default": _database_from_url(_url)}
+elif _url:
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": _url}}
