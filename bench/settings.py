@@ -10,3 +10,7 @@ if _url.startswith("postgres"):
     DATABASES = {"default": _database_from_url(_url)}
 elif _url:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": _url}}
+
+# Workers keep DB connections between messages, as a deployed worker would
+# (close_old_connections() then only drops broken or expired ones).
+DATABASES["default"]["CONN_MAX_AGE"] = 60
