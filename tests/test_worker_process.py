@@ -46,7 +46,7 @@ def start(
 ) -> subprocess.Popen:
     process = spawn_worker(prefix, db_path, extra_env=env)
     workers.append(process)
-    assert broker.wait_for(lambda: consumers(broker, f"{prefix}.effects") == 1, timeout=30), (
+    assert broker.wait_for(lambda: consumers(broker, f"{prefix}.effects") == 1, timeout=60), (
         "worker did not start consuming"
     )
     return process

@@ -1,0 +1,16 @@
+"""Benchmark settings: the test settings with a real database from BENCH_DATABASE_URL."""
+
+import os
+
+from demo_shop.settings import _database_from_url
+from tests.settings import *  # noqa: F403
+
+_url = os.environ.get("BENCH_DATABASE_URL", "")
+if _url.startswith("postgres"):
+    DATABASES = {"default": _database_from_url(_url)}
+elif _url:
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": _url}}
+
+# Workers keep DB connections between messages, as a deployed worker would
+# (close_old_connections() then only drops broken or expired ones).
+DATABASES["default"]["CONN_MAX_AGE"] = 60
