@@ -38,6 +38,7 @@ class Heartbeat:
     def __init__(self, runtime: Runtime, kind: str = "consumer") -> None:
         options = worker_settings()
         self.runtime = runtime
+        self.alias = runtime.connection_settings.alias
         self.kind = kind
         self.interval = float(options["HEARTBEAT_INTERVAL"])
         self.path = Path(options["HEARTBEAT_FILE"]) if options["HEARTBEAT_FILE"] else None
@@ -56,10 +57,19 @@ class Heartbeat:
                     await asyncio.to_thread(self.beat)
                 except Exception as exc:  # noqa: BLE001 - health must not kill the worker
                     logger.warning("Heartbeat failed (%s: %s)", type(exc).__name__, exc)
+                await self.announce()
                 await asyncio.sleep(self.interval)
         finally:
             if self.path is not None:
                 self.path.unlink(missing_ok=True)
+
+    async def announce(self) -> None:
+        """Publish ``worker.stats`` for the live dashboard (never raises)."""
+        from rabbitbus.monitoring import apublish_event
+
+        consumers = [service.name for service in self.runtime.services]
+        data = {"worker": self.worker_id, "kind": self.kind, "consumers": consumers}
+        await apublish_event("worker.stats", {**data, **self.stats()}, connection=self.alias)
 
     def stats(self) -> dict[str, int]:
         totals = {"processed": 0, "failed": 0, "retried": 0}

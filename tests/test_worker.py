@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import threading
 import time
 from typing import Any
@@ -246,3 +248,26 @@ def test_consumers_come_back_after_all_connections_are_closed(broker: Broker) ->
         assert broker.wait_for(lambda: broker.consumers(queue) == 1, timeout=20)
         assert worker.runtime is not None and worker.runtime.reconnects >= 1
     assert broker.queue_depth(queue) == 0
+
+
+def test_workers_announce_their_stats_on_the_events_exchange(broker: Broker) -> None:
+    from rabbitbus.monitoring import events_exchange
+
+    queue, handler = unique("w.stats"), Recorder()
+    with broker.channel() as channel:
+        channel.exchange_declare(events_exchange(), "topic", durable=True)
+        listener = channel.queue_declare("", exclusive=True).method.queue
+        channel.queue_bind(listener, events_exchange(), "worker.stats")
+        with ThreadWorker(spec(queue, handler)).start(broker):
+            publish("", queue, {"n": 1})
+            assert broker.wait_for(lambda: len(handler.seen) == 1)
+            found: list[dict[str, Any]] = []
+
+            def announced() -> bool:
+                method, _properties, body = channel.basic_get(listener, auto_ack=True)
+                if method is not None:
+                    found.append(json.loads(body))
+                return any(event["processed"] == 1 for event in found)
+
+            assert broker.wait_for(announced, timeout=20)
+    assert found[-1]["worker"].endswith(f":{os.getpid()}")
