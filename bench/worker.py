@@ -196,8 +196,12 @@ def main() -> None:
 
     vhost = f"rabbitbus-bench-{uuid.uuid4().hex[:6]}"
     add_vhost(vhost)
-    base = {**os.environ, "RABBITBUS_TEST_VHOST": vhost, "DJANGO_SETTINGS_MODULE": "bench.settings_worker",
-            "PYTHONPATH": str(ROOT)}  # fmt: skip
+    base = {
+        **os.environ,
+        "RABBITBUS_TEST_VHOST": vhost,
+        "DJANGO_SETTINGS_MODULE": "bench.settings_worker",
+        "PYTHONPATH": str(ROOT),
+    }
     results: dict[str, float] = {}
     tmp = Path(tempfile.mkdtemp(prefix="rabbitbus-bench-"))
     try:
