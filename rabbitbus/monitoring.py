@@ -222,6 +222,18 @@ def event_headers(kind: str) -> dict[str, Any]:
     return {"x-rabbitbus-event": kind, "x-rabbitbus-host": socket.gethostname(), "pid": os.getpid()}
 
 
+def _event_options(kind: str, connection: str) -> dict[str, Any]:
+    """Events are transient and short-lived; nobody listening is not an error."""
+    return {
+        "connection": connection,
+        "persistent": False,
+        "mandatory": False,
+        "headers": event_headers(kind),
+        "type": kind,
+        "expiration": 60,
+    }
+
+
 def publish_event(kind: str, data: dict[str, Any], *, connection: str = "default") -> bool:
     """Tell the live dashboard that ``kind`` happened (e.g. ``"worker.stats"``).
 
@@ -232,10 +244,7 @@ def publish_event(kind: str, data: dict[str, Any], *, connection: str = "default
     from rabbitbus import publishing
 
     try:
-        publishing.publish(
-            events_exchange(), kind, data, connection=connection, persistent=False,
-            mandatory=False, headers=event_headers(kind), type=kind, expiration=60,
-        )  # fmt: skip
+        publishing.publish(events_exchange(), kind, data, **_event_options(kind, connection))
     except Exception as exc:  # noqa: BLE001 - events must never break the caller
         logger.warning("Dropped monitoring event %r: %s", kind, type(exc).__name__)
         return False
@@ -247,10 +256,7 @@ async def apublish_event(kind: str, data: dict[str, Any], *, connection: str = "
     from rabbitbus import publishing
 
     try:
-        await publishing.apublish(
-            events_exchange(), kind, data, connection=connection, persistent=False,
-            mandatory=False, headers=event_headers(kind), type=kind, expiration=60,
-        )  # fmt: skip
+        await publishing.apublish(events_exchange(), kind, data, **_event_options(kind, connection))
     except Exception as exc:  # noqa: BLE001 - events must never break the caller
         logger.warning("Dropped monitoring event %r: %s", kind, type(exc).__name__)
         return False
