@@ -11,13 +11,14 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402 - needs the apps loaded
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from demo_shop.orders.live import websocket_urlpatterns as shop_websockets  # noqa: E402
 from rabbitbus.live import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns + shop_websockets))
         ),
     }
 )

@@ -76,7 +76,17 @@ DATABASES = {
     "default": (
         _database_from_url(os.environ["DATABASE_URL"])
         if os.environ.get("DATABASE_URL")
-        else {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
+        else {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": BASE_DIR / "db.sqlite3",
+            # Web, workers and relay write from separate processes: take the write
+            # lock at BEGIN (no deadlock on upgrade), wait for it, let readers in.
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL;",
+            },
+        }
     )
 }
 
@@ -99,12 +109,26 @@ RABBITBUS = {
     },
     "APP_ID": "demo_shop",
     "EXCHANGES": {"shop": {"TYPE": "topic"}},
+    # Each step of an order is one outbox hop: keep an idle relay's wait short.
+    "OUTBOX": {"IDLE_INTERVAL": 0.25},
 }
+
+# Invoices are emailed; the demo writes them to files instead of sending them.
+EMAIL_BACKEND = os.environ.get(
+    "DJANGO_EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend"
+)
+EMAIL_FILE_PATH = os.environ.get("DJANGO_EMAIL_FILE_PATH", str(BASE_DIR / "var" / "mail"))
+DEFAULT_FROM_EMAIL = "shop@example.com"
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {"rabbitbus": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {
+        "rabbitbus": {"handlers": ["console"], "level": "INFO"},
+        "demo_shop": {"handlers": ["console"], "level": "INFO"},
+        # pika logs every connection step at INFO; rabbitbus logs what matters.
+        "pika": {"level": "WARNING"},
+    },
 }

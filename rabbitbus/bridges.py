@@ -11,7 +11,9 @@ The routing key is a format string (``{event}``, ``{model}``, ``{app_label}``,
 ``{pk}``, ``{instance}``) or a callable ``(instance, event) -> str``. The
 payload is every concrete field by default, a list of field names, or a
 callable (or its dotted path) ``(instance, event, **signal_kwargs) -> payload``;
-headers are a dict or such a callable. Messages of one model instance share
+headers are a dict or such a callable; ``options`` are further
+:class:`~rabbitbus.messages.Message` fields (``{"mandatory": False}`` for an
+event nobody may be listening to). Messages of one model instance share
 the aggregate ``"<app_label>.<model>:<pk>"``, so the outbox keeps their order.
 Connecting does no I/O; nothing is published until a signal fires.
 """
@@ -45,6 +47,7 @@ SETTING_KEYS = {
     "MODE": "mode",
     "CONNECTION": "connection",
     "TYPE": "type",
+    "OPTIONS": "options",
 }
 
 
@@ -67,6 +70,7 @@ class Bridge:
     mode: str = "on_commit"
     connection: str = "default"
     type: str | None = "{app_label}.{model}.{event}"
+    options: dict[str, Any] = field(default_factory=dict)
     _receivers: list[tuple[Signal, Callable[..., None]]] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -115,7 +119,8 @@ class Bridge:
 
     def _on_signal(self, sender: Any, **kwargs: Any) -> None:
         kwargs.pop("signal", None)
-        self.emit(kwargs.get("instance", sender), "signal", kwargs.get("using"), **kwargs)
+        instance = kwargs.pop("instance", sender)
+        self.emit(instance, "signal", kwargs.get("using"), **kwargs)
 
     # -- building the message -----------------------------------------------------
 
@@ -132,6 +137,7 @@ class Bridge:
             aggregate=self._aggregate(instance, names),
             headers=self._headers(instance, event),
             type=self.type.format(**names) if self.type else None,
+            **self.options,
         )
 
     def _names(self, instance: Any, event: str) -> dict[str, Any]:

@@ -1,14 +1,17 @@
-"""The dashboard's WebSocket: events from workers and periodic overview snapshots.
+"""WebSockets fed by RabbitMQ: a reusable stream consumer, and the admin dashboard's.
 
-Staff with ``rabbitbus.view_dashboard`` only; anyone else is refused before the
-handshake completes. Each socket has its own exclusive, auto-delete,
-server-named queue bound to the events exchange, gone when the socket closes.
-Include :data:`websocket_urlpatterns` in the project's ASGI router, inside
+:class:`MessageStreamConsumer` forwards the messages of an exchange to one
+browser: each socket gets its own exclusive, auto-delete, server-named queue,
+bound with the keys the socket asks for, gone when the socket closes.
+Subclass it for a page of your own (the demo shop's order page does).
+
+:class:`DashboardConsumer` is the admin dashboard's: staff with
+``rabbitbus.view_dashboard`` only (anyone else is refused before the handshake
+completes). It sends ``{"type": "overview", "data": <monitoring.as_json>}``
+every ``interval`` seconds and ``{"type": "event", "kind": <routing key>,
+"data": <event payload>}`` per monitoring event. Include
+:data:`websocket_urlpatterns` in the project's ASGI router, inside
 ``AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(...)))``.
-
-Messages sent to the page (JSON):
-``{"type": "overview", "data": <monitoring.as_json>}`` every ``interval`` seconds and
-``{"type": "event", "kind": <routing key>, "data": <event payload>}`` per event.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
@@ -31,6 +35,72 @@ logger = logging.getLogger("rabbitbus.live")
 REFUSED = 4403
 
 
+class MessageStreamConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    """Forwards messages from ``exchange`` (bound with :meth:`binding_keys`) to a WebSocket.
+
+    Override :meth:`authorize` (default: everyone), :meth:`binding_keys` and
+    :meth:`forward`; :meth:`subscribed` runs once messages are flowing, so a
+    snapshot sent there misses nothing. The exchange must exist (declared by
+    ``rabbit_setup``) unless :meth:`open_exchange` is overridden.
+    """
+
+    alias = "default"
+    exchange = ""
+
+    async def connect(self) -> None:
+        self.channel: aio_pika.abc.AbstractChannel | None = None
+        if not await self.authorize():
+            await self.close(code=REFUSED)
+            return
+        await self.accept()
+        try:
+            await self._subscribe()
+        except (RabbitBusError, aio_pika.exceptions.AMQPError, OSError) as exc:
+            logger.warning("Live messages unavailable: %s", type(exc).__name__)
+            await self.unavailable(exc)
+        await self.subscribed()
+
+    async def authorize(self) -> bool:
+        return True
+
+    def binding_keys(self) -> Sequence[str]:
+        return ["#"]
+
+    async def open_exchange(
+        self, channel: aio_pika.abc.AbstractChannel
+    ) -> aio_pika.abc.AbstractExchange:
+        return await channel.get_exchange(self.exchange, ensure=True)
+
+    async def subscribed(self) -> None:
+        """Called after subscribing (or failing to): send a snapshot here."""
+
+    async def unavailable(self, error: BaseException) -> None:
+        """Called when the broker could not be subscribed to."""
+
+    async def forward(self, routing_key: str, data: Any) -> None:
+        await self.send_json({"type": "message", "kind": routing_key, "data": data})
+
+    async def _subscribe(self) -> None:
+        connection = await connections.get_async(self.alias).get()
+        self.channel = channel = await connection.channel()
+        exchange = await self.open_exchange(channel)
+        queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
+        for key in self.binding_keys():
+            await queue.bind(exchange, key)
+        await queue.consume(self._on_message, no_ack=True)
+
+    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        try:
+            data = json.loads(message.body)
+        except ValueError:
+            data = {"undecodable": True}
+        await self.forward(message.routing_key or "", data)
+
+    async def disconnect(self, code: int) -> None:
+        if self.channel is not None and not self.channel.is_closed:
+            await self.channel.close()  # the exclusive queue goes with it
+
+
 @database_sync_to_async
 def _may_watch(user: Any) -> bool:
     return bool(
@@ -43,43 +113,31 @@ def _snapshot(alias: str) -> dict[str, Any]:
     return monitoring.as_json(monitoring.overview(alias))
 
 
-class DashboardConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class DashboardConsumer(MessageStreamConsumer):
     """Pushes overview snapshots and monitoring events to one dashboard page."""
 
-    alias = "default"
     interval = 2.0
 
     async def connect(self) -> None:
         self.ticker: asyncio.Task[None] | None = None
-        self.channel: aio_pika.abc.AbstractChannel | None = None
-        if not await _may_watch(self.scope.get("user")):
-            await self.close(code=REFUSED)
-            return
-        await self.accept()
-        try:
-            await self._subscribe()
-        except (RabbitBusError, aio_pika.exceptions.AMQPError, OSError) as exc:
-            # Snapshots still flow (they report the broker as unreachable).
-            logger.warning("Live events unavailable: %s", type(exc).__name__)
-        # Started after subscribing: the first snapshot means events are flowing.
-        self.ticker = asyncio.create_task(self._tick())
+        await super().connect()
 
-    async def _subscribe(self) -> None:
-        connection = await connections.get_async(self.alias).get()
-        self.channel = channel = await connection.channel()
-        exchange = await channel.declare_exchange(
+    async def authorize(self) -> bool:
+        return await _may_watch(self.scope.get("user"))
+
+    async def open_exchange(
+        self, channel: aio_pika.abc.AbstractChannel
+    ) -> aio_pika.abc.AbstractExchange:
+        return await channel.declare_exchange(
             monitoring.events_exchange(), aio_pika.ExchangeType.TOPIC, durable=True
         )
-        queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
-        await queue.bind(exchange, "#")
-        await queue.consume(self._on_event, no_ack=True)
 
-    async def _on_event(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        try:
-            data = json.loads(message.body)
-        except ValueError:
-            data = {"undecodable": True}
-        await self.send_json({"type": "event", "kind": message.routing_key, "data": data})
+    async def subscribed(self) -> None:
+        # Snapshots flow even without events (they report the broker as unreachable).
+        self.ticker = asyncio.create_task(self._tick())
+
+    async def forward(self, routing_key: str, data: Any) -> None:
+        await self.send_json({"type": "event", "kind": routing_key, "data": data})
 
     async def _tick(self) -> None:
         while True:
@@ -92,8 +150,7 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     async def disconnect(self, code: int) -> None:
         if self.ticker is not None:
             self.ticker.cancel()
-        if self.channel is not None and not self.channel.is_closed:
-            await self.channel.close()  # the exclusive queue goes with it
+        await super().disconnect(code)
 
 
 websocket_urlpatterns = [

@@ -28,9 +28,10 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-if $PY manage.py rabbit_consume --list >/dev/null 2>&1; then
-    $PY manage.py rabbit_consume & pids+=($!)
-fi
+# One worker per service, as in production: inventory and billing never share a process.
+for service in inventory billing orders; do
+    $PY manage.py rabbit_consume "$service" & pids+=($!)
+done
 $PY manage.py rabbit_rpc & pids+=($!)
 $PY manage.py rabbit_outbox & pids+=($!)
 $PY -m daphne -b 127.0.0.1 -p 8000 demo_shop.asgi:application & pids+=($!)
@@ -40,6 +41,7 @@ cat <<MSG
   Demo shop:       http://127.0.0.1:8000/
   RPC (Fibonacci): http://127.0.0.1:8000/rpc/fib/30/
   Admin:           http://127.0.0.1:8000/admin/   (admin / admin)
+  Invoices:        var/mail/ (one file per email)
   Ctrl-C stops everything.
 
 MSG

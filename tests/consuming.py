@@ -16,6 +16,7 @@ class Delivered:
     payload: Any
     headers: dict[str, Any]
     type: str | None
+    properties: Any = None
 
 
 def drain(broker: Broker, queue: str, idle: float = 0.5) -> list[Delivered]:
@@ -33,6 +34,7 @@ def drain(broker: Broker, queue: str, idle: float = 0.5) -> list[Delivered]:
                     json.loads(body),
                     properties.headers or {},
                     properties.type,
+                    properties,
                 )
             )
             channel.basic_ack(method.delivery_tag)

@@ -14,6 +14,8 @@ RABBITBUS = {
         "default": {"URL": TEST_URL, "CONNECTION_NAME": "rabbitbus-tests", "RECONNECT_TIMEOUT": 5},
     },
     "APP_ID": "rabbitbus-tests",
+    # The demo shop's apps are installed: their bridges publish to its exchange.
+    "EXCHANGES": RABBITBUS["EXCHANGES"],  # noqa: F405
 }
 
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}

@@ -146,6 +146,38 @@ def test_custom_signal_bridge(bridge: Callable[..., Bridge], broker: Broker, que
     )
 
 
+def test_custom_signal_about_an_instance(
+    bridge: Callable[..., Bridge], broker: Broker, queue: str
+) -> None:
+    bridge(
+        model=None, signal=order_shipped, routing_key="order.{pk}.shipped", payload=order_summary
+    )
+    order = Order.objects.create(number="A-10")
+    order_shipped.send(sender=Order, instance=order, carrier="ups")
+    (message,) = drain(broker, queue)
+    assert (message.routing_key, message.payload) == (
+        f"order.{order.pk}.shipped",
+        {"order": "A-10", "event": "signal"},
+    )
+
+
+def test_message_options_reach_the_broker(
+    bridge: Callable[..., Bridge], broker: Broker, queue: str
+) -> None:
+    bridge(options={"persistent": False, "priority": 3})
+    Order.objects.create(number="A-11")
+    (message,) = drain(broker, queue)
+    assert (message.properties.delivery_mode, message.properties.priority) == (1, 3)
+
+
+def test_an_unroutable_event_with_mandatory_off_is_dropped_quietly(
+    bridge: Callable[..., Bridge], broker: Broker
+) -> None:
+    bridge(routing_key="nobody.listens", options={"mandatory": False})
+    Order.objects.create(number="A-12")
+    assert not OutboxMessage.objects.exists()
+
+
 def test_outbox_mode_writes_a_row_with_the_change_only(
     bridge: Callable[..., Bridge], broker: Broker, queue: str
 ) -> None:

@@ -132,7 +132,7 @@ def bridge_ids(**bridge: Any) -> set[str]:
 def outbox_ids(outbox: Any) -> set[str]:
     from rabbitbus.bridge_checks import all_errors
 
-    return {message.id for message in all_errors({"OUTBOX": outbox})}
+    return {message.id for message in all_errors({**SHOP, "OUTBOX": outbox})}
 
 
 def test_a_good_bridge_setting_has_no_messages() -> None:
@@ -149,7 +149,7 @@ def headers(instance: Any, event: str) -> dict[str, str]:
 def test_malformed_bridges_setting_is_e040(raw: Any) -> None:
     from rabbitbus.bridge_checks import all_errors
 
-    assert {message.id for message in all_errors(raw)} == {"rabbitbus.E040"}
+    assert {message.id for message in all_errors({**SHOP, **raw})} == {"rabbitbus.E040"}
 
 
 def test_unknown_bridge_key_is_e040() -> None:

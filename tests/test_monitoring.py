@@ -50,7 +50,7 @@ def test_passive_declares_give_depths_and_explain_missing_rates(broker: Broker, 
     queues = by_name(snapshot)
     assert (queues[shop.queue].ready, queues[shop.queue].consumers) == (3, 0)
     assert queues[shop.queue].publish_rate is None
-    assert [q.name for q in snapshot.dead_letters] == [shop.dlq]
+    assert shop.dlq in [q.name for q in snapshot.dead_letters]
     assert queues[shop.dlq].ready == 1
 
 

@@ -24,6 +24,8 @@ class Payment(models.Model):
     order = models.OneToOneField("orders.Order", on_delete=models.CASCADE)
     amount = models.DecimalField(max_digits=10, decimal_places=2)
     status = models.CharField(max_length=16, choices=Status.choices)
+    reference = models.CharField(max_length=64, blank=True, default="")
+    reason = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

@@ -16,6 +16,6 @@ class StatusChangeInline(admin.TabularInline):
 
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
-    list_display = ["id", "email", "status", "reason", "created_at"]
+    list_display = ["id", "email", "status", "stock_state", "payment_state", "reason", "created_at"]
     list_filter = ["status"]
     inlines = [OrderLineInline, StatusChangeInline]

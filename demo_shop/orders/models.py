@@ -15,12 +15,29 @@ class Order(models.Model):
         CONFIRMED = "confirmed"
         CANCELLED = "cancelled"
 
+    class StockState(models.TextChoices):
+        UNKNOWN = "", "not yet known"
+        RESERVED = "reserved"
+        REJECTED = "rejected"
+
+    class PaymentState(models.TextChoices):
+        UNKNOWN = "", "not yet known"
+        CAPTURED = "captured"
+        DECLINED = "declined"
+
     FINAL = (Status.CONFIRMED, Status.CANCELLED)
 
     email = models.EmailField()
     card_number = models.CharField(max_length=32, help_text="Demo only: 4000... fails payment.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PLACED)
     reason = models.CharField(max_length=200, blank=True, default="")
+    # What the saga has heard from inventory and billing (see orders.saga).
+    stock_state = models.CharField(
+        max_length=16, choices=StockState.choices, blank=True, default=""
+    )
+    payment_state = models.CharField(
+        max_length=16, choices=PaymentState.choices, blank=True, default=""
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

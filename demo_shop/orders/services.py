@@ -8,6 +8,7 @@ from django.db import transaction
 
 from demo_shop.catalog.models import Product
 from demo_shop.orders.models import Order
+from demo_shop.orders.signals import order_placed
 
 
 class EmptyCart(ValueError):
@@ -17,7 +18,9 @@ class EmptyCart(ValueError):
 def place_order(email: str, card_number: str, cart: Mapping[str, int]) -> Order:
     """Create an order with its lines at today's prices, in one transaction.
 
-    Stock is not touched here: the inventory worker reserves it. Raises
+    Stock is not touched here: the inventory worker reserves it, on the
+    ``order.placed`` message the checkout bridge writes to the outbox in this
+    same transaction (see ``orders/rabbit.py``). Raises
     :class:`EmptyCart` when ``cart`` (sku -> quantity) has nothing to buy.
     """
     wanted = {sku: quantity for sku, quantity in cart.items() if quantity > 0}
@@ -29,4 +32,5 @@ def place_order(email: str, card_number: str, cart: Mapping[str, int]) -> Order:
         for sku, product in products.items():
             order.lines.create(product=product, quantity=wanted[sku], unit_price=product.price)
         order.history.create(status=order.status)
+        order_placed.send(sender=Order, instance=order)
     return order

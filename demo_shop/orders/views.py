@@ -1,4 +1,9 @@
-"""Storefront: products, cart, checkout, orders."""
+"""Storefront: products, cart, checkout, orders.
+
+The cart page is an async view that prices the cart with ``await acall``;
+the checkout page is a sync view that does the same with ``call``. Both say
+in words when the catalog service does not answer, and offer a retry.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from demo_shop.catalog.models import Product
+from demo_shop.orders import quotes
+from demo_shop.orders.live import order_state
 from demo_shop.orders.models import Order
 from demo_shop.orders.services import EmptyCart, place_order
 
@@ -25,26 +32,29 @@ def add_to_cart(request: HttpRequest, sku: str) -> HttpResponse:
     return redirect("cart")
 
 
-def cart(request: HttpRequest) -> HttpResponse:
-    items = request.session.get(CART, {})
-    lines = [
-        (product, items[product.sku], product.price * items[product.sku])
-        for product in Product.objects.filter(sku__in=items)
-    ]
-    total = sum((subtotal for _, _, subtotal in lines), 0)
-    return render(request, "shop/cart.html", {"lines": lines, "total": total})
+async def cart(request: HttpRequest) -> HttpResponse:
+    items = await request.session.aget(CART, {})
+    quote, problem = await quotes.aquote(items) if items else (None, "")
+    context = {"items": items, "quote": quote, "problem": problem}
+    return render(request, "shop/cart.html", context, status=503 if problem else 200)
 
 
-@require_POST
 def checkout(request: HttpRequest) -> HttpResponse:
+    items = request.session.get(CART, {})
+    if request.method == "POST":
+        return _place(request, items)
+    quote, problem = quotes.quote(items) if items else (None, "")
+    context = {"items": items, "quote": quote, "problem": problem}
+    return render(request, "shop/checkout.html", context, status=503 if problem else 200)
+
+
+def _place(request: HttpRequest, items: dict[str, int]) -> HttpResponse:
     try:
         order = place_order(
-            request.POST.get("email", ""),
-            request.POST.get("card_number", ""),
-            request.session.get(CART, {}),
+            request.POST.get("email", ""), request.POST.get("card_number", ""), items
         )
     except EmptyCart as exc:
-        return render(request, "shop/cart.html", {"lines": [], "error": str(exc)}, status=400)
+        return render(request, "shop/checkout.html", {"error": str(exc)}, status=400)
     request.session[CART] = {}
     return redirect("order", pk=order.pk)
 
@@ -59,9 +69,4 @@ def order(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def order_status(request: HttpRequest, pk: int) -> JsonResponse:
-    found = get_object_or_404(Order, pk=pk)
-    history = [
-        {"status": change.status, "reason": change.reason, "at": change.at.isoformat()}
-        for change in found.history.all()
-    ]
-    return JsonResponse({"id": found.pk, "status": found.status, "history": history})
+    return JsonResponse(order_state(get_object_or_404(Order, pk=pk)))

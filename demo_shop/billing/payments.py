@@ -1,0 +1,64 @@
+"""Charging orders, refunding them, and sending their invoices."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.core.mail import send_mail
+from django.utils import timezone
+
+from demo_shop.billing import gateway
+from demo_shop.billing.models import Invoice, Payment
+from demo_shop.orders.models import Order
+
+
+def charge(order_id: int) -> Payment:
+    """Charge the order's card once; returns the payment (captured or declined)."""
+    existing = Payment.objects.filter(order_id=order_id).first()
+    if existing is not None:
+        return existing
+    order = Order.objects.get(pk=order_id)
+    amount = _amount(order_id)
+    try:
+        reference = gateway.charge(order.card_number, amount)
+    except gateway.Declined as exc:
+        return Payment.objects.create(
+            order_id=order_id, amount=amount, status=Payment.Status.DECLINED, reason=str(exc)
+        )
+    return Payment.objects.create(
+        order_id=order_id, amount=amount, status=Payment.Status.CAPTURED, reference=reference
+    )
+
+
+def refund(order_id: int) -> bool:
+    """Refund a captured payment; False if there is nothing to refund."""
+    payment = Payment.objects.select_for_update().filter(order_id=order_id).first()
+    if payment is None or payment.status != Payment.Status.CAPTURED:
+        return False
+    gateway.refund(payment.reference)
+    payment.status = Payment.Status.REFUNDED
+    payment.save(update_fields=["status"])
+    return True
+
+
+def send_invoice(order_id: int) -> Invoice:
+    """Create the order's invoice and email it, once."""
+    invoice, _ = Invoice.objects.get_or_create(
+        order_id=order_id, defaults={"amount": _amount(order_id)}
+    )
+    if invoice.emailed_at is None:
+        order = Order.objects.get(pk=order_id)
+        send_mail(
+            f"Your invoice for order #{order_id}",
+            f"Thank you for your order #{order_id}.\nAmount charged: {invoice.amount} EUR.\n",
+            None,
+            [order.email],
+        )
+        invoice.emailed_at = timezone.now()
+        invoice.save(update_fields=["emailed_at"])
+    return invoice
+
+
+def _amount(order_id: int) -> Decimal:
+    lines = Order.objects.get(pk=order_id).lines.all()
+    return sum((line.subtotal for line in lines), Decimal("0"))

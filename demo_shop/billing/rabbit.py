@@ -1,0 +1,32 @@
+"""The billing service: charges placed orders, refunds cancelled ones, sends invoices."""
+
+from __future__ import annotations
+
+from demo_shop import bus
+from demo_shop.billing import payments
+from demo_shop.billing.models import Payment
+from rabbitbus import ReceivedMessage, Reject, consumer
+
+
+@consumer(
+    name="billing",
+    queue="billing.orders",
+    bindings=[(bus.EXCHANGE, key) for key in ("order.placed", "order.paid", "payment.refund")],
+    idempotent=True,
+    backoff=(0.2, 10),
+)
+def on_order(message: ReceivedMessage) -> None:
+    order_id = message.body["order_id"]
+    if message.routing_key == "order.placed":
+        payment = payments.charge(order_id)
+        if payment.status == Payment.Status.DECLINED:
+            bus.emit("payment.declined", order_id, reason=payment.reason)
+        else:
+            bus.emit("payment.captured", order_id, amount=str(payment.amount))
+    elif message.routing_key == "order.paid":
+        invoice = payments.send_invoice(order_id)
+        bus.emit("invoice.sent", order_id, invoice_id=invoice.pk)
+    elif message.routing_key == "payment.refund":
+        payments.refund(order_id)
+    else:
+        raise Reject(f"billing has no handler for {message.routing_key!r}")

@@ -1,0 +1,33 @@
+"""How the demo shop's services talk: one topic exchange, messages through the outbox.
+
+Every message a service emits is written to the outbox in the same database
+transaction as the service's own change (the handler's transaction, for a
+consumer), so a change never goes without its message and a rolled-back
+change never sends one. Messages about one order share the outbox aggregate
+``orders.order:<id>`` (as the checkout bridge's do), so the relay publishes
+them in the order they were written.
+
+The flow (routing keys on the ``shop`` exchange)::
+
+    checkout ── order.placed ──┬─> inventory: reserve ── stock.reserved | stock.rejected ──┐
+                               └─> billing:   charge  ── payment.captured | payment.declined ┤
+                                                                                            v
+    billing: invoice + email <── order.paid ── orders (the saga) <── invoice.sent ──────────┘
+    inventory: release <── stock.release ──┘  └── payment.refund ──> billing: refund
+
+Card numbers never travel in messages: billing reads them from the order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rabbitbus import outbox
+
+EXCHANGE = "shop"
+
+
+def emit(routing_key: str, order_id: int, **payload: Any) -> str:
+    """Write a message about order ``order_id`` to the outbox; returns its id."""
+    body = {"order_id": order_id, **payload}
+    return outbox.enqueue(EXCHANGE, routing_key, body, aggregate=f"orders.order:{order_id}")

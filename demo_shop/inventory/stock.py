@@ -1,0 +1,56 @@
+"""Reserving and releasing stock: conditional updates, all lines or none."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+
+from demo_shop.catalog.models import Product
+from demo_shop.inventory.models import Reservation
+
+
+class OutOfStock(Exception):  # noqa: N818 - named like the domain
+    """A line asks for more than is on the shelf."""
+
+
+def reserve(order_id: int, lines: Iterable[Mapping[str, Any]]) -> Reservation:
+    """Take every line's quantity off the shelf, or none of them.
+
+    Returns the order's reservation: ``reserved``, or ``rejected`` with the
+    reason. Idempotent: an order with a reservation keeps the one it has.
+    """
+    existing = Reservation.objects.filter(order_id=order_id).first()
+    if existing is not None:
+        return existing
+    wanted = [{"sku": line["sku"], "quantity": int(line["quantity"])} for line in lines]
+    try:
+        with transaction.atomic():  # a savepoint: a short line undoes the earlier ones
+            for line in wanted:
+                _take(line["sku"], line["quantity"])
+    except OutOfStock as exc:
+        return Reservation.objects.create(
+            order_id=order_id, lines=wanted, status=Reservation.Status.REJECTED, reason=str(exc)
+        )
+    return Reservation.objects.create(order_id=order_id, lines=wanted)
+
+
+def release(order_id: int) -> bool:
+    """Put a reserved order's stock back; False if there was nothing to release."""
+    reservation = Reservation.objects.select_for_update().filter(order_id=order_id).first()
+    if reservation is None or reservation.status != Reservation.Status.RESERVED:
+        return False
+    for line in reservation.lines:
+        Product.objects.filter(sku=line["sku"]).update(stock=F("stock") + line["quantity"])
+    reservation.status = Reservation.Status.RELEASED
+    reservation.save(update_fields=["status"])
+    return True
+
+
+def _take(sku: str, quantity: int) -> None:
+    # One conditional UPDATE: two workers can never both take the last unit.
+    taken = Product.objects.filter(sku=sku, stock__gte=quantity).update(stock=F("stock") - quantity)
+    if not taken:
+        raise OutOfStock(f"{sku} is out of stock.")

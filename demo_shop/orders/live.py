@@ -1,0 +1,60 @@
+"""The order page's WebSocket: the order's status, then every change as it happens."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.urls import path
+
+from demo_shop import bus
+from demo_shop.orders.models import Order
+from rabbitbus.live import MessageStreamConsumer
+
+
+def order_state(order: Order) -> dict[str, Any]:
+    """What an order page shows: status, reason and history (also ``status.json``)."""
+    history = [
+        {"status": change.status, "reason": change.reason, "at": change.at.isoformat()}
+        for change in order.history.all()
+    ]
+    return {"id": order.pk, "status": order.status, "reason": order.reason, "history": history}
+
+
+@database_sync_to_async
+def _state(pk: int) -> dict[str, Any] | None:
+    order = Order.objects.filter(pk=pk).first()
+    return order_state(order) if order else None
+
+
+class OrderStatusConsumer(MessageStreamConsumer):
+    """Sends ``{"type": "order", ...order_state}`` on connect and after each status change.
+
+    Each ``order.status.<id>`` event triggers a fresh read, so the page never
+    shows a half-applied change, whatever order events arrive in.
+    """
+
+    exchange = bus.EXCHANGE
+
+    @property
+    def order_id(self) -> int:
+        return int(self.scope["url_route"]["kwargs"]["pk"])
+
+    def binding_keys(self) -> Sequence[str]:
+        return [f"order.status.{self.order_id}"]
+
+    async def subscribed(self) -> None:
+        await self._send_state()
+
+    async def forward(self, routing_key: str, data: Any) -> None:
+        await self._send_state()
+
+    async def _send_state(self) -> None:
+        state = await _state(self.order_id)
+        await self.send_json({"type": "order", **(state or {"id": self.order_id, "missing": True})})
+
+
+websocket_urlpatterns = [
+    path("ws/orders/<int:pk>/", OrderStatusConsumer.as_asgi()),
+]

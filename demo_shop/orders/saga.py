@@ -1,0 +1,93 @@
+"""The order saga: what the orders service does with each outcome it hears.
+
+Inventory and billing work in parallel on ``order.placed``, so their answers
+arrive in either order, and possibly after the order was cancelled. The saga
+records each answer on the order and moves it forward only in this order::
+
+    placed -> reserved (stock) -> paid (stock and payment) -> confirmed (invoice sent)
+
+A negative answer cancels the order and compensates whatever the other side
+did: a reservation is released, a capture refunded, also when the positive
+answer arrives after the cancellation. Each function runs inside the
+consumer's transaction with the order row locked; the messages it emits go
+through the outbox in that same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from demo_shop import bus
+from demo_shop.orders.models import Order
+
+logger = logging.getLogger("demo_shop.orders")
+
+Status = Order.Status
+
+
+def stock_reserved(order: Order) -> None:
+    order.stock_state = Order.StockState.RESERVED
+    order.save(update_fields=["stock_state"])
+    if order.status == Status.CANCELLED:
+        bus.emit("stock.release", order.pk)
+    elif order.status == Status.PLACED:
+        order.move_to(Status.RESERVED)
+        _charge_complete(order)
+
+
+def payment_captured(order: Order) -> None:
+    order.payment_state = Order.PaymentState.CAPTURED
+    order.save(update_fields=["payment_state"])
+    if order.status == Status.CANCELLED:
+        bus.emit("payment.refund", order.pk)
+    else:
+        _charge_complete(order)
+
+
+def stock_rejected(order: Order, reason: str) -> None:
+    order.stock_state = Order.StockState.REJECTED
+    order.save(update_fields=["stock_state"])
+    cancel(order, reason or "Out of stock.")
+
+
+def payment_declined(order: Order, reason: str) -> None:
+    order.payment_state = Order.PaymentState.DECLINED
+    order.save(update_fields=["payment_state"])
+    cancel(order, reason or "Payment declined.")
+
+
+def invoice_sent(order: Order) -> None:
+    if order.status == Status.PAID:
+        order.move_to(Status.CONFIRMED)
+
+
+def cancel(order: Order, reason: str) -> None:
+    """Cancel the order and undo what inventory and billing already did."""
+    if order.status == Status.CANCELLED:
+        return
+    if order.status in (Status.PAID, Status.CONFIRMED):
+        # Both sides said yes before: a late "no" contradicts them. Keep the order.
+        logger.warning("Order %s is %s; ignoring cancellation: %s", order.pk, order.status, reason)
+        return
+    order.move_to(Status.CANCELLED, reason)
+    if order.stock_state == Order.StockState.RESERVED:
+        bus.emit("stock.release", order.pk)
+    if order.payment_state == Order.PaymentState.CAPTURED:
+        bus.emit("payment.refund", order.pk)
+
+
+def _charge_complete(order: Order) -> None:
+    """Stock reserved and payment captured: the order is paid; billing sends the invoice."""
+    if order.status == Status.RESERVED and order.payment_state == Order.PaymentState.CAPTURED:
+        order.move_to(Status.PAID)
+        bus.emit("order.paid", order.pk, amount=str(order.total), email=order.email)
+
+
+#: Routing key -> what to do, for the orders consumer.
+HANDLERS = {
+    "stock.reserved": lambda order, body: stock_reserved(order),
+    "stock.rejected": lambda order, body: stock_rejected(order, body.get("reason", "")),
+    "payment.captured": lambda order, body: payment_captured(order),
+    "payment.declined": lambda order, body: payment_declined(order, body.get("reason", "")),
+    "invoice.sent": lambda order, body: invoice_sent(order),
+}
