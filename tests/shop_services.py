@@ -26,6 +26,7 @@ COMMANDS = {
     "rpc": ["rabbit_rpc", "catalog.quote"],
     "relay": ["rabbit_outbox"],
 }
+ASGI = "demo_shop.asgi:application"
 #: name -> the queue whose consumer says the service is up
 READY_QUEUES = {
     "inventory": "inventory.orders",
@@ -63,6 +64,18 @@ class ShopServices:
             )
         for name in names or tuple(COMMANDS):
             self.wait_ready(name)
+
+    def serve_web(self, port: int) -> str:
+        """The site under daphne (HTTP and WebSocket) on ``port``; returns its URL."""
+        log = (self.log_dir / "web.log").open("ab")
+        self.processes["web"] = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), ASGI],
+            cwd=ROOT,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        return f"http://127.0.0.1:{port}"
 
     def wait_ready(self, name: str) -> None:
         queue = READY_QUEUES.get(name)

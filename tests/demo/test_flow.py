@@ -6,16 +6,13 @@ Run with ``pytest --ds=tests.settings_pg -m postgres`` (``scripts/test.sh`` does
 from __future__ import annotations
 
 import dataclasses
-import io
 import signal
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
-from django.core.management import call_command
 from django.db import connections as db_connections
 from django.test import Client
 
@@ -25,34 +22,12 @@ from demo_shop.inventory.models import Reservation
 from demo_shop.orders.models import Order
 from rabbitbus import outbox, publishing
 from rabbitbus.models import OutboxMessage
-from tests.broker import Broker
 from tests.shop_services import ShopServices
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 GOOD_CARD, DECLINED_CARD = "4242424242424242", "4000000000000002"
 STOCK = 1000
-
-
-@pytest.fixture(scope="module")
-def services(
-    django_db_setup: None, test_vhost: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ShopServices]:
-    call_command("rabbit_setup", stdout=io.StringIO())
-    running = ShopServices(
-        Broker(test_vhost), tmp_path_factory.mktemp("mail"), tmp_path_factory.mktemp("logs")
-    )
-    try:
-        running.start()
-        yield running
-    finally:
-        running.stop_all()
-
-
-@pytest.fixture
-def shop(services: ShopServices) -> ShopServices:
-    call_command("shop_seed", stdout=io.StringIO())
-    return services
 
 
 def checkout(cart: dict[str, int], card: str = GOOD_CARD, email: str = "") -> int:

@@ -1,0 +1,33 @@
+"""Fixtures for the demo shop's end-to-end tests: its services as real processes."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import pytest
+from django.core.management import call_command
+
+from tests.broker import Broker
+from tests.shop_services import ShopServices
+
+
+@pytest.fixture(scope="module")
+def services(
+    django_db_setup: None, test_vhost: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ShopServices]:
+    call_command("rabbit_setup", stdout=io.StringIO())
+    running = ShopServices(
+        Broker(test_vhost), tmp_path_factory.mktemp("mail"), tmp_path_factory.mktemp("logs")
+    )
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop_all()
+
+
+@pytest.fixture
+def shop(services: ShopServices) -> ShopServices:
+    call_command("shop_seed", stdout=io.StringIO())
+    return services

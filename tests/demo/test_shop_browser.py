@@ -1,0 +1,52 @@
+"""A real browser places an order and watches it turn confirmed without reloading."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.shop_services import ShopServices
+from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, free_port, wait_listening
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is missing"),
+]
+
+
+def test_one_click_order_turns_confirmed_live(shop: ShopServices) -> None:
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    url = shop.serve_web(port)
+    wait_listening(port, shop.processes["web"])
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("pageerror", lambda error: print("pageerror:", error))
+            page.goto(f"{url}/")
+            page.locator("tr", has_text="Rabbit mug").get_by_role("button").click()
+            page.wait_for_url("**/cart/")
+            assert page.locator("#quote").is_visible()  # priced over RPC (acall)
+            page.click("#to-checkout")
+            shop.stop("billing")  # the order waits for its payment while the page is open
+            page.click("#place-order")
+            page.wait_for_url("**/orders/*/")
+            page.wait_for_function("document.getElementById('live').textContent === '(live)'")
+            assert page.locator("#status").inner_text() in ("placed", "reserved")
+            page.evaluate("window.shopMarker = 'not reloaded'")
+            shop.start("billing")
+            page.wait_for_function(
+                "document.getElementById('status').textContent === 'confirmed'", timeout=30000
+            )
+            assert page.evaluate("window.shopMarker") == "not reloaded"
+            history = page.locator("#history li").all_inner_texts()
+            assert [item.strip() for item in history] == ["placed", "reserved", "paid", "confirmed"]
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "shop-order-confirmed.png"), full_page=True)
+        finally:
+            browser.close()
