@@ -29,11 +29,7 @@ stop() {
 trap stop INT TERM EXIT
 
 # One worker per service, as in production: inventory and billing never share a process.
-for service in inventory billing orders; do
-    $PY manage.py rabbit_consume "$service" & pids+=($!)
-done
-$PY manage.py rabbit_rpc & pids+=($!)
-$PY manage.py rabbit_outbox & pids+=($!)
+start_shop_workers $PY
 $PY -m daphne -b 127.0.0.1 -p 8000 demo_shop.asgi:application & pids+=($!)
 
 cat <<MSG

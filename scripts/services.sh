@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the local RabbitMQ (and PostgreSQL, when installed) are running.
-# Sourced by scripts/test.sh and scripts/demo.sh.
+# Sourced by scripts/test.sh, scripts/demo.sh and bench/shop.sh.
 
 rabbit_up() { rabbitmq-diagnostics -q ping >/dev/null 2>&1; }
 
@@ -39,4 +39,20 @@ make_venv() {
             >"$dir/pip.log" 2>&1 || { cat "$dir/pip.log" >&2; return 1; }
         echo "$stamp" >"$dir/.requirements"
     fi
+}
+
+# start_shop_workers PYTHON [LOGDIR]: the demo shop's workers in the background, one
+# process per service as in production (docker-compose.yml runs the same commands).
+# Appends their pids to the caller's `pids` array; with LOGDIR, each logs to a file there.
+start_shop_workers() {
+    local python=$1 logs=${2:-} command
+    for command in "rabbit_consume inventory" "rabbit_consume billing" \
+        "rabbit_consume orders" rabbit_rpc rabbit_outbox; do
+        # shellcheck disable=SC2086 # the command's words are its arguments
+        if [ -n "$logs" ]; then
+            "$python" manage.py $command >"$logs/${command// /-}.log" 2>&1 & pids+=($!)
+        else
+            "$python" manage.py $command & pids+=($!)
+        fi
+    done
 }
