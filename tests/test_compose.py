@@ -1,0 +1,162 @@
+"""docker-compose.yml runs commands that exist, with settings the project reads.
+
+Docker cannot pull images here, so the file is checked by reading it: every
+``python manage.py <command>`` is a management command Django knows, every
+consumer name given to ``rabbit_consume`` is registered, the services wait
+for a healthy broker and database, and they set only environment variables
+``demo_shop/settings.py`` reads.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from django.conf import settings
+from django.core.management import get_commands
+
+from rabbitbus import registry
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The services built from the project's Dockerfile.
+APP_SERVICES = ("setup", "web", "inventory", "billing", "orders", "rpc", "relay")
+WORKERS = APP_SERVICES[1:]
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+
+
+def shell_commands(command: str | list[str]) -> list[list[str]]:
+    """The argv of each command a service runs (``sh -c "a && b"`` gives two)."""
+    if isinstance(command, list) and command[:2] == ["sh", "-c"]:
+        script = command[2]
+    elif isinstance(command, list):
+        return [command]
+    else:
+        script = command
+    parts = re.split(r"&&|\|\||;|[()]", script)
+    return [shlex.split(part) for part in parts if part.strip()]
+
+
+def manage_py(command: str | list[str]) -> list[list[str]]:
+    """``[name, *args]`` of each ``python manage.py name args`` in a service's command."""
+    argvs = [argv for argv in shell_commands(command) if "manage.py" in argv]
+    for argv in argvs:
+        assert argv[argv.index("manage.py") - 1] == "python", argv
+    return [argv[argv.index("manage.py") + 1 :] for argv in argvs]
+
+
+def settings_environment() -> set[str]:
+    """Every ``os.environ.get("X")`` / ``os.environ["X"]`` name in demo_shop/settings.py."""
+    tree = ast.parse((ROOT / "demo_shop" / "settings.py").read_text())
+    names = set()
+    for node in ast.walk(tree):
+        key = None
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "os.environ.get":
+            key = node.args[0]
+        elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
+            key = node.slice
+        if isinstance(key, ast.Constant):
+            names.add(key.value)
+    return names
+
+
+def test_the_shop_has_all_its_services(services: dict[str, Any]) -> None:
+    assert set(services) == {"rabbitmq", "postgres", *APP_SERVICES}
+    assert all("build" in services[name] for name in APP_SERVICES)
+
+
+def test_every_manage_py_command_exists(services: dict[str, Any]) -> None:
+    known = get_commands()
+    ran = [argv[0] for name in APP_SERVICES for argv in manage_py(services[name]["command"])]
+    assert len(ran) >= 9
+    assert [command for command in ran if command not in known] == []
+
+
+def test_rabbit_consume_names_registered_consumers(services: dict[str, Any]) -> None:
+    named = []
+    for name in APP_SERVICES:
+        for argv in manage_py(services[name]["command"]):
+            if argv[0] == "rabbit_consume":
+                named += [arg for arg in argv[1:] if not arg.startswith("-")]
+    assert sorted(named) == ["billing", "inventory", "orders"]
+    assert set(named) <= set(registry.consumers)
+
+
+def test_setup_migrates_seeds_and_declares_the_topology_in_order(
+    services: dict[str, Any],
+) -> None:
+    commands = [argv[0] for argv in manage_py(services["setup"]["command"])]
+    assert commands[:3] == ["migrate", "shop_seed", "rabbit_setup"]
+    assert services["setup"]["restart"] == "no"
+
+
+def test_the_other_services_each_run_one_long_lived_command(services: dict[str, Any]) -> None:
+    commands = {name: shell_commands(services[name]["command"]) for name in WORKERS}
+    assert all(len(argvs) == 1 for argvs in commands.values())
+    assert {name: argvs[0][2:] for name, argvs in commands.items() if name != "web"} == {
+        "inventory": ["rabbit_consume", "inventory"],
+        "billing": ["rabbit_consume", "billing"],
+        "orders": ["rabbit_consume", "orders"],
+        "rpc": ["rabbit_rpc"],
+        "relay": ["rabbit_outbox"],
+    }
+
+
+def test_web_serves_the_asgi_application_on_all_interfaces(services: dict[str, Any]) -> None:
+    [argv] = shell_commands(services["web"]["command"])
+    module, _, attribute = argv[-1].partition(":")
+    assert argv[:3] == ["python", "-m", "daphne"]
+    assert shlex.join(argv[3:-1]) == "-b 0.0.0.0 -p 8000"
+    assert f"{module}.{attribute}" == settings.ASGI_APPLICATION
+    assert services["web"]["ports"] == ["8000:8000"]
+
+
+@pytest.mark.parametrize("name", ["rabbitmq", "postgres"], ids=["broker", "database"])
+def test_the_broker_and_the_database_have_healthchecks(services: dict[str, Any], name: str) -> None:
+    assert services[name]["healthcheck"]["test"][0] == "CMD"
+
+
+def test_every_app_service_waits_for_a_healthy_broker_and_database(
+    services: dict[str, Any],
+) -> None:
+    for name in APP_SERVICES:
+        depends_on = services[name]["depends_on"]
+        assert depends_on["rabbitmq"] == {"condition": "service_healthy"}, name
+        assert depends_on["postgres"] == {"condition": "service_healthy"}, name
+
+
+def test_the_workers_start_after_setup_succeeded(services: dict[str, Any]) -> None:
+    for name in WORKERS:
+        setup = services[name]["depends_on"]["setup"]
+        assert setup == {"condition": "service_completed_successfully"}, name
+
+
+def test_app_services_set_only_variables_the_settings_read(services: dict[str, Any]) -> None:
+    read = settings_environment()
+    assert {"DATABASE_URL", "RABBITBUS_URL", "DJANGO_ALLOWED_HOSTS"} <= read
+    for name in APP_SERVICES:
+        environment = services[name]["environment"]
+        assert {"DATABASE_URL", "RABBITBUS_URL"} <= set(environment), name
+        assert set(environment) - read == set(), name
+
+
+def test_the_urls_point_at_the_compose_broker_and_database(services: dict[str, Any]) -> None:
+    environment = services["web"]["environment"]
+    database = urlsplit(environment["DATABASE_URL"])
+    postgres = services["postgres"]["environment"]
+    assert (database.hostname, database.username, database.password, database.path) == (
+        "postgres",
+        postgres["POSTGRES_USER"],
+        postgres["POSTGRES_PASSWORD"],
+        "/" + postgres["POSTGRES_DB"],
+    )
+    assert urlsplit(environment["RABBITBUS_URL"]).hostname == "rabbitmq"
