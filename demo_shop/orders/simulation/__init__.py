@@ -138,9 +138,13 @@ def run(options: Options, out: SupportsWrite[str], progress: ProgressBar) -> fig
 def describe_run(options: Options, tag: str) -> str:
     how = f"against {options.url}" if options.url else "in-process test clients"
     return (
-        f"{tag}: {options.orders} orders, {options.concurrency} shoppers ({how}), "
-        f"{options.decline_rate:.0%} declined cards"
+        f"{tag}: {plural(options.orders, 'order')}, {plural(options.concurrency, 'shopper')} "
+        f"({how}), {options.decline_rate:.0%} declined cards"
     )
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def watch(placement: Placement, prefix: str, timeout: float, progress: ProgressBar) -> None:
