@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import override_settings
 from pytest_django.live_server_helper import LiveServer
 
 from demo_shop.catalog.models import Product
@@ -234,6 +235,16 @@ def test_a_shopper_places_an_order_through_the_views(
         "placed",
     )
     assert [(line.product.sku, line.quantity) for line in order.lines.all()] == [("RB-TEE", 2)]
+
+
+@override_settings(ALLOWED_HOSTS=["127.0.0.1", "localhost"])  # docker-compose.yml's
+def test_the_in_process_shopper_uses_a_host_the_settings_allow(quotes: None) -> None:
+    shopper = ClientShopper()
+    try:
+        placed = shopper.place(OrderSpec("RB-MUG", 1, "sim-x-1@example.com", "4242"))
+    finally:
+        shopper.close()
+    assert Order.objects.filter(pk=placed).exists()
 
 
 def test_without_the_price_service_the_run_stops_with_the_pages_words(

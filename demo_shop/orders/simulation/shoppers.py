@@ -18,7 +18,9 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Protocol
 
+from django.conf import settings
 from django.db import connections as databases
+from django.http.request import validate_host
 from django.test import Client
 from django.urls import Resolver404, resolve, reverse
 
@@ -51,7 +53,7 @@ class ClientShopper:
     """The storefront in this process, through ``django.test.Client``."""
 
     def __init__(self) -> None:
-        self.client = Client()
+        self.client = Client(SERVER_NAME=allowed_host())
 
     def place(self, spec: OrderSpec) -> int:
         add = reverse("add_to_cart", args=[spec.sku])
@@ -120,6 +122,14 @@ class _KeepRedirects(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, *args: object, **kwargs: object) -> None:
         return None
+
+
+def allowed_host() -> str:
+    """A host the settings allow: the test client's own, or else the first named one."""
+    if validate_host("testserver", settings.ALLOWED_HOSTS):
+        return "testserver"
+    named = [host.lstrip(".") for host in settings.ALLOWED_HOSTS if host != "*"]
+    return named[0] if named else "testserver"
 
 
 def expect(status: int, wanted: int, what: str, body: bytes) -> None:
