@@ -137,9 +137,10 @@ def run(options: Options, out: SupportsWrite[str], progress: ProgressBar) -> fig
 
 def describe_run(options: Options, tag: str) -> str:
     how = f"against {options.url}" if options.url else "in-process test clients"
+    shoppers = min(options.concurrency, options.orders)  # as many threads as Placement starts
     return (
-        f"{tag}: {plural(options.orders, 'order')}, {plural(options.concurrency, 'shopper')} "
-        f"({how}), {options.decline_rate:.0%} declined cards"
+        f"{tag}: {plural(options.orders, 'order')}, {plural(shoppers, 'shopper')} ({how}), "
+        f"{options.decline_rate:.0%} declined cards"
     )
 
 
