@@ -1,8 +1,9 @@
 """shop_simulate: its pure parts, its shoppers against the real views, and how it fails.
 
 The views run for real (the checkout page asks ``catalog.quote`` over RPC, so
-an in-process RPC server answers it); the workers do not, so orders stay
-``placed``. A run through the whole flow is in the end-to-end tests.
+an in-process RPC server answers it); the workers mostly do not, so orders
+stay ``placed``. The last test runs a small simulation against the shop's
+real worker processes (``tests/shop_services.py``, on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from demo_shop.orders.simulation.shoppers import (
     page_error,
 )
 from tests.rpc_support import serving
+from tests.shop_services import ShopServices
 
 
 @pytest.fixture
@@ -280,3 +282,13 @@ def test_orders_that_never_finish_fail_the_run_after_the_timeout(quotes: None) -
         simulate("--orders", "3", "--concurrency", "2", "--timeout", "0.3")
     assert str(caught.value) == ("3 of 3 orders not final 0.3 s after the last checkout: 3 placed.")
     assert Order.objects.filter(email__startswith="sim-").count() == 3
+
+
+@pytest.mark.postgres
+def test_a_small_run_through_the_real_services_finishes_every_order(
+    transactional_db: None, shop: ShopServices
+) -> None:
+    out = simulate("--orders", "5", "--concurrency", "2", "--decline-rate", "0.4")
+    assert "Final: 3 confirmed, 2 cancelled, 0 not final." in out
+    assert "Checkout to confirmed: p50 " in out
+    assert len(shop.emails()) == 3
