@@ -26,6 +26,16 @@ from rabbitbus import outbox
 
 EXCHANGE = "shop"
 
+#: What every shop consumer shares: an idempotent inbox, quick retries, and a
+#: few handlers at a time (the saga locks the order row, stock updates are
+#: conditional, so concurrent handlers are safe).
+CONSUMER_OPTIONS: dict[str, Any] = {
+    "idempotent": True,
+    "backoff": (0.2, 10),
+    "concurrency": 4,
+    "prefetch": 32,
+}
+
 
 def emit(routing_key: str, order_id: int, **payload: Any) -> str:
     """Write a message about order ``order_id`` to the outbox; returns its id."""

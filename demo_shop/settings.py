@@ -74,7 +74,7 @@ def _database_from_url(url: str) -> dict:
     }
 
 
-DATABASES = {
+DATABASES: dict[str, dict] = {
     "default": (
         _database_from_url(os.environ["DATABASE_URL"])
         if os.environ.get("DATABASE_URL")
@@ -86,11 +86,13 @@ DATABASES = {
             "OPTIONS": {
                 "timeout": 20,
                 "transaction_mode": "IMMEDIATE",
-                "init_command": "PRAGMA journal_mode=WAL;",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
         }
     )
 }
+# Workers handle messages one after another: keep the connection, check it before use.
+DATABASES["default"].update(CONN_MAX_AGE=60, CONN_HEALTH_CHECKS=True)
 
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
 LANGUAGE_CODE = "en-us"

@@ -12,8 +12,7 @@ from rabbitbus import ReceivedMessage, Reject, consumer
     name="billing",
     queue="billing.orders",
     bindings=[(bus.EXCHANGE, key) for key in ("order.placed", "order.paid", "payment.refund")],
-    idempotent=True,
-    backoff=(0.2, 10),
+    **bus.CONSUMER_OPTIONS,
 )
 def on_order(message: ReceivedMessage) -> None:
     order_id = message.body["order_id"]

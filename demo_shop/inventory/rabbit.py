@@ -12,8 +12,7 @@ from rabbitbus import ReceivedMessage, Reject, consumer
     name="inventory",
     queue="inventory.orders",
     bindings=[(bus.EXCHANGE, "order.placed"), (bus.EXCHANGE, "stock.release")],
-    idempotent=True,
-    backoff=(0.2, 10),
+    **bus.CONSUMER_OPTIONS,
 )
 def on_order(message: ReceivedMessage) -> None:
     order_id = message.body["order_id"]

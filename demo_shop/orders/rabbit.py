@@ -60,8 +60,7 @@ rabbitbus.bridge(
     name="orders",
     queue="orders.saga",
     bindings=[(bus.EXCHANGE, key) for key in saga.HANDLERS],
-    idempotent=True,
-    backoff=(0.2, 10),
+    **bus.CONSUMER_OPTIONS,
 )
 def on_outcome(message: ReceivedMessage) -> None:
     """Inventory and billing answered: move the order on (see :mod:`demo_shop.orders.saga`)."""
