@@ -18,7 +18,7 @@ mkdir -p "$LOGS"
 
 $PY manage.py migrate --no-input -v0
 $PY manage.py shop_seed
-$PY manage.py rabbit_setup -v0 >/dev/null
+$PY manage.py rabbit_setup -v0
 
 pids=()
 stop() {

@@ -101,6 +101,14 @@ def test_rabbit_setup_declares_and_prints_and_is_idempotent(
     assert broker.wait_for(lambda: broker.queue_depth(names["queue"]) == 1)
 
 
+def test_rabbit_setup_is_quiet_with_verbosity_0(broker: Broker, names: dict[str, str]) -> None:
+    out = io.StringIO()
+    with override_settings(RABBITBUS=rabbitbus_with(names)):
+        call_command("rabbit_setup", verbosity=0, stdout=out)
+    assert out.getvalue() == ""
+    assert broker.queue_depth(names["queue"]) == 0  # declared all the same
+
+
 def test_a_conflicting_queue_is_named_with_its_argument(
     broker: Broker, names: dict[str, str]
 ) -> None:

@@ -11,7 +11,7 @@ from rabbitbus.exceptions import RabbitBusError
 
 
 class Command(BaseCommand):
-    help = "Declare the RabbitMQ topology from settings and apps (idempotent)."
+    help = "Declare the RabbitMQ topology from settings and apps (idempotent). -v0 prints nothing."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--connection", default="default", help="Connection alias.")
@@ -22,6 +22,8 @@ class Command(BaseCommand):
             declared = topology.declare(conn.get().channel(), topology.configured())
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
+        if options["verbosity"] == 0:
+            return
         for entity in declared:
             self.stdout.write(f"declared {topology.describe(entity)}")
         self.stdout.write(self.style.SUCCESS(f"{len(declared)} entities declared."))
