@@ -70,7 +70,12 @@ def names(broker: Broker) -> Iterator[dict[str, str]]:
 def rabbitbus_with(names: dict[str, str], **queue_options: object) -> dict[str, object]:
     return {
         "CONNECTIONS": {"default": {"URL": django_settings.TEST_URL}},
-        "EXCHANGES": {names["exchange"]: "topic", names["dlx"]: "fanout"},
+        # The demo shop's consumers (installed apps) bind to its exchanges.
+        "EXCHANGES": {
+            **django_settings.RABBITBUS["EXCHANGES"],
+            names["exchange"]: "topic",
+            names["dlx"]: "fanout",
+        },
         "QUEUES": {
             names["queue"]: {
                 "DELIVERY_LIMIT": 3,
