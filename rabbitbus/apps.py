@@ -12,7 +12,12 @@ class RabbitBusConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from rabbitbus import bridge_checks, bridges, checks  # noqa: F401 - registers checks
+        from rabbitbus import (  # noqa: F401 - registers checks
+            bridge_checks,
+            bridges,
+            checks,
+            topology_checks,
+        )
         from rabbitbus.monitoring import register_topology
 
         register_topology()  # the events exchange of the live dashboard

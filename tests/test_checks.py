@@ -264,3 +264,31 @@ def test_monitoring_settings_valid() -> None:
     with override_settings(RABBITBUS=raw):
         assert check_monitoring() == []
     assert "rabbitbus.E002" not in ids(raw)
+
+
+# -- bindings across code and settings (rabbitbus.E034) ----------------------------
+
+
+def binding_ids(*entities: Any) -> set[str]:
+    from rabbitbus import topology
+    from rabbitbus.topology_checks import undeclared_exchanges
+
+    known = topology.Topology()
+    known.add(*entities)
+    return {message.id for message in undeclared_exchanges(known)}
+
+
+def test_a_binding_to_an_undeclared_exchange_is_e034() -> None:
+    from rabbitbus.topology import Binding, Exchange, Queue
+
+    assert binding_ids(Queue("q"), Binding("q", "nowhere", "k")) == {"rabbitbus.E034"}
+    assert binding_ids(Exchange("ex", "topic"), Queue("q"), Binding("q", "ex", "k")) == set()
+    assert binding_ids(Queue("q"), Binding("q", "amq.topic", "k")) == set()
+
+
+def test_the_project_binds_only_to_declared_exchanges() -> None:
+    from rabbitbus.topology_checks import check_bindings
+
+    assert check_bindings() == []
+    with override_settings(RABBITBUS={"CONNECTIONS": {}}):  # the shop's exchange undeclared
+        assert {message.id for message in check_bindings()} == {"rabbitbus.E034"}
