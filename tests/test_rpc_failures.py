@@ -169,7 +169,8 @@ def test_pickle_request_is_refused_as_a_bad_request(tmp_path: Any) -> None:
 async def rpc_server_handle(name: str, body: bytes, content_type: str) -> bytes:
     from rabbitbus import rpc_server
 
-    return await rpc_server.handle(rpc.registered()[name], body, content_type)
+    _ok, reply_body = await rpc_server.handle(rpc.registered()[name], body, content_type)
+    return reply_body
 
 
 def test_connection_lost_mid_call_raises_and_next_call_works(broker: Broker) -> None:
