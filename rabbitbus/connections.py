@@ -16,7 +16,7 @@ import random
 import threading
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aio_pika
@@ -27,6 +27,9 @@ from aio_pika.connection import make_url
 from rabbitbus.conf import ConnectionSettings, Endpoint, settings
 from rabbitbus.confirms import ConfirmChannel
 from rabbitbus.exceptions import BrokerBlocked, BrokerConnectionError, BrokerUnavailable
+
+if TYPE_CHECKING:
+    from rabbitbus.rpc_client import AsyncRpcClient, SyncRpcClient
 
 logger = logging.getLogger("rabbitbus.connections")
 
@@ -99,6 +102,8 @@ class SyncConnection:
         self.last_used = 0.0
         self._opened_once = False
         self._confirm_channel: ConfirmChannel | None = None
+        #: The RPC client calling over this connection (made by rabbitbus.rpc_client).
+        self.rpc_client: SyncRpcClient | None = None
 
     def get(self) -> pika.BlockingConnection:
         """An open connection, connecting (with retries) if needed.
@@ -268,6 +273,8 @@ class AsyncConnection:
         self.connection: aio_pika.abc.AbstractRobustConnection | None = None
         self.channel: aio_pika.abc.AbstractRobustChannel | None = None
         self.closed = False
+        #: The RPC client calling over this connection (made by rabbitbus.rpc_client).
+        self.rpc_client: AsyncRpcClient | None = None
         self._lock = asyncio.Lock()
 
     async def get(self) -> aio_pika.abc.AbstractRobustConnection:

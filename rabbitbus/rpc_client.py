@@ -146,11 +146,9 @@ class SyncRpcClient:
 def sync_client(alias: str = "default") -> SyncRpcClient:
     """This thread's RPC client for connection ``alias``."""
     conn = connections.get_sync(alias)
-    client: SyncRpcClient | None = getattr(conn, "rpc_client", None)
-    if client is None:
-        client = SyncRpcClient(conn)
-        conn.rpc_client = client  # type: ignore[attr-defined]
-    return client
+    if conn.rpc_client is None:
+        conn.rpc_client = SyncRpcClient(conn)
+    return conn.rpc_client
 
 
 # -- async (aio-pika / aiormq) ------------------------------------------------
@@ -241,8 +239,6 @@ async def _close_quietly(channel: Any) -> None:
 def async_client(alias: str = "default") -> AsyncRpcClient:
     """The running loop's RPC client for connection ``alias``."""
     conn = connections.get_async(alias)
-    client: AsyncRpcClient | None = getattr(conn, "rpc_client", None)
-    if client is None:
-        client = AsyncRpcClient(conn)
-        conn.rpc_client = client  # type: ignore[attr-defined]
-    return client
+    if conn.rpc_client is None:
+        conn.rpc_client = AsyncRpcClient(conn)
+    return conn.rpc_client
