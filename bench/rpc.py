@@ -46,6 +46,9 @@ from tests.broker import Broker  # noqa: E402
 VHOST = os.environ["RABBITBUS_TEST_VHOST"]
 URL = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
 IN_FLIGHT = 50
+#: Both servers: at most this many unacked requests, all of them running at once
+#: (aio-pika's RPC server runs every delivery as a task, so its concurrency is its prefetch).
+PREFETCH = 100
 
 
 #: Served by ``manage.py rabbit_rpc`` in its own process (tests/testapp/rabbit.py).
@@ -189,6 +192,7 @@ async def pattern_server() -> None:
     """aio-pika's own RPC server for the baseline, in its own process like ours."""
     connection = await aio_pika.connect_robust(URL)
     channel = await connection.channel()
+    await channel.set_qos(prefetch_count=PREFETCH)
     patterns_rpc = await RPC.create(channel)
     await patterns_rpc.register("bench_echo", _pattern_echo, auto_delete=True)
     await asyncio.Future()
@@ -223,7 +227,10 @@ def main() -> None:
         asyncio.run(pattern_server())
         return
     broker_module.add_vhost(VHOST)
-    server = start("manage.py", "rabbit_rpc", PROCEDURE, "--prefetch", "100")
+    server = start(
+        "manage.py", "rabbit_rpc", PROCEDURE,
+        "--prefetch", str(PREFETCH), "--concurrency", str(PREFETCH),
+    )  # fmt: skip
     try:
         wait_consumed(rpc.queue_name(PROCEDURE))
         ours_p50 = bench_sync(options.calls)

@@ -18,11 +18,10 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import aiormq
 import aiormq.abc
-import aiormq.exceptions
 from django.db import close_old_connections
 from pamqp.commands import Basic
 
@@ -134,7 +133,7 @@ class RpcService:
     # -- Service -----------------------------------------------------------
 
     async def start(self, connection: aiormq.abc.AbstractConnection) -> None:
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        channel = await connection.channel(publisher_confirms=False)
         entities = topology.Topology()
         entities.add(rpc_queue(self.proc.name))
         self.channel = channel
@@ -184,7 +183,16 @@ class RpcService:
 
 
 async def _reply(request: aiormq.abc.DeliveredMessage, body: bytes) -> bool:
-    """Publish the reply on the request's channel; False if the channel is gone."""
+    """Publish the reply on the request's channel; False if the channel is gone.
+
+    Not ``mandatory``: RabbitMQ 3.10 returns a mandatory reply to a direct
+    reply-to address (https://www.rabbitmq.com/docs/3.13/direct-reply-to)
+    even when it delivered it (one ``basic.return`` per call, measured), so a
+    return says nothing about the caller. A reply to a caller that is gone is
+    dropped by the broker. No confirm either: the caller's reply or its timeout is the
+    confirmation that counts, and the server's CPU per call is what bounds
+    RPC throughput (see docs/benchmarks.md).
+    """
     asked = request.header.properties
     properties = Basic.Properties(
         content_type=serializers.default().content_type,
@@ -192,13 +200,12 @@ async def _reply(request: aiormq.abc.DeliveredMessage, body: bytes) -> bool:
         message_type=REPLY_TYPE,
         delivery_mode=1,
     )
+    channel = cast(aiormq.Channel, request.channel)
     try:
-        await request.channel.basic_publish(
-            body, routing_key=str(asked.reply_to), properties=properties, mandatory=True
+        # wait=False: no drain future per reply; the ack that follows is ordered after it.
+        await channel.basic_publish(
+            body, routing_key=str(asked.reply_to), properties=properties, wait=False
         )
-    except aiormq.exceptions.PublishError:
-        # The caller is gone (timed out, disconnected): nothing to deliver to.
-        logger.info("Reply to RPC %s was returned: its caller is gone", asked.correlation_id)
     except (*RECOVERABLE, RuntimeError) as exc:
         logger.info("Could not reply to RPC %s (%s)", asked.correlation_id, type(exc).__name__)
         return False
@@ -212,7 +219,7 @@ async def _settle(message: aiormq.abc.DeliveredMessage, how: str) -> None:
         return
     try:
         if how == "ack":
-            await message.channel.basic_ack(tag)
+            await message.channel.basic_ack(tag, wait=False)
         else:
             await message.channel.basic_reject(tag, requeue=how == "requeue")
     except (*RECOVERABLE, RuntimeError) as exc:

@@ -201,10 +201,12 @@ async def test_connection_lost_mid_acall_raises_and_next_call_works(
 
 
 def test_server_survives_a_reply_whose_caller_is_gone(caplog: pytest.LogCaptureFixture) -> None:
-    with serving("test.sleep"):
+    with serving("test.sleep") as server:
         with pytest.raises(RpcTimeout):
             rpc.call("test.sleep", 0.8, timeout=0.3)
         connections.close_all()  # the caller and its direct reply-to consumer are gone
         time.sleep(1.0)
         assert rpc.call("test.sleep", 0, "alive", timeout=5) == "alive"
-    assert "its caller is gone" in caplog.text
+        assert server.stats()["processed"] == 2
+        assert server.runtime is not None and server.runtime.reconnects == 0
+    assert "Could not reply" not in caplog.text
