@@ -1,10 +1,12 @@
 """The RPC clients behind :func:`rabbitbus.rpc.call` (pika) and :func:`~rabbitbus.rpc.acall`.
 
 Both use direct reply-to (https://www.rabbitmq.com/docs/direct-reply-to): no
-reply queue to declare, replies go straight to the consuming channel. The
-request is ``mandatory`` so a missing server queue comes back as a
-``basic.return`` at once, and carries ``expiration`` = timeout so a server
-that starts later never runs a call its client gave up on.
+reply queue to declare, replies go straight to the consuming channel. A
+missing server queue fails the call at once with :class:`NoRoute` (the sync
+request is ``mandatory`` and comes back as a ``basic.return``; the async
+client checks the queue, see :class:`AsyncRpcClient`). Every request carries
+``expiration`` = timeout, so a server that starts later never runs a call its
+client gave up on.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ Reply = tuple[bytes, str | None]
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One call on the wire: transient, mandatory, expiring with the caller's patience.
+    """One call on the wire: transient, expiring with the caller's patience.
 
     Only what a server needs is sent (no ``message_id``, ``timestamp`` or
     ``app_id`` as published messages carry): every property costs encoding on
@@ -192,14 +194,26 @@ def sync_client(alias: str = "default") -> SyncRpcClient:
 
 
 class AsyncRpcClient:
-    """One loop's calls: one direct reply-to consumer, a future per correlation id."""
+    """One loop's calls: one direct reply-to consumer, a future per correlation id.
+
+    Requests go out without publisher confirms (a confirm per call costs the
+    client and the broker about a fifth of their CPU per call, see
+    docs/benchmarks.md) and so without ``mandatory``, whose returns aiormq only
+    reports on confirm channels. Instead, the first call to a procedure checks
+    that its queue exists (a passive declare): no queue raises
+    :class:`NoRoute` at once. A call that times out makes the next one check
+    again, so a queue deleted later is reported as soon as one call has timed out.
+    """
 
     def __init__(self, conn: connections.AsyncConnection) -> None:
         self.conn = conn
         self.pending: dict[str, asyncio.Future[Reply]] = {}
+        #: Server queues seen to exist; calls to them skip the check.
+        self.routed: set[str] = set()
         self._robust: Any = None
         self._channel: aiormq.Channel | None = None
         self._lock = asyncio.Lock()
+        self._checking = asyncio.Lock()
 
     async def call(self, name: str, args: Any, kwargs: dict[str, Any], timeout: float) -> Any:
         req = request(name, args, kwargs, timeout)
@@ -212,6 +226,7 @@ class AsyncRpcClient:
                 await self._publish(name, req)
                 reply = await future
         except TimeoutError:
+            self.routed.discard(req.routing_key)  # the queue may be gone: check again
             raise timed_out(name, timeout) from None
         finally:
             self.pending.pop(cid, None)
@@ -221,20 +236,39 @@ class AsyncRpcClient:
         channel = self._channel
         if channel is None or channel.is_closed:
             channel = await self._ready_channel()
+        if req.routing_key not in self.routed:
+            await self._check_route(name, req.routing_key)
         try:
-            # Confirms are what tell a return (no queue: NoRoute) from a routed request;
-            # wait=False spares a drain future per request.
+            # wait=False: no drain future per request; the write is queued in order.
             await channel.basic_publish(
                 req.body,
                 routing_key=req.routing_key,
                 properties=aiormq_properties(req),
-                mandatory=True,
                 wait=False,
             )
-        except aiormq.exceptions.PublishError:
-            raise no_route(name) from None
         except (aiormq.exceptions.AMQPError, ConnectionError, OSError) as exc:
             raise connection_lost(name, exc) from exc
+
+    async def _check_route(self, name: str, queue: str) -> None:
+        """Raise :class:`NoRoute` unless ``queue`` exists (one check at a time)."""
+        async with self._checking:
+            if queue in self.routed:
+                return
+            connection = await self.conn.get()
+            transport = connection.transport
+            if transport is None:
+                raise connection_lost(name)
+            # A channel of its own: the broker closes it when the queue is missing.
+            channel = await transport.connection.channel(publisher_confirms=False)
+            try:
+                await channel.queue_declare(queue, passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                raise no_route(name) from None
+            except (aiormq.exceptions.AMQPError, ConnectionError, OSError) as exc:
+                raise connection_lost(name, exc) from exc
+            finally:
+                await _close_quietly(channel)
+            self.routed.add(queue)
 
     async def _ready_channel(self) -> aiormq.Channel:
         channel = self._channel
@@ -251,7 +285,8 @@ class AsyncRpcClient:
             robust, self._robust = self._robust, None
             await _close_quietly(robust)
         connection = await self.conn.get()
-        self._robust = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        self.routed.clear()
+        self._robust = await connection.channel(publisher_confirms=False)
         channel = cast(aiormq.Channel, await self._robust.get_underlay_channel())
         await channel.basic_consume(DIRECT_REPLY_TO, self._on_reply, no_ack=True)
         channel.closing.add_done_callback(self._on_closed)

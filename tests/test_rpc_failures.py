@@ -14,7 +14,7 @@ import pika
 import pytest
 
 from rabbitbus import connections, rpc, rpc_client
-from rabbitbus.exceptions import BrokerConnectionError, RpcTimeout
+from rabbitbus.exceptions import BrokerConnectionError, NoRoute, RpcTimeout
 from tests.broker import Broker, unique
 from tests.rpc_support import raw_server, reply, serving
 from tests.testapp import rabbit as testapp_rabbit
@@ -210,3 +210,22 @@ def test_server_survives_a_reply_whose_caller_is_gone(caplog: pytest.LogCaptureF
         assert server.stats()["processed"] == 2
         assert server.runtime is not None and server.runtime.reconnects == 0
     assert "Could not reply" not in caplog.text
+
+
+async def test_acall_to_a_deleted_queue_times_out_once_then_fails_at_once(
+    broker: Broker, aclosing: None
+) -> None:
+    name = unique("test.deleted")
+
+    def respond(channel: Any, _method: Any, properties: Any, _body: bytes) -> None:
+        reply(channel, properties, OK)
+
+    with raw_server(broker, rpc.queue_name(name), respond):
+        assert await rpc.acall(name, timeout=5) == "right"  # the queue is known to exist now
+    with broker.channel() as channel:
+        channel.queue_delete(rpc.queue_name(name))
+    with pytest.raises(RpcTimeout):
+        await rpc.acall(name, timeout=0.5)
+    with pytest.raises(NoRoute):
+        await rpc.acall(name, timeout=5)
+    assert rpc_client.async_client().pending == {}
