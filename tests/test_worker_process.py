@@ -81,9 +81,10 @@ def send(prefix: str, count: int, sleep: float) -> list[str]:
     return result.confirmed
 
 
-def test_list_prints_handlers_queues_and_bindings(prefix: str, tmp_path: Path) -> None:
+def listing(prefix: str, tmp_path: Path, *args: str) -> str:
+    """What ``rabbit_consume --list [args]`` prints (it must exit 0)."""
     result = subprocess.run(
-        [sys.executable, "manage.py", "rabbit_consume", "--list"],
+        [sys.executable, "manage.py", "rabbit_consume", "--list", *args],
         cwd=ROOT,
         env=worker_env(prefix, tmp_path / "unused.sqlite3"),
         capture_output=True,
@@ -91,9 +92,14 @@ def test_list_prints_handlers_queues_and_bindings(prefix: str, tmp_path: Path) -
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert "tests.testapp.rabbit.apply_effect (sync)" in result.stdout
-    assert f"queue={prefix}.effects (quorum)" in result.stdout
-    assert "idempotent" in result.stdout
+    return result.stdout
+
+
+def test_list_prints_handlers_queues_and_bindings(prefix: str, tmp_path: Path) -> None:
+    out = listing(prefix, tmp_path)
+    assert "tests.testapp.rabbit.apply_effect (sync)" in out
+    assert f"queue={prefix}.effects (quorum)" in out
+    assert "idempotent" in out
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -206,17 +212,9 @@ def start_with_rpc(workers: list, broker: Broker, prefix: str, db_path: Path) ->
 
 
 def test_list_with_rpc_prints_the_procedures_too(prefix: str, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "manage.py", "rabbit_consume", "--list", "--rpc", "fib"],
-        cwd=ROOT,
-        env=worker_env(prefix, tmp_path / "unused.sqlite3"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "tests.testapp.rabbit.apply_effect (sync)" in result.stdout
-    assert "rpc:fib (sync) queue=rpc.fib (classic) prefetch=20 concurrency=10" in result.stdout
+    out = listing(prefix, tmp_path, "--rpc", "fib")
+    assert "tests.testapp.rabbit.apply_effect (sync)" in out
+    assert "rpc:fib (sync) queue=rpc.fib (classic) prefetch=20 concurrency=10" in out
 
 
 def test_rpc_option_answers_calls_beside_the_consumers(
