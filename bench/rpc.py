@@ -2,15 +2,23 @@
 
     .venv/bin/python bench/rpc.py [--calls 2000] [--async-calls 5000] [--celery]
 
-* sync ``rpc.call`` vs the RabbitMQ tutorial's pika client (both against the
-  same rabbitbus server, so only the client differs). Target: p50 <= 1.15x raw.
-* async ``rpc.acall`` with 50 in flight vs ``aio_pika.patterns.RPC`` (its own
-  server, JSON-free pickle default left alone: it is only the baseline).
-  Target: >= 1.5x its calls per second.
-* optionally Celery's ``rpc://`` result backend (dev-only dependency). Target:
-  rabbitbus p50 at least 3x faster.
+* sync ``rpc.call`` vs the RabbitMQ tutorial's pika client (exclusive callback
+  queue), both against the same ``rabbit_rpc`` server process, so only the
+  client differs. Target: p50 <= 1.15x raw.
+* async ``rpc.acall`` with 50 in flight vs ``aio_pika.patterns.RPC`` (its pickle
+  default left alone: it is only the baseline). Each side has its own server
+  process with the same prefetch (100) and every prefetched request running at
+  once (aio-pika runs each delivery as a task; ``rabbit_rpc --concurrency 100``);
+  both echo procedures are ``async def`` yielding once. Target: >= 1.5x its
+  calls per second.
+* optionally Celery's ``rpc://`` result backend (dev-only dependency), with a
+  solo and a default prefork worker (``celery worker -P solo|prefork``, default
+  options), ``echo.delay(n).get()`` from the caller. Target: rabbitbus ``call``
+  p50 at least 3x faster.
 
-Runs in its own vhost, deleted afterwards.
+The contenders of each comparison take turns over four rounds (A B, B A, ...);
+latencies are pooled, rates are the rounds' median. Runs in its own vhost,
+deleted afterwards.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +54,9 @@ from tests.broker import Broker  # noqa: E402
 VHOST = os.environ["RABBITBUS_TEST_VHOST"]
 URL = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
 IN_FLIGHT = 50
+#: Both servers: at most this many unacked requests, all of them running at once
+#: (aio-pika's RPC server runs every delivery as a task, so its concurrency is its prefetch).
+PREFETCH = 100
 
 
 #: Served by ``manage.py rabbit_rpc`` in its own process (tests/testapp/rabbit.py).
@@ -110,9 +121,11 @@ class TutorialClient:
         return self.response
 
 
+ROUNDS = 4
+
+
 def timed(fn: Callable[[int], Any], calls: int) -> tuple[list[float], float]:
-    for n in range(50):
-        fn(n)  # warm up
+    """Latencies of ``calls`` sequential calls, and calls per second."""
     latencies = []
     started = time.perf_counter()
     for n in range(calls):
@@ -123,6 +136,7 @@ def timed(fn: Callable[[int], Any], calls: int) -> tuple[list[float], float]:
 
 
 async def atimed(fn: Callable[[int], Awaitable[Any]], calls: int) -> tuple[list[float], float]:
+    """Latencies of ``calls`` calls kept ``IN_FLIGHT`` at a time, and calls per second."""
     window = asyncio.Semaphore(IN_FLIGHT)
     latencies: list[float] = []
 
@@ -132,11 +146,34 @@ async def atimed(fn: Callable[[int], Awaitable[Any]], calls: int) -> tuple[list[
             await fn(n)
             latencies.append(time.perf_counter() - t0)
 
-    await asyncio.gather(*(one(n) for n in range(200)))  # warm up
-    latencies.clear()
     started = time.perf_counter()
     await asyncio.gather(*(one(n) for n in range(calls)))
     return latencies, calls / (time.perf_counter() - started)
+
+
+def turns(names: list[str]) -> Iterator[str]:
+    """The contenders' names over ``ROUNDS`` rounds, taking turns (A B, B A, ...) so
+    that neither always runs on a warmer or quieter machine."""
+    for number in range(ROUNDS):
+        yield from names if number % 2 == 0 else reversed(names)
+
+
+class Tally:
+    """Latencies pooled over the rounds, and the median of the rounds' rates."""
+
+    def __init__(self) -> None:
+        self.latencies: dict[str, list[float]] = {}
+        self.rates: dict[str, list[float]] = {}
+
+    def add(self, name: str, latencies: list[float], rate: float) -> None:
+        self.latencies.setdefault(name, []).extend(latencies)
+        self.rates.setdefault(name, []).append(rate)
+
+    def rows(self) -> list[dict[str, float]]:
+        return [
+            report(name, self.latencies[name], statistics.median(self.rates[name]))
+            for name in self.latencies
+        ]
 
 
 def p(latencies: list[float], q: int) -> float:
@@ -145,35 +182,46 @@ def p(latencies: list[float], q: int) -> float:
 
 def report(label: str, latencies: list[float], rate: float) -> dict[str, float]:
     row = {"p50": p(latencies, 50), "p99": p(latencies, 99), "rate": rate}
-    print(f"{label:<34} p50 {row['p50']:7.3f} ms  p99 {row['p99']:7.3f} ms  {rate:9.0f} calls/s")
+    print(f"{label:<38} p50 {row['p50']:7.3f} ms  p99 {row['p99']:7.3f} ms  {rate:7.0f} calls/s")
     return row
 
 
 def bench_sync(calls: int) -> float:
     tutorial = TutorialClient()
-    raw = report("raw pika tutorial client", *timed(tutorial.call, calls))
-    ours = report("rabbitbus rpc.call", *timed(lambda n: rpc.call(PROCEDURE, n), calls))
+    contenders = {
+        "raw pika tutorial client": tutorial.call,
+        "rabbitbus rpc.call": lambda n: rpc.call(PROCEDURE, n),
+    }
+    tally = Tally()
+    for fn in contenders.values():
+        timed(fn, 100)  # warm up
+    for name in turns(list(contenders)):
+        tally.add(name, *timed(contenders[name], calls // ROUNDS))
+    raw, ours = tally.rows()
     tutorial.connection.close()
     print(f"  -> p50 ratio rabbitbus/raw = {ours['p50'] / raw['p50']:.2f}x (target <= 1.15x)")
     return ours["p50"]
 
 
 async def bench_async(calls: int) -> None:
-    ours = report(
-        f"rabbitbus rpc.acall ({IN_FLIGHT} in flight)",
-        *await atimed(lambda n: rpc.acall(PROCEDURE, n), calls),
-    )
-    await connections.aclose_all()
     server = start(__file__, "--pattern-server")
     connection = await aio_pika.connect_robust(URL)
-    channel = await connection.channel()
-    patterns_rpc = await RPC.create(channel)
+    patterns_rpc = await RPC.create(await connection.channel())
     await asyncio.to_thread(wait_consumed, "bench_echo")
-    theirs = report(
-        f"aio_pika.patterns.RPC ({IN_FLIGHT} in flight)",
-        *await atimed(lambda n: patterns_rpc.call("bench_echo", kwargs={"value": n}), calls),
-    )
+    contenders = {
+        f"rabbitbus rpc.acall ({IN_FLIGHT} in flight)": lambda n: rpc.acall(PROCEDURE, n),
+        f"aio_pika.patterns.RPC ({IN_FLIGHT} in flight)": lambda n: patterns_rpc.call(
+            "bench_echo", kwargs={"value": n}
+        ),
+    }
+    tally = Tally()
+    for fn in contenders.values():
+        await atimed(fn, 300)  # warm up
+    for name in turns(list(contenders)):
+        tally.add(name, *await atimed(contenders[name], calls // ROUNDS))
+    ours, theirs = tally.rows()
     await connection.close()
+    await connections.aclose_all()
     server.terminate()
     print(
         f"  -> calls/s ratio rabbitbus/aio-pika = {ours['rate'] / theirs['rate']:.2f}x",
@@ -182,6 +230,7 @@ async def bench_async(calls: int) -> None:
 
 
 async def _pattern_echo(*, value: Any) -> Any:
+    await asyncio.sleep(0)  # as test.aecho does
     return value
 
 
@@ -189,19 +238,23 @@ async def pattern_server() -> None:
     """aio-pika's own RPC server for the baseline, in its own process like ours."""
     connection = await aio_pika.connect_robust(URL)
     channel = await connection.channel()
+    await channel.set_qos(prefetch_count=PREFETCH)
     patterns_rpc = await RPC.create(channel)
     await patterns_rpc.register("bench_echo", _pattern_echo, auto_delete=True)
     await asyncio.Future()
 
 
-def bench_celery(calls: int, ours_p50: float) -> None:
+def bench_celery(calls: int, ours_p50: float, pool: str) -> None:
+    """Celery's ``rpc://`` backend with a worker as its docs run one (default options)."""
     from bench.celery_app import echo  # dev-only dependency
 
-    worker = start("-m", "celery", "-A", "bench.celery_app", "worker", "-P", "solo")
+    worker = start("-m", "celery", "-A", "bench.celery_app", "worker", "-P", pool)
     try:
         wait_consumed("celery")
+        timed(lambda n: echo.delay(n).get(timeout=10), 50)  # warm up
         theirs = report(
-            "celery rpc:// backend", *timed(lambda n: echo.delay(n).get(timeout=10), calls)
+            f"celery rpc:// backend, {pool} worker",
+            *timed(lambda n: echo.delay(n).get(timeout=10), calls),
         )
         print(
             f"  -> p50 speed-up rabbitbus/celery = {theirs['p50'] / ours_p50:.2f}x (target >= 3x)"
@@ -223,13 +276,17 @@ def main() -> None:
         asyncio.run(pattern_server())
         return
     broker_module.add_vhost(VHOST)
-    server = start("manage.py", "rabbit_rpc", PROCEDURE, "--prefetch", "100")
+    server = start(
+        "manage.py", "rabbit_rpc", PROCEDURE,
+        "--prefetch", str(PREFETCH), "--concurrency", str(PREFETCH),
+    )  # fmt: skip
     try:
         wait_consumed(rpc.queue_name(PROCEDURE))
         ours_p50 = bench_sync(options.calls)
         asyncio.run(bench_async(options.async_calls))
         if options.celery:
-            bench_celery(options.celery_calls, ours_p50)
+            for pool in ("solo", "prefork"):
+                bench_celery(options.celery_calls, ours_p50, pool)
         connections.close_all()
     finally:
         server.terminate()

@@ -16,7 +16,7 @@ import random
 import threading
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aio_pika
@@ -26,7 +26,10 @@ from aio_pika.connection import make_url
 
 from rabbitbus.conf import ConnectionSettings, Endpoint, settings
 from rabbitbus.confirms import ConfirmChannel
-from rabbitbus.exceptions import BrokerBlocked, BrokerUnavailable
+from rabbitbus.exceptions import BrokerBlocked, BrokerConnectionError, BrokerUnavailable
+
+if TYPE_CHECKING:
+    from rabbitbus.rpc_client import AsyncRpcClient, SyncRpcClient
 
 logger = logging.getLogger("rabbitbus.connections")
 
@@ -99,6 +102,8 @@ class SyncConnection:
         self.last_used = 0.0
         self._opened_once = False
         self._confirm_channel: ConfirmChannel | None = None
+        #: The RPC client calling over this connection (made by rabbitbus.rpc_client).
+        self.rpc_client: SyncRpcClient | None = None
 
     def get(self) -> pika.BlockingConnection:
         """An open connection, connecting (with retries) if needed.
@@ -267,14 +272,25 @@ class AsyncConnection:
         self.settings = cs
         self.connection: aio_pika.abc.AbstractRobustConnection | None = None
         self.channel: aio_pika.abc.AbstractRobustChannel | None = None
+        self.closed = False
+        #: The RPC client calling over this connection (made by rabbitbus.rpc_client).
+        self.rpc_client: AsyncRpcClient | None = None
         self._lock = asyncio.Lock()
 
     async def get(self) -> aio_pika.abc.AbstractRobustConnection:
-        """The open robust connection; raises :class:`BrokerUnavailable`."""
+        """The open robust connection; raises :class:`BrokerUnavailable`, or
+        :class:`BrokerConnectionError` once :meth:`close` was called."""
         if self.connection is None:
             async with self._lock:
                 if self.connection is None:
-                    self.connection = await self._connect()
+                    connection = await self._connect()
+                    if self.closed:
+                        # Closed (shutdown) while we connected: nobody would close this one.
+                        await connection.close()
+                        raise BrokerConnectionError(
+                            f"Connection {self.settings.alias!r} was closed while connecting."
+                        )
+                    self.connection = connection
         return self.connection
 
     async def publish_channel(self) -> aio_pika.abc.AbstractRobustChannel:
@@ -306,6 +322,8 @@ class AsyncConnection:
         raise unavailable(cs, last_error) from last_error
 
     async def close(self) -> None:
+        """Close for good: a connect still in progress is closed when it completes."""
+        self.closed = True
         connection, self.connection, self.channel = self.connection, None, None
         if connection is not None:
             await connection.close()

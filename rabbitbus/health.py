@@ -8,6 +8,7 @@ when it is fresh. Each worker also upserts one :class:`WorkerHeartbeat` row.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -106,6 +107,17 @@ class Heartbeat:
                 **stats,
             },
         )
+
+
+async def serve(runtime: Runtime, *, kind: str = "consumer", handle_signals: bool = True) -> None:
+    """Run ``runtime`` with its :class:`Heartbeat` until the runtime stops."""
+    heartbeat = asyncio.ensure_future(Heartbeat(runtime, kind).run())
+    try:
+        await runtime.run(handle_signals=handle_signals)
+    finally:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
 
 
 def check(path: str | None = None) -> tuple[bool, str]:

@@ -74,6 +74,18 @@ def expiration_ms(expiration: float | timedelta | None) -> str | None:
     return str(int(seconds * 1000))
 
 
+def checked_size(body: bytes) -> bytes:
+    """``body``, or :class:`MessageTooLarge` if it is over ``MAX_MESSAGE_SIZE``."""
+    from rabbitbus.conf import settings
+
+    if len(body) > settings.MAX_MESSAGE_SIZE:
+        raise MessageTooLarge(
+            f"Message body is {len(body)} bytes, over MAX_MESSAGE_SIZE "
+            f"({settings.MAX_MESSAGE_SIZE} bytes); nothing was sent."
+        )
+    return body
+
+
 def build(message: Message, serializer: Any = None) -> Envelope:
     """Encode ``message`` into an :class:`Envelope`.
 
@@ -84,12 +96,7 @@ def build(message: Message, serializer: Any = None) -> Envelope:
     from rabbitbus.conf import settings
 
     serializer = serializer or serializers.default()
-    body = serializer.dumps(message.payload)
-    if len(body) > settings.MAX_MESSAGE_SIZE:
-        raise MessageTooLarge(
-            f"Message body is {len(body)} bytes, over MAX_MESSAGE_SIZE "
-            f"({settings.MAX_MESSAGE_SIZE} bytes); nothing was sent."
-        )
+    body = checked_size(serializer.dumps(message.payload))
     return Envelope(
         exchange=message.exchange,
         routing_key=message.routing_key,

@@ -12,8 +12,9 @@ serve it with ``manage.py rabbit_rpc`` and call it from a view with
 
 Wire format (JSON, never pickle). A request goes through the default
 exchange to the classic queue ``rpc.<name>`` with ``reply_to`` (direct
-reply-to), a ``correlation_id``, ``expiration`` = the caller's timeout and
-``mandatory``. Its body is ``{"args": [...], "kwargs": {...}}``. The reply's
+reply-to), a ``correlation_id``, ``type`` ``rpc.request`` and ``expiration`` =
+the caller's timeout (see :mod:`rabbitbus.rpc_client` for how a missing queue
+is detected). Its body is ``{"args": [...], "kwargs": {...}}``. The reply's
 body is ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": {"type":
 ..., "message": ..., "code": ...}}``. Only exception types passed to
 :func:`register_error` are rebuilt on the caller's side; anything else raises

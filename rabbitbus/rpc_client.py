@@ -1,10 +1,12 @@
 """The RPC clients behind :func:`rabbitbus.rpc.call` (pika) and :func:`~rabbitbus.rpc.acall`.
 
 Both use direct reply-to (https://www.rabbitmq.com/docs/direct-reply-to): no
-reply queue to declare, replies go straight to the consuming channel. The
-request is ``mandatory`` so a missing server queue comes back as a
-``basic.return`` at once, and carries ``expiration`` = timeout so a server
-that starts later never runs a call its client gave up on.
+reply queue to declare, replies go straight to the consuming channel. A
+missing server queue fails the call at once with :class:`NoRoute` (the sync
+request is ``mandatory`` and comes back as a ``basic.return``; the async
+client checks the queue, see :class:`AsyncRpcClient`). Every request carries
+``expiration`` = timeout, so a server that starts later never runs a call its
+client gave up on.
 """
 
 from __future__ import annotations
@@ -13,18 +15,17 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import aiormq
 import aiormq.exceptions
 import pika
 import pika.exceptions
+from pamqp.commands import Basic
 
-from rabbitbus import connections, messages
-from rabbitbus.confirms import pika_properties
+from rabbitbus import connections, messages, serializers
 from rabbitbus.exceptions import BrokerConnectionError, NoRoute, RpcError, RpcTimeout
-from rabbitbus.messages import Envelope, Message
-from rabbitbus.publishing import aiormq_properties
 from rabbitbus.rpc import DIRECT_REPLY_TO, REQUEST_TYPE, queue_name, result_from_reply
 
 logger = logging.getLogger("rabbitbus.rpc_client")
@@ -38,21 +39,57 @@ RECENTLY_USED = 1.0
 Reply = tuple[bytes, str | None]
 
 
-def request(name: str, args: Any, kwargs: dict[str, Any], timeout: float) -> Envelope:
-    """The request envelope: transient, mandatory, expiring with the caller's patience."""
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One call on the wire: transient, expiring with the caller's patience.
+
+    Only what a server needs is sent (no ``message_id``, ``timestamp`` or
+    ``app_id`` as published messages carry): every property costs encoding on
+    both sides of every call.
+    """
+
+    routing_key: str
+    body: bytes
+    content_type: str
+    correlation_id: str
+    expiration: str
+
+
+def request(name: str, args: Any, kwargs: dict[str, Any], timeout: float) -> Request:
+    """The request for ``name``; raises ``ValueError`` for a non-positive timeout,
+    :class:`SerializationError` or :class:`MessageTooLarge` for bad arguments."""
     if timeout <= 0:
         raise ValueError("timeout must be positive")
-    return messages.build(
-        Message(
-            exchange="",
-            routing_key=queue_name(name),
-            payload={"args": list(args), "kwargs": kwargs},
-            type=REQUEST_TYPE,
-            persistent=False,
-            expiration=timeout,
-            correlation_id=uuid.uuid4().hex,
-            reply_to=DIRECT_REPLY_TO,
-        )
+    serializer = serializers.default()
+    body = messages.checked_size(serializer.dumps({"args": list(args), "kwargs": kwargs}))
+    return Request(
+        routing_key=queue_name(name),
+        body=body,
+        content_type=serializer.content_type,
+        correlation_id=uuid.uuid4().hex,
+        expiration=str(int(timeout * 1000)),
+    )
+
+
+def pika_properties(req: Request) -> pika.BasicProperties:
+    return pika.BasicProperties(
+        content_type=req.content_type,
+        delivery_mode=1,
+        type=REQUEST_TYPE,
+        expiration=req.expiration,
+        correlation_id=req.correlation_id,
+        reply_to=DIRECT_REPLY_TO,
+    )
+
+
+def aiormq_properties(req: Request) -> Basic.Properties:
+    return Basic.Properties(
+        content_type=req.content_type,
+        delivery_mode=1,
+        message_type=REQUEST_TYPE,
+        expiration=req.expiration,
+        correlation_id=req.correlation_id,
+        reply_to=DIRECT_REPLY_TO,
     )
 
 
@@ -85,10 +122,10 @@ class SyncRpcClient:
         self._returned = False
 
     def call(self, name: str, args: Any, kwargs: dict[str, Any], timeout: float) -> Any:
-        envelope = request(name, args, kwargs, timeout)
-        self._waiting, self._reply, self._returned = envelope.correlation_id, None, False
+        req = request(name, args, kwargs, timeout)
+        self._waiting, self._reply, self._returned = req.correlation_id, None, False
         try:
-            self._roundtrip(envelope, time.monotonic() + timeout)
+            self._roundtrip(req, time.monotonic() + timeout)
         except (pika.exceptions.ChannelClosed, *connections.PIKA_CONNECTION_ERRORS) as exc:
             self.conn.discard()
             self.channel = None
@@ -101,10 +138,12 @@ class SyncRpcClient:
             raise timed_out(name, timeout)
         return result_from_reply(*self._reply)
 
-    def _roundtrip(self, envelope: Envelope, deadline: float) -> None:
+    def _roundtrip(self, req: Request, deadline: float) -> None:
         connection, channel = self._channel()
-        properties = pika_properties(envelope)
-        channel.basic_publish("", envelope.routing_key, envelope.body, properties, mandatory=True)
+        properties = pika_properties(req)
+        # The impl's publish only buffers the frames; the poll below that waits for the
+        # reply sends them, saving BlockingChannel's separate flush (a poll) per call.
+        channel._impl.basic_publish("", req.routing_key, req.body, properties, mandatory=True)
         while self._reply is None and not self._returned:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -146,57 +185,92 @@ class SyncRpcClient:
 def sync_client(alias: str = "default") -> SyncRpcClient:
     """This thread's RPC client for connection ``alias``."""
     conn = connections.get_sync(alias)
-    client: SyncRpcClient | None = getattr(conn, "rpc_client", None)
-    if client is None:
-        client = SyncRpcClient(conn)
-        conn.rpc_client = client  # type: ignore[attr-defined]
-    return client
+    if conn.rpc_client is None:
+        conn.rpc_client = SyncRpcClient(conn)
+    return conn.rpc_client
 
 
 # -- async (aio-pika / aiormq) ------------------------------------------------
 
 
 class AsyncRpcClient:
-    """One loop's calls: one direct reply-to consumer, a future per correlation id."""
+    """One loop's calls: one direct reply-to consumer, a future per correlation id.
+
+    Requests go out without publisher confirms (a confirm per call costs the
+    client and the broker about a fifth of their CPU per call, see
+    docs/benchmarks.md) and so without ``mandatory``, whose returns aiormq only
+    reports on confirm channels. Instead, the first call to a procedure checks
+    that its queue exists (a passive declare): no queue raises
+    :class:`NoRoute` at once. A call that times out makes the next one check
+    again, so a queue deleted later is reported as soon as one call has timed out.
+    """
 
     def __init__(self, conn: connections.AsyncConnection) -> None:
         self.conn = conn
         self.pending: dict[str, asyncio.Future[Reply]] = {}
+        #: Server queues seen to exist; calls to them skip the check.
+        self.routed: set[str] = set()
         self._robust: Any = None
-        self._channel: aiormq.abc.AbstractChannel | None = None
+        self._channel: aiormq.Channel | None = None
         self._lock = asyncio.Lock()
+        self._checking = asyncio.Lock()
 
     async def call(self, name: str, args: Any, kwargs: dict[str, Any], timeout: float) -> Any:
-        envelope = request(name, args, kwargs, timeout)
-        cid = str(envelope.correlation_id)
+        req = request(name, args, kwargs, timeout)
         if len(self.pending) >= MAX_PENDING:
             raise RpcError(f"Over {MAX_PENDING} RPC calls in flight on this loop.")
+        cid = req.correlation_id
         future = self.pending[cid] = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(timeout):
-                await self._publish(name, envelope)
+                await self._publish(name, req)
                 reply = await future
         except TimeoutError:
+            self.routed.discard(req.routing_key)  # the queue may be gone: check again
             raise timed_out(name, timeout) from None
         finally:
             self.pending.pop(cid, None)
         return result_from_reply(*reply)
 
-    async def _publish(self, name: str, envelope: Envelope) -> None:
-        channel = await self._ready_channel()
+    async def _publish(self, name: str, req: Request) -> None:
+        channel = self._channel
+        if channel is None or channel.is_closed:
+            channel = await self._ready_channel()
+        if req.routing_key not in self.routed:
+            await self._check_route(name, req.routing_key)
         try:
+            # wait=False: no drain future per request; the write is queued in order.
             await channel.basic_publish(
-                envelope.body,
-                routing_key=envelope.routing_key,
-                properties=aiormq_properties(envelope),
-                mandatory=True,
+                req.body,
+                routing_key=req.routing_key,
+                properties=aiormq_properties(req),
+                wait=False,
             )
-        except aiormq.exceptions.PublishError:
-            raise no_route(name) from None
         except (aiormq.exceptions.AMQPError, ConnectionError, OSError) as exc:
             raise connection_lost(name, exc) from exc
 
-    async def _ready_channel(self) -> aiormq.abc.AbstractChannel:
+    async def _check_route(self, name: str, queue: str) -> None:
+        """Raise :class:`NoRoute` unless ``queue`` exists (one check at a time)."""
+        async with self._checking:
+            if queue in self.routed:
+                return
+            connection = await self.conn.get()
+            transport = connection.transport
+            if transport is None:
+                raise connection_lost(name)
+            # A channel of its own: the broker closes it when the queue is missing.
+            channel = await transport.connection.channel(publisher_confirms=False)
+            try:
+                await channel.queue_declare(queue, passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                raise no_route(name) from None
+            except (aiormq.exceptions.AMQPError, ConnectionError, OSError) as exc:
+                raise connection_lost(name, exc) from exc
+            finally:
+                await _close_quietly(channel)
+            self.routed.add(queue)
+
+    async def _ready_channel(self) -> aiormq.Channel:
         channel = self._channel
         if channel is not None and not channel.is_closed:
             return channel
@@ -205,17 +279,18 @@ class AsyncRpcClient:
                 self._channel = await self._open_channel()
             return self._channel
 
-    async def _open_channel(self) -> aiormq.abc.AbstractChannel:
+    async def _open_channel(self) -> aiormq.Channel:
         if self._robust is not None:
             # Our raw consumer is not restored by aio-pika: start afresh.
             robust, self._robust = self._robust, None
             await _close_quietly(robust)
         connection = await self.conn.get()
-        self._robust = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        channel = await self._robust.get_underlay_channel()
+        self.routed.clear()
+        self._robust = await connection.channel(publisher_confirms=False)
+        channel = cast(aiormq.Channel, await self._robust.get_underlay_channel())
         await channel.basic_consume(DIRECT_REPLY_TO, self._on_reply, no_ack=True)
         channel.closing.add_done_callback(self._on_closed)
-        return channel  # type: ignore[no-any-return]
+        return channel
 
     async def _on_reply(self, message: aiormq.abc.DeliveredMessage) -> None:
         properties = message.header.properties
@@ -241,8 +316,6 @@ async def _close_quietly(channel: Any) -> None:
 def async_client(alias: str = "default") -> AsyncRpcClient:
     """The running loop's RPC client for connection ``alias``."""
     conn = connections.get_async(alias)
-    client: AsyncRpcClient | None = getattr(conn, "rpc_client", None)
-    if client is None:
-        client = AsyncRpcClient(conn)
-        conn.rpc_client = client  # type: ignore[attr-defined]
-    return client
+    if conn.rpc_client is None:
+        conn.rpc_client = AsyncRpcClient(conn)
+    return conn.rpc_client

@@ -1,9 +1,8 @@
-"""The RPC server: request handling pieces, and the small loop behind ``rabbit_rpc``.
+"""The RPC server: one :class:`RpcService` per procedure, run by the worker runtime.
 
-The pieces (:func:`request_problem`, :func:`handle`) know nothing of how the
-process runs, so the shared worker runtime can host them. :func:`serve` is
-the seam: a self-contained aio-pika loop (prefetch, ``def`` procedures in a
-thread pool inside ``close_old_connections``, graceful stop, robust reconnect).
+``rabbit_rpc`` runs a :class:`~rabbitbus.runtime.Runtime` of RPC services;
+``rabbit_consume --rpc`` adds them to a consumer worker's runtime. Either way
+they share its signal handling, graceful drain, reconnection and heartbeat.
 
 Requests without ``reply_to`` or ``correlation_id`` are rejected unexecuted
 (dropped, logged): an RPC nobody can receive the answer to is a caller bug,
@@ -19,14 +18,14 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
-import aio_pika
-import aio_pika.exceptions
-import aiormq.exceptions
+import aiormq
+import aiormq.abc
 from django.db import close_old_connections
+from pamqp.commands import Basic
 
-from rabbitbus import connections, serializers
+from rabbitbus import serializers, topology
 from rabbitbus.conf import settings
 from rabbitbus.exceptions import ConfigurationError, DecodeError, SerializationError
 from rabbitbus.rpc import (
@@ -38,8 +37,13 @@ from rabbitbus.rpc import (
     registered,
     rpc_queue,
 )
+from rabbitbus.runtime import RECOVERABLE, InFlight, Runtime, cancel, consume
 
 logger = logging.getLogger("rabbitbus.rpc_server")
+
+#: Defaults of ``rabbit_rpc --prefetch`` and ``--concurrency``.
+PREFETCH = 20
+CONCURRENCY = 10
 
 
 def request_problem(reply_to: str | None, correlation_id: str | None) -> str | None:
@@ -73,21 +77,21 @@ async def run_procedure(
 
 async def handle(
     proc: Procedure, body: bytes, content_type: str | None, executor: Executor | None = None
-) -> bytes:
-    """The reply body for one request; exceptions become error replies, never raise."""
+) -> tuple[bool, bytes]:
+    """``(ok, reply body)`` for one request; exceptions become error replies, never raise."""
     try:
         args, kwargs = decode_request(body, content_type)
     except DecodeError as exc:
-        return error_reply(exc, code="bad_request")
+        return False, error_reply(exc, code="bad_request")
     try:
         result = await run_procedure(proc, args, kwargs, executor)
     except Exception as exc:  # noqa: BLE001 - errors travel as data
         logger.info("RPC procedure %s raised %s", proc.name, type(exc).__name__)
-        return error_reply(exc)
+        return False, error_reply(exc)
     try:
-        return ok_reply(result)
+        return True, ok_reply(result)
     except SerializationError as exc:
-        return error_reply(exc, code="bad_result")
+        return False, error_reply(exc, code="bad_result")
 
 
 def select(names: Sequence[str]) -> list[Procedure]:
@@ -102,96 +106,152 @@ def select(names: Sequence[str]) -> list[Procedure]:
     return chosen
 
 
-class RpcServer:
-    """Consumes the queues of ``procedures`` on one channel and replies."""
+class RpcService:
+    """Serves one procedure from its queue; a :class:`rabbitbus.runtime.Service`.
 
-    def __init__(self, procedures: Sequence[Procedure], executor: Executor | None) -> None:
-        self.procedures = procedures
-        self.executor = executor
-        self.channel: Any = None
-        self.in_flight: set[asyncio.Task[Any]] = set()
-        self._consumers: list[tuple[Any, str]] = []
+    Up to ``concurrency`` requests run at once (``def`` procedures in as many
+    threads); a request is acked once its reply is published, or rejected
+    unexecuted (see the module docstring). Requests prefetched but not started
+    when shutdown begins are requeued for another server.
+    """
 
-    async def start(self, alias: str, prefetch: int) -> None:
-        connection = await connections.get_async(alias).get()
-        connection.reconnect_callbacks.add(self._on_reconnect)
-        self.channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        await self.channel.set_qos(prefetch_count=prefetch)
-        for proc in self.procedures:
-            spec = rpc_queue(proc.name)
-            queue = await self.channel.declare_queue(
-                spec.name, durable=spec.durable, arguments=spec.broker_arguments()
-            )
-            tag = await queue.consume(partial(self.on_message, proc))
-            self._consumers.append((queue, tag))
-        logger.info("Serving RPC: %s", ", ".join(proc.name for proc in self.procedures))
+    def __init__(
+        self, proc: Procedure, *, prefetch: int = PREFETCH, concurrency: int = CONCURRENCY
+    ) -> None:
+        self.proc = proc
+        self.name = f"rpc:{proc.name}"
+        self.prefetch = prefetch
+        self.concurrency = concurrency
+        self.executor = ThreadPoolExecutor(concurrency, thread_name_prefix="rabbitbus-rpc")
+        self.slots = asyncio.Semaphore(concurrency)
+        self.in_flight = InFlight()
+        self.channel: aiormq.abc.AbstractChannel | None = None
+        self.consumer_tag: str | None = None
+        self.stopping = False
+        self.counts = {"processed": 0, "failed": 0, "retried": 0, "rejected": 0}
+
+    # -- Service -----------------------------------------------------------
+
+    async def start(self, connection: aiormq.abc.AbstractConnection) -> None:
+        channel = await connection.channel(publisher_confirms=False)
+        entities = topology.Topology()
+        entities.add(rpc_queue(self.proc.name))
+        self.channel = channel
+        self.consumer_tag = await consume(
+            channel, entities, self.proc.queue, self.prefetch, self.on_message
+        )
+        logger.info("Serving RPC: %s", summary([self])[0])
 
     async def stop(self) -> None:
-        """Cancel the consumers, then let in-flight calls finish and reply."""
-        for queue, tag in self._consumers:
-            await queue.cancel(tag)
-        if self.in_flight:
-            await asyncio.wait(set(self.in_flight))
-        await self.channel.close()
+        self.stopping = True
+        await cancel(self.channel, self.consumer_tag, self.proc.queue)
 
-    async def on_message(
-        self, proc: Procedure, message: aio_pika.abc.AbstractIncomingMessage
-    ) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self.in_flight.add(task)
-            task.add_done_callback(self.in_flight.discard)
-        problem = request_problem(message.reply_to, message.correlation_id)
+    async def drain(self) -> None:
+        await self.in_flight.idle()
+        self.executor.shutdown(wait=False)
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self.counts)
+
+    # -- requests ----------------------------------------------------------
+
+    async def on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
+        with self.in_flight:
+            async with self.slots:
+                if self.stopping:
+                    await _settle(message, "requeue")  # not started: another server takes it
+                    return
+                await self._serve(message)
+
+    async def _serve(self, message: aiormq.abc.DeliveredMessage) -> None:
+        properties = message.header.properties
+        problem = request_problem(properties.reply_to, properties.correlation_id)
         if problem is not None:
             logger.warning(
-                "Rejecting RPC request %s for %s: %s", message.message_id, proc.name, problem
+                "Rejecting RPC request %s for %s: %s",
+                properties.message_id,
+                self.proc.name,
+                problem,
             )
-            await message.reject(requeue=False)
+            self.counts["rejected"] += 1
+            await _settle(message, "reject")
             return
-        body = await handle(proc, message.body, message.content_type, self.executor)
-        await self.reply(message, body)
-        await message.ack()
+        ok, body = await handle(self.proc, message.body, properties.content_type, self.executor)
+        self.counts["processed" if ok else "failed"] += 1
+        if await _reply(message, body):
+            await _settle(message, "ack")
 
-    async def reply(self, request: aio_pika.abc.AbstractIncomingMessage, body: bytes) -> None:
-        reply = aio_pika.Message(
-            body,
-            content_type=serializers.default().content_type,
-            correlation_id=request.correlation_id,
-            type=REPLY_TYPE,
-            delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+
+async def _reply(request: aiormq.abc.DeliveredMessage, body: bytes) -> bool:
+    """Publish the reply on the request's channel; False if the channel is gone.
+
+    Not ``mandatory``: RabbitMQ 3.10 returns a mandatory reply to a direct
+    reply-to address (https://www.rabbitmq.com/docs/3.13/direct-reply-to)
+    even when it delivered it (one ``basic.return`` per call, measured), so a
+    return says nothing about the caller. A reply to a caller that is gone is
+    dropped by the broker. No confirm either: the caller's reply or its timeout is the
+    confirmation that counts, and the server's CPU per call is what bounds
+    RPC throughput (see docs/benchmarks.md).
+    """
+    asked = request.header.properties
+    properties = Basic.Properties(
+        content_type=serializers.default().content_type,
+        correlation_id=asked.correlation_id,
+        message_type=REPLY_TYPE,
+        delivery_mode=1,
+    )
+    channel = cast(aiormq.Channel, request.channel)
+    try:
+        # wait=False: no drain future per reply; the ack that follows is ordered after it.
+        await channel.basic_publish(
+            body, routing_key=str(asked.reply_to), properties=properties, wait=False
         )
-        try:
-            await self.channel.default_exchange.publish(
-                reply, str(request.reply_to), mandatory=True
-            )
-        except (aio_pika.exceptions.DeliveryError, aiormq.exceptions.PublishError):
-            # The caller is gone (timed out, disconnected): nothing to deliver to.
-            logger.info("Reply to RPC %s was returned: its caller is gone", request.correlation_id)
-
-    def _on_reconnect(self, *_: Any) -> None:
-        logger.warning("RPC server reconnected; consumers restored: %d", len(self._consumers))
+    except (*RECOVERABLE, RuntimeError) as exc:
+        logger.info("Could not reply to RPC %s (%s)", asked.correlation_id, type(exc).__name__)
+        return False
+    return True
 
 
-async def serve(
+async def _settle(message: aiormq.abc.DeliveredMessage, how: str) -> None:
+    """``ack``, ``reject`` (drop) or ``requeue`` a request."""
+    tag = message.delivery_tag
+    if tag is None:
+        return
+    try:
+        if how == "ack":
+            await message.channel.basic_ack(tag, wait=False)
+        else:
+            await message.channel.basic_reject(tag, requeue=how == "requeue")
+    except (*RECOVERABLE, RuntimeError) as exc:
+        # The channel died after delivery: the broker already requeued it.
+        logger.info("RPC request %s belongs to a closed channel (%s)", tag, type(exc).__name__)
+
+
+def services(
+    names: Sequence[str], *, prefetch: int = PREFETCH, concurrency: int = CONCURRENCY
+) -> list[RpcService]:
+    """One service per procedure in ``names`` (all registered ones if empty)."""
+    return [RpcService(p, prefetch=prefetch, concurrency=concurrency) for p in select(names)]
+
+
+def summary(rpc_services: Sequence[RpcService]) -> list[str]:
+    """One line per procedure: name, kind, queue and limits."""
+    return [
+        f"{s.name} ({'async' if s.proc.is_async else 'sync'}) queue={s.proc.queue} (classic) "
+        f"prefetch={s.prefetch} concurrency={s.concurrency}"
+        for s in rpc_services
+    ]
+
+
+def run(
     names: Sequence[str],
-    stop: asyncio.Event,
     *,
     alias: str = "default",
-    prefetch: int = 20,
-    concurrency: int = 10,
+    prefetch: int = PREFETCH,
+    concurrency: int = CONCURRENCY,
 ) -> None:
-    """Serve procedures ``names`` (all if empty) until ``stop`` is set, then drain.
+    """Serve ``names`` (all if empty) until SIGTERM/SIGINT, then drain and return."""
+    from rabbitbus import health
 
-    This is the seam the shared worker runtime replaces: everything it needs
-    per message is :meth:`RpcServer.on_message`.
-    """
-    executor = ThreadPoolExecutor(concurrency, thread_name_prefix="rabbitbus-rpc")
-    server = RpcServer(select(names), executor)
-    try:
-        await server.start(alias, prefetch)
-        await stop.wait()
-        logger.info("Stopping RPC server: finishing %d call(s) in flight", len(server.in_flight))
-        await server.stop()
-    finally:
-        executor.shutdown(wait=True)
-        await connections.aclose_all()
+    chosen = services(names, prefetch=prefetch, concurrency=concurrency)
+    asyncio.run(health.serve(Runtime(chosen, alias=alias), kind="rpc"))

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import aiormq
 import aiormq.abc
 
-from rabbitbus import connections
+from rabbitbus import connections, topology
 from rabbitbus.conf import ConnectionSettings, settings
 from rabbitbus.exceptions import TopologyError
 
@@ -194,3 +194,69 @@ async def _closed(connection: aiormq.abc.AbstractConnection) -> str:
 async def _sleep_unless(event: asyncio.Event, delay: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), delay)
+
+
+# -- helpers for services ----------------------------------------------------
+
+
+class BareChannel:
+    """Lets :func:`topology.adeclare` declare on a bare aiormq channel."""
+
+    def __init__(self, channel: aiormq.abc.AbstractChannel) -> None:
+        self.channel = channel
+
+    async def get_underlay_channel(self) -> aiormq.abc.AbstractChannel:
+        return self.channel
+
+
+async def consume(
+    channel: aiormq.abc.AbstractChannel,
+    entities: topology.Topology,
+    queue: str,
+    prefetch: int,
+    callback: aiormq.abc.ConsumerCallback,
+) -> str:
+    """Declare ``entities``, consume ``queue`` and verify the broker lists the consumer.
+
+    Returns the consumer tag; raises ``ConnectionError`` if the consumer is missing
+    (the runtime then reconnects rather than sit on a queue nobody consumes).
+    """
+    await topology.adeclare(BareChannel(channel), entities)
+    await channel.basic_qos(prefetch_count=prefetch)
+    ok = await channel.basic_consume(queue, callback)
+    tag = str(ok.consumer_tag)
+    declared = await channel.queue_declare(queue, passive=True)
+    if not declared.consumer_count or tag not in getattr(channel, "consumers", {}):
+        raise ConnectionError(f"no consumer registered on {queue!r}")
+    return tag
+
+
+async def cancel(channel: aiormq.abc.AbstractChannel | None, tag: str | None, queue: str) -> None:
+    """Cancel consumer ``tag`` if its channel is open; failures are logged, never raised."""
+    if channel is None or tag is None or channel.is_closed:
+        return
+    try:
+        await asyncio.wait_for(channel.basic_cancel(tag), 5)
+    except (*RECOVERABLE, RuntimeError) as exc:
+        logger.info("Could not cancel consumer on %s (%s)", queue, type(exc).__name__)
+
+
+class InFlight:
+    """Counts deliveries being handled; :meth:`idle` returns once there are none."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def __enter__(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def __exit__(self, *_: object) -> None:
+        self.count -= 1
+        if not self.count:
+            self._idle.set()
+
+    async def idle(self) -> None:
+        await self._idle.wait()

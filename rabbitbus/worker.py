@@ -8,7 +8,6 @@ Prefetched messages that have not started when shutdown begins are requeued.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -21,19 +20,9 @@ import aiormq.abc
 from rabbitbus import dispatch, publishing, retries, topology
 from rabbitbus.messages import PERSISTENT, Envelope
 from rabbitbus.registry import ConsumerSpec
-from rabbitbus.runtime import RECOVERABLE, Runtime
+from rabbitbus.runtime import RECOVERABLE, Runtime, Service, cancel, consume
 
 logger = logging.getLogger("rabbitbus.worker")
-
-
-class _Underlay:
-    """Lets :func:`topology.adeclare` declare on a bare aiormq channel."""
-
-    def __init__(self, channel: aiormq.abc.AbstractChannel) -> None:
-        self.channel = channel
-
-    async def get_underlay_channel(self) -> aiormq.abc.AbstractChannel:
-        return self.channel
 
 
 class ConsumerService:
@@ -58,30 +47,14 @@ class ConsumerService:
     # -- Service -----------------------------------------------------------
 
     async def start(self, connection: aiormq.abc.AbstractConnection) -> None:
-        channel = await connection.channel()
-        await topology.adeclare(_Underlay(channel), self.topology())
-        await channel.basic_qos(prefetch_count=self.spec.prefetch)
-        ok = await channel.basic_consume(self.spec.queue, self.on_message)
-        self.channel, self.consumer_tag = channel, ok.consumer_tag
-        await self.verify(channel)
-
-    async def verify(self, channel: aiormq.abc.AbstractChannel) -> None:
-        """Make sure the broker really lists a consumer on our queue."""
-        declared = await channel.queue_declare(self.spec.queue, passive=True)
-        if not declared.consumer_count or self.consumer_tag not in getattr(
-            channel, "consumers", {}
-        ):
-            raise ConnectionError(f"no consumer registered on {self.spec.queue!r}")
+        self.channel = await connection.channel()
+        self.consumer_tag = await consume(
+            self.channel, self.topology(), self.spec.queue, self.spec.prefetch, self.on_message
+        )
 
     async def stop(self) -> None:
         self.stopping = True
-        channel, tag = self.channel, self.consumer_tag
-        if channel is None or tag is None or channel.is_closed:
-            return
-        try:
-            await asyncio.wait_for(channel.basic_cancel(tag), 5)
-        except (*RECOVERABLE, RuntimeError) as exc:
-            logger.info("Could not cancel consumer on %s (%s)", self.spec.queue, type(exc).__name__)
+        await cancel(self.channel, self.consumer_tag, self.spec.queue)
 
     async def drain(self) -> None:
         await self.idle.wait()
@@ -223,9 +196,12 @@ def summary(specs: Sequence[ConsumerSpec]) -> list[str]:
     return lines
 
 
-def run(specs: Sequence[ConsumerSpec], *, alias: str = "default") -> None:
-    """Run ``specs`` until SIGTERM/SIGINT, then drain and return (blocking)."""
-    asyncio.run(serve(specs, alias=alias))
+def run(
+    specs: Sequence[ConsumerSpec], *, alias: str = "default", services: Sequence[Service] = ()
+) -> None:
+    """Run ``specs`` and any other ``services`` (RPC servers) until SIGTERM/SIGINT,
+    then drain and return (blocking)."""
+    asyncio.run(serve(specs, alias=alias, services=services))
 
 
 async def serve(
@@ -234,22 +210,20 @@ async def serve(
     alias: str = "default",
     runtime: Runtime | None = None,
     handle_signals: bool = True,
+    services: Sequence[Service] = (),
 ) -> None:
     """The async body of :func:`run`: the runtime plus its heartbeat."""
-    from rabbitbus.health import Heartbeat
+    from rabbitbus import health
 
-    runtime = runtime or consumer_runtime(specs, alias=alias)
+    runtime = runtime or consumer_runtime(specs, alias=alias, services=services)
     for line in summary(specs):
         logger.info("Consuming: %s", line)
-    heartbeat = asyncio.ensure_future(Heartbeat(runtime).run())
-    try:
-        await runtime.run(handle_signals=handle_signals)
-    finally:
-        heartbeat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await heartbeat
+    await health.serve(runtime, handle_signals=handle_signals)
 
 
-def consumer_runtime(specs: Sequence[ConsumerSpec], *, alias: str = "default") -> Runtime:
-    """A runtime with one :class:`ConsumerService` per spec."""
-    return Runtime([ConsumerService(spec, alias=alias) for spec in specs], alias=alias)
+def consumer_runtime(
+    specs: Sequence[ConsumerSpec], *, alias: str = "default", services: Sequence[Service] = ()
+) -> Runtime:
+    """A runtime with one :class:`ConsumerService` per spec, then ``services``."""
+    consumers = [ConsumerService(spec, alias=alias) for spec in specs]
+    return Runtime([*consumers, *services], alias=alias)

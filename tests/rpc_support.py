@@ -2,75 +2,45 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pika
 
-from rabbitbus import rpc_server
+from rabbitbus import rpc, rpc_server
+from rabbitbus.runtime import Runtime
 from tests.broker import Broker
+from tests.workers import ThreadRuntime
 
 
 @contextlib.contextmanager
-def serving(*names: str, prefetch: int = 20) -> Iterator[None]:
-    """Serve ``names`` from a thread with its own event loop until the block ends."""
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    started = threading.Event()
-    errors: list[BaseException] = []
+def serving(*names: str, prefetch: int = 20) -> Iterator[ThreadRuntime]:
+    """Serve ``names`` on a runtime in a thread until the block ends (drained then)."""
 
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-
-        async def main() -> None:
-            task = asyncio.create_task(rpc_server.serve(names, stop, prefetch=prefetch))
-            while not task.done() and not _consuming(names):
-                await asyncio.sleep(0.02)
-            started.set()
-            await task
-
-        try:
-            loop.run_until_complete(main())
-        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
-            errors.append(exc)
-            started.set()
-        finally:
-            _close(loop)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(15), "RPC server did not start"
-    assert not errors, errors
-    try:
-        yield
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(30)
-        assert not thread.is_alive(), "RPC server did not stop"
-        assert not errors, errors
-
-
-def _close(loop: asyncio.AbstractEventLoop) -> None:
-    """Let aio-pika's leftover tasks finish before the loop goes away."""
-    pending = asyncio.all_tasks(loop)
-    for task in pending:
-        task.cancel()
-    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-    loop.run_until_complete(loop.shutdown_asyncgens())
-    loop.close()
-
-
-def _consuming(names: tuple[str, ...]) -> bool:
-    import os
+    def make() -> Runtime:
+        return Runtime(rpc_server.services(names, prefetch=prefetch))
 
     broker = Broker(os.environ["RABBITBUS_TEST_VHOST"])
-    try:
-        return all(broker.consumers(f"rpc.{name}") > 0 for name in names)
-    except pika.exceptions.ChannelClosedByBroker:
-        return False
+    with ThreadRuntime(make, kind="rpc").start(broker) as server:
+        yield server
+
+
+def call_in_thread(*args: Any, **kwargs: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start ``rpc.call(*args, **kwargs)`` in a thread; the dict gets its result or error."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = rpc.call(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - inspected by the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
 
 
 Responder = Callable[[Any, Any, Any, bytes], None]

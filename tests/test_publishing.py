@@ -15,7 +15,7 @@ from django.test import override_settings
 
 import rabbitbus
 from rabbitbus import connections
-from rabbitbus.exceptions import ExchangeNotFound, Unroutable
+from rabbitbus.exceptions import BrokerConnectionError, ExchangeNotFound, Unroutable
 from tests.broker import Broker
 
 
@@ -119,6 +119,16 @@ async def test_apublish_after_the_broker_closed_the_connection(
     finally:
         await connections.aclose_all()
     assert broker.queue_depth(queue) == 2
+
+
+async def test_closing_during_a_connect_leaves_no_connection_behind() -> None:
+    conn = connections.get_async()
+    connecting = asyncio.ensure_future(conn.get())
+    await asyncio.sleep(0)  # the connect has begun
+    await connections.aclose_all()
+    with pytest.raises(BrokerConnectionError, match="closed while connecting"):
+        await connecting
+    assert conn.connection is None
 
 
 def test_idle_connection_past_its_heartbeat_is_reopened(

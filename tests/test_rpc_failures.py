@@ -14,7 +14,7 @@ import pika
 import pytest
 
 from rabbitbus import connections, rpc, rpc_client
-from rabbitbus.exceptions import BrokerConnectionError, RpcTimeout
+from rabbitbus.exceptions import BrokerConnectionError, NoRoute, RpcTimeout
 from tests.broker import Broker, unique
 from tests.rpc_support import raw_server, reply, serving
 from tests.testapp import rabbit as testapp_rabbit
@@ -169,7 +169,8 @@ def test_pickle_request_is_refused_as_a_bad_request(tmp_path: Any) -> None:
 async def rpc_server_handle(name: str, body: bytes, content_type: str) -> bytes:
     from rabbitbus import rpc_server
 
-    return await rpc_server.handle(rpc.registered()[name], body, content_type)
+    _ok, reply_body = await rpc_server.handle(rpc.registered()[name], body, content_type)
+    return reply_body
 
 
 def test_connection_lost_mid_call_raises_and_next_call_works(broker: Broker) -> None:
@@ -200,10 +201,31 @@ async def test_connection_lost_mid_acall_raises_and_next_call_works(
 
 
 def test_server_survives_a_reply_whose_caller_is_gone(caplog: pytest.LogCaptureFixture) -> None:
-    with serving("test.sleep"):
+    with serving("test.sleep") as server:
         with pytest.raises(RpcTimeout):
             rpc.call("test.sleep", 0.8, timeout=0.3)
         connections.close_all()  # the caller and its direct reply-to consumer are gone
         time.sleep(1.0)
         assert rpc.call("test.sleep", 0, "alive", timeout=5) == "alive"
-    assert "its caller is gone" in caplog.text
+        assert server.stats()["processed"] == 2
+        assert server.runtime is not None and server.runtime.reconnects == 0
+    assert "Could not reply" not in caplog.text
+
+
+async def test_acall_to_a_deleted_queue_times_out_once_then_fails_at_once(
+    broker: Broker, aclosing: None
+) -> None:
+    name = unique("test.deleted")
+
+    def respond(channel: Any, _method: Any, properties: Any, _body: bytes) -> None:
+        reply(channel, properties, OK)
+
+    with raw_server(broker, rpc.queue_name(name), respond):
+        assert await rpc.acall(name, timeout=5) == "right"  # the queue is known to exist now
+    with broker.channel() as channel:
+        channel.queue_delete(rpc.queue_name(name))
+    with pytest.raises(RpcTimeout):
+        await rpc.acall(name, timeout=0.5)
+    with pytest.raises(NoRoute):
+        await rpc.acall(name, timeout=5)
+    assert rpc_client.async_client().pending == {}

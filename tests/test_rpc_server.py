@@ -6,12 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -20,7 +18,7 @@ from django.core.management.base import CommandError
 from rabbitbus import rpc
 from rabbitbus.exceptions import RpcTimeout
 from tests.broker import Broker
-from tests.rpc_support import serving
+from tests.rpc_support import call_in_thread, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 QUEUE = rpc.queue_name("test.touch")
@@ -53,20 +51,6 @@ def server(broker: Broker) -> Iterator[subprocess.Popen[bytes]]:
     if process.poll() is None:
         process.kill()
     process.wait(30)
-
-
-def call_in_thread(*args: Any, **kwargs: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = rpc.call(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - inspected by the test
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, outcome
 
 
 def test_sigterm_finishes_the_call_in_flight_and_exits_zero(

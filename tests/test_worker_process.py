@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from rabbitbus import publish_many
+from rabbitbus import publish_many, rpc
 from rabbitbus.messages import Message
 from tests.broker import Broker, ctl, unique
+from tests.rpc_support import call_in_thread
 from tests.workers import ROOT, migrate, spawn_worker, worker_env
 
 
@@ -42,9 +43,9 @@ def workers() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def start(
-    workers: list, broker: Broker, prefix: str, db_path: Path, **env: str
+    workers: list, broker: Broker, prefix: str, db_path: Path, *args: str, **env: str
 ) -> subprocess.Popen:
-    process = spawn_worker(prefix, db_path, extra_env=env)
+    process = spawn_worker(prefix, db_path, *args, extra_env=env)
     workers.append(process)
     assert broker.wait_for(lambda: consumers(broker, f"{prefix}.effects") == 1, timeout=60), (
         "worker did not start consuming"
@@ -80,9 +81,10 @@ def send(prefix: str, count: int, sleep: float) -> list[str]:
     return result.confirmed
 
 
-def test_list_prints_handlers_queues_and_bindings(prefix: str, tmp_path: Path) -> None:
+def listing(prefix: str, tmp_path: Path, *args: str) -> str:
+    """What ``rabbit_consume --list [args]`` prints (it must exit 0)."""
     result = subprocess.run(
-        [sys.executable, "manage.py", "rabbit_consume", "--list"],
+        [sys.executable, "manage.py", "rabbit_consume", "--list", *args],
         cwd=ROOT,
         env=worker_env(prefix, tmp_path / "unused.sqlite3"),
         capture_output=True,
@@ -90,9 +92,14 @@ def test_list_prints_handlers_queues_and_bindings(prefix: str, tmp_path: Path) -
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert "tests.testapp.rabbit.apply_effect (sync)" in result.stdout
-    assert f"queue={prefix}.effects (quorum)" in result.stdout
-    assert "idempotent" in result.stdout
+    return result.stdout
+
+
+def test_list_prints_handlers_queues_and_bindings(prefix: str, tmp_path: Path) -> None:
+    out = listing(prefix, tmp_path)
+    assert "tests.testapp.rabbit.apply_effect (sync)" in out
+    assert f"queue={prefix}.effects (quorum)" in out
+    assert "idempotent" in out
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -192,3 +199,50 @@ def heartbeat_row(db_path: Path, pid: int) -> tuple[int, str]:
             "SELECT processed, consumers FROM rabbitbus_workerheartbeat WHERE pid = ?", (pid,)
         ).fetchone()
     return row or (-1, "")
+
+
+RPC_QUEUE = rpc.queue_name("test.touch")
+
+
+def start_with_rpc(workers: list, broker: Broker, prefix: str, db_path: Path) -> subprocess.Popen:
+    """A consumer worker that also serves ``test.touch`` (``--rpc test.touch``)."""
+    process = start(workers, broker, prefix, db_path, "--rpc", "test.touch")
+    assert broker.wait_for(lambda: consumers(broker, RPC_QUEUE) == 1, timeout=30)
+    return process
+
+
+def test_list_with_rpc_prints_the_procedures_too(prefix: str, tmp_path: Path) -> None:
+    out = listing(prefix, tmp_path, "--rpc", "fib")
+    assert "tests.testapp.rabbit.apply_effect (sync)" in out
+    assert "rpc:fib (sync) queue=rpc.fib (classic) prefetch=20 concurrency=10" in out
+
+
+def test_rpc_option_answers_calls_beside_the_consumers(
+    broker: Broker, prefix: str, db_path: Path, workers: list, tmp_path: Path
+) -> None:
+    process = start_with_rpc(workers, broker, prefix, db_path)
+    target = tmp_path / "ran"
+    assert rpc.call("test.touch", str(target), timeout=10) == str(target)
+    assert target.exists()
+    ids = send(prefix, 2, sleep=0)
+    assert broker.wait_for(lambda: sorted(effects(db_path)) == sorted(ids), timeout=10)
+    assert broker.wait_for(lambda: heartbeat_row(db_path, process.pid)[0] >= 3, timeout=10)
+    assert "rpc:test.touch" in heartbeat_row(db_path, process.pid)[1]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+
+
+def test_sigterm_during_a_call_still_replies_and_exits_zero(
+    broker: Broker, prefix: str, db_path: Path, workers: list, tmp_path: Path
+) -> None:
+    process = start_with_rpc(workers, broker, prefix, db_path)
+    target = tmp_path / "ran"
+    thread, outcome = call_in_thread("test.touch", str(target), 3.0, timeout=20)
+    assert broker.wait_for(lambda: unacked(broker, RPC_QUEUE) == 1, timeout=10)
+    assert not target.exists()  # delivered and not finished: the call is in flight
+    process.send_signal(signal.SIGTERM)
+    assert broker.wait_for(lambda: consumers(broker, RPC_QUEUE) == 0, timeout=5)
+    thread.join(30)
+    assert outcome == {"result": str(target)}
+    assert process.wait(timeout=30) == 0
+    assert broker.queue_depth(RPC_QUEUE) == 0

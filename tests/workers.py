@@ -1,4 +1,4 @@
-"""Run consumer workers for tests: in a thread (in-process) or as a subprocess."""
+"""Run workers for tests: a runtime in a thread (in-process) or a subprocess."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from rabbitbus import worker
+from rabbitbus import health, worker
 from rabbitbus.registry import ConsumerSpec
 from rabbitbus.runtime import Runtime
 from tests.broker import Broker
@@ -19,11 +19,12 @@ from tests.broker import Broker
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class ThreadWorker:
-    """A consumer runtime on its own event loop in a background thread."""
+class ThreadRuntime:
+    """A runtime (and its heartbeat) on its own event loop in a background thread."""
 
-    def __init__(self, *specs: ConsumerSpec) -> None:
-        self.specs = specs
+    def __init__(self, make_runtime: Callable[[], Runtime], kind: str = "consumer") -> None:
+        self.make_runtime = make_runtime
+        self.kind = kind
         self.runtime: Runtime | None = None
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -32,16 +33,17 @@ class ThreadWorker:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         try:
-            self.runtime = worker.consumer_runtime(self.specs)
-            self.loop.run_until_complete(
-                worker.serve(self.specs, runtime=self.runtime, handle_signals=False)
-            )
+            self.runtime = self.make_runtime()
+            serving = health.serve(self.runtime, kind=self.kind, handle_signals=False)
+            self.loop.run_until_complete(serving)
         except BaseException as exc:  # noqa: BLE001 - reported to the test
             self.error = exc
+        finally:
+            _close(self.loop)
 
-    def start(self, broker: Broker) -> ThreadWorker:
+    def start(self, broker: Broker) -> Self:
         self.thread.start()
-        assert broker.wait_for(lambda: self.ready or self.error, timeout=20), "worker not ready"
+        assert broker.wait_for(lambda: self.ready or self.error, timeout=20), "runtime not ready"
         assert self.error is None, self.error
         return self
 
@@ -57,13 +59,36 @@ class ThreadWorker:
         if self.runtime is not None and self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.runtime.stop)
         self.thread.join(timeout)
-        assert not self.thread.is_alive(), "worker did not stop"
+        assert not self.thread.is_alive(), "runtime did not stop"
+        assert self.error is None, self.error
 
-    def __enter__(self) -> ThreadWorker:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class ThreadWorker(ThreadRuntime):
+    """A consumer runtime for ``specs`` in a background thread."""
+
+    def __init__(self, *specs: ConsumerSpec) -> None:
+        self.specs = specs
+        super().__init__(lambda: worker.consumer_runtime(specs))
+
+
+def _close(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel leftover tasks, and those their cancellation starts, before the loop goes.
+
+    Leftovers are connections a test's ``connections.forget_all()`` hid from the
+    runtime's final ``aclose_all()`` (a server thread outliving one test).
+    """
+    while pending := asyncio.all_tasks(loop):
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
 
 
 def spawn_worker(

@@ -1,4 +1,8 @@
-"""``manage.py rabbit_consume [name ...]``: run consumer workers (see rabbitbus.worker)."""
+"""``manage.py rabbit_consume [name ...] [--rpc [NAME ...]]``: run consumer workers.
+
+See rabbitbus.worker; ``--rpc`` also serves RPC procedures (rabbitbus.rpc_server)
+in the same process, on the same runtime.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from rabbitbus import health, registry, worker
+from rabbitbus import health, registry, rpc_server, worker
 from rabbitbus.exceptions import RabbitBusError
 
 
@@ -21,6 +25,12 @@ class Command(BaseCommand):
             "--concurrency", type=int, help="Override every consumer's concurrency."
         )
         parser.add_argument("--connection", default="default", help="Connection alias.")
+        parser.add_argument(
+            "--rpc",
+            nargs="*",
+            metavar="NAME",
+            help="Also serve these RPC procedures (all registered ones if no name follows).",
+        )
         parser.add_argument(
             "--list", action="store_true", help="Print handlers, queues, bindings; exit."
         )
@@ -39,17 +49,18 @@ class Command(BaseCommand):
             return None
         try:
             specs = [self._override(spec, options) for spec in registry.select(names)]
+            procedures = self._rpc_services(options)
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
-        if not specs:
+        if not specs and not procedures:
             raise CommandError(
                 "No consumers registered (define @rabbitbus.consumer in <app>/rabbit.py)."
             )
         if options["list"]:
-            self.stdout.write("\n".join(worker.summary(specs)))
+            self.stdout.write("\n".join(worker.summary(specs) + rpc_server.summary(procedures)))
             return None
         try:
-            worker.run(specs, alias=options["connection"])
+            worker.run(specs, alias=options["connection"], services=procedures)
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
         return None
@@ -59,6 +70,16 @@ class Command(BaseCommand):
         if not ok:
             raise CommandError(message)
         self.stdout.write(message)
+
+    @staticmethod
+    def _rpc_services(options: dict[str, Any]) -> list[rpc_server.RpcService]:
+        if options["rpc"] is None:
+            return []
+        return rpc_server.services(
+            options["rpc"],
+            prefetch=options["prefetch"] or rpc_server.PREFETCH,
+            concurrency=options["concurrency"] or rpc_server.CONCURRENCY,
+        )
 
     @staticmethod
     def _override(spec: registry.ConsumerSpec, options: dict[str, Any]) -> registry.ConsumerSpec:
