@@ -123,6 +123,14 @@ class RpcTimeout(RpcError, TimeoutError):
     if no server took it, but a server that already started may still finish it."""
 
 
+class NoServer(RpcTimeout):
+    """No reply in time, and no server consumes the procedure's queue (all stopped).
+
+    The queue outlived its servers, so the request was accepted and waited
+    there until it expired: it will not run.
+    """
+
+
 class NoRoute(RpcError):
     """No queue serves this procedure: the broker returned the request at once."""
 

@@ -34,6 +34,7 @@ from rabbitbus.exceptions import (
     ConfigurationError,
     DecodeError,
     NoRoute,
+    NoServer,
     RemoteError,
     RpcError,
     RpcTimeout,
@@ -189,7 +190,8 @@ def call(
     """Call remote procedure ``name`` from sync code and return its JSON result.
 
     Raises :class:`NoRoute` at once when no queue serves ``name``,
-    :class:`RpcTimeout` (a ``TimeoutError``) after ``timeout`` seconds,
+    :class:`RpcTimeout` (a ``TimeoutError``) after ``timeout`` seconds (its
+    subclass :class:`NoServer` when the queue exists but no server consumes it),
     :class:`RemoteError` or a registered exception type when the procedure
     raised, and :class:`BrokerConnectionError` when the connection was lost
     during the call (the outcome is unknown; the next call reconnects).
@@ -214,6 +216,7 @@ async def acall(
 
 __all__ = [
     "NoRoute",
+    "NoServer",
     "RemoteError",
     "RpcError",
     "RpcTimeout",

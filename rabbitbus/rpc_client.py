@@ -25,7 +25,7 @@ import pika.exceptions
 from pamqp.commands import Basic
 
 from rabbitbus import connections, messages, serializers
-from rabbitbus.exceptions import BrokerConnectionError, NoRoute, RpcError, RpcTimeout
+from rabbitbus.exceptions import BrokerConnectionError, NoRoute, NoServer, RpcError, RpcTimeout
 from rabbitbus.rpc import DIRECT_REPLY_TO, REQUEST_TYPE, queue_name, result_from_reply
 
 logger = logging.getLogger("rabbitbus.rpc_client")
@@ -97,8 +97,12 @@ def no_route(name: str) -> NoRoute:
     return NoRoute(f"No queue serves RPC procedure {name!r} ({queue_name(name)} does not exist).")
 
 
-def timed_out(name: str, timeout: float) -> RpcTimeout:
-    return RpcTimeout(f"No reply from RPC procedure {name!r} within {timeout:g}s.")
+def timed_out(name: str, timeout: float, consumers: int | None) -> RpcTimeout:
+    """:class:`NoServer` when the queue is known to have no consumer, else :class:`RpcTimeout`."""
+    message = f"No reply from RPC procedure {name!r} within {timeout:g}s"
+    if consumers == 0:
+        return NoServer(f"{message}: no server consumes {queue_name(name)}.")
+    return RpcTimeout(f"{message}.")
 
 
 def connection_lost(name: str, exc: BaseException | None = None) -> BrokerConnectionError:
@@ -135,8 +139,16 @@ class SyncRpcClient:
         if self._returned:
             raise no_route(name)
         if self._reply is None:
-            raise timed_out(name, timeout)
+            raise timed_out(name, timeout, self._consumers(req.routing_key))
         return result_from_reply(*self._reply)
+
+    def _consumers(self, queue: str) -> int | None:
+        """How many servers consume ``queue`` (None if that cannot be told): after a timeout."""
+        try:
+            with self.conn.get().channel() as channel:  # its own: a 404 closes it
+                return int(channel.queue_declare(queue, passive=True).method.consumer_count)
+        except (pika.exceptions.AMQPError, *connections.PIKA_CONNECTION_ERRORS):
+            return None
 
     def _roundtrip(self, req: Request, deadline: float) -> None:
         connection, channel = self._channel()
@@ -227,7 +239,7 @@ class AsyncRpcClient:
                 reply = await future
         except TimeoutError:
             self.routed.discard(req.routing_key)  # the queue may be gone: check again
-            raise timed_out(name, timeout) from None
+            raise timed_out(name, timeout, await self._consumers(req.routing_key)) from None
         finally:
             self.pending.pop(cid, None)
         return result_from_reply(*reply)
@@ -254,21 +266,34 @@ class AsyncRpcClient:
         async with self._checking:
             if queue in self.routed:
                 return
-            connection = await self.conn.get()
-            transport = connection.transport
-            if transport is None:
-                raise connection_lost(name)
-            # A channel of its own: the broker closes it when the queue is missing.
-            channel = await transport.connection.channel(publisher_confirms=False)
             try:
-                await channel.queue_declare(queue, passive=True)
+                await self._declare_passive(queue)
             except aiormq.exceptions.ChannelNotFoundEntity:
                 raise no_route(name) from None
             except (aiormq.exceptions.AMQPError, ConnectionError, OSError) as exc:
                 raise connection_lost(name, exc) from exc
-            finally:
-                await _close_quietly(channel)
             self.routed.add(queue)
+
+    async def _consumers(self, queue: str) -> int | None:
+        """How many servers consume ``queue`` (None if that cannot be told): after a timeout."""
+        try:
+            return await self._declare_passive(queue)
+        except (aiormq.exceptions.AMQPError, ConnectionError, OSError):
+            return None
+
+    async def _declare_passive(self, queue: str) -> int:
+        """The consumer count of ``queue``; raises ``ChannelNotFoundEntity`` if it is missing."""
+        connection = await self.conn.get()
+        transport = connection.transport
+        if transport is None:
+            raise ConnectionError("not connected")
+        # A channel of its own: the broker closes it when the queue is missing.
+        channel = await transport.connection.channel(publisher_confirms=False)
+        try:
+            declared = await channel.queue_declare(queue, passive=True)
+        finally:
+            await _close_quietly(channel)
+        return int(declared.consumer_count or 0)
 
     async def _ready_channel(self) -> aiormq.Channel:
         channel = self._channel

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from rabbitbus import connections, rpc
-from rabbitbus.exceptions import NoRoute, RemoteError, RpcTimeout
+from rabbitbus.exceptions import NoRoute, NoServer, RemoteError, RpcTimeout
 from tests.broker import Broker, unique
 from tests.rpc_support import serving
 from tests.testapp.rabbit import OutOfStock
@@ -19,6 +19,12 @@ from tests.testapp.rabbit import OutOfStock
 @pytest.fixture(scope="module")
 def echo_server() -> object:
     with serving("test.echo", "test.aecho", "test.fail", "test.out_of_stock"):
+        yield
+
+
+@pytest.fixture(scope="module")
+def slow_server() -> object:
+    with serving("test.sleep"):
         yield
 
 
@@ -74,7 +80,7 @@ def test_sync_calls_from_several_threads_at_once(echo_server: object) -> None:
 def test_call_with_no_server_times_out_within_ten_percent(broker: Broker) -> None:
     name = empty_rpc_queue(broker)
     started = time.monotonic()
-    with pytest.raises(RpcTimeout):
+    with pytest.raises(NoServer, match=f"no server consumes rpc.{name}"):
         rpc.call(name, timeout=1.0)
     assert 0.9 <= time.monotonic() - started <= 1.1
 
@@ -84,13 +90,28 @@ async def test_acall_with_no_server_times_out_within_ten_percent(
 ) -> None:
     name = empty_rpc_queue(broker)
     started = time.monotonic()
-    with pytest.raises(RpcTimeout):
+    with pytest.raises(NoServer, match=f"no server consumes rpc.{name}"):
         await rpc.acall(name, timeout=1.0)
     assert 0.9 <= time.monotonic() - started <= 1.1
 
 
 def test_rpc_timeout_is_a_timeout_error() -> None:
     assert issubclass(RpcTimeout, TimeoutError)
+    assert issubclass(NoServer, RpcTimeout)
+
+
+def test_a_slow_server_is_a_timeout_not_a_missing_server(slow_server: object) -> None:
+    with pytest.raises(RpcTimeout) as excinfo:
+        rpc.call("test.sleep", 1.5, timeout=0.3)
+    assert not isinstance(excinfo.value, NoServer)
+
+
+async def test_a_slow_server_is_a_timeout_not_a_missing_server_async(
+    slow_server: object, aclosing: None
+) -> None:
+    with pytest.raises(RpcTimeout) as excinfo:
+        await rpc.acall("test.sleep", 1.5, timeout=0.3)
+    assert not isinstance(excinfo.value, NoServer)
 
 
 def test_call_without_server_queue_fails_at_once() -> None:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rabbitbus import acall, call
-from rabbitbus.exceptions import BrokerConnectionError, NoRoute, RpcError, RpcTimeout
+from rabbitbus.exceptions import BrokerConnectionError, NoRoute, NoServer, RpcError, RpcTimeout
 
 PROCEDURE = "catalog.quote"
 #: A shopper waits this long at most for prices before the page explains.
@@ -31,10 +31,10 @@ async def aquote(cart: Mapping[str, int]) -> tuple[dict[str, Any] | None, str]:
 
 def explain(error: BaseException) -> str:
     """A sentence for the shopper; the details stay in the logs."""
-    if isinstance(error, RpcTimeout):
-        why = f"the price service did not answer within {TIMEOUT:g} seconds"
-    elif isinstance(error, NoRoute):
+    if isinstance(error, NoRoute | NoServer):
         why = "the price service is not running"
+    elif isinstance(error, RpcTimeout):
+        why = f"the price service did not answer within {TIMEOUT:g} seconds"
     elif isinstance(error, BrokerConnectionError):
         why = "the shop's message broker cannot be reached"
     else:

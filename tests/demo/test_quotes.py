@@ -12,7 +12,7 @@ from django.test import AsyncClient, Client
 from demo_shop.catalog.rabbit import UnknownProduct, quote
 from rabbitbus import connections
 from tests.broker import Broker
-from tests.rpc_support import serving
+from tests.rpc_support import raw_server, serving
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -56,9 +56,19 @@ def no_server_queue(broker: Broker) -> None:
 
 @pytest.fixture
 def server_queue_without_server(broker: Broker) -> Iterator[None]:
+    """The queue a stopped server left behind: requests wait there and expire."""
     with broker.channel() as channel:
         channel.queue_declare(QUEUE, durable=True)
     yield
+    with broker.channel() as channel:
+        channel.queue_delete(QUEUE)
+
+
+@pytest.fixture
+def mute_server(broker: Broker) -> Iterator[None]:
+    """A server that takes requests and never answers (hung, or far too slow)."""
+    with raw_server(broker, QUEUE, lambda *request: None):
+        yield
     with broker.channel() as channel:
         channel.queue_delete(QUEUE)
 
@@ -121,12 +131,24 @@ async def test_cart_says_when_no_price_server_exists() -> None:
 
 
 @pytest.mark.usefixtures("server_queue_without_server")
+def test_checkout_says_when_the_price_servers_are_all_stopped(shopper: Client) -> None:
+    response = shopper.get("/checkout/")
+    assert (response.status_code, NOT_RUNNING in response.content) == (503, True)
+
+
+@pytest.mark.usefixtures("server_queue_without_server")
+async def test_cart_says_when_the_price_servers_are_all_stopped() -> None:
+    status, content = await cart_page()
+    assert (status, NOT_RUNNING in content) == (503, True)
+
+
+@pytest.mark.usefixtures("mute_server")
 def test_checkout_says_when_the_price_server_does_not_answer(shopper: Client) -> None:
     response = shopper.get("/checkout/")
     assert (response.status_code, NOT_ANSWERING in response.content) == (503, True)
 
 
-@pytest.mark.usefixtures("server_queue_without_server")
+@pytest.mark.usefixtures("mute_server")
 async def test_cart_says_when_the_price_server_does_not_answer() -> None:
     status, content = await cart_page()
     assert (status, NOT_ANSWERING in content) == (503, True)
