@@ -10,12 +10,14 @@ the child.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import threading
 import time
 import weakref
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -332,16 +334,62 @@ class AsyncConnection:
 _loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncConnection]] = (
     weakref.WeakKeyDictionary()
 )
+#: Each loop's guard (see _closed_with_the_loop): asyncio tracks it only weakly.
+_guards: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncGenerator[None]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def get_async(alias: str = "default") -> AsyncConnection:
     """The running loop's connection for ``alias`` (connects on first use)."""
     loop = asyncio.get_running_loop()
-    by_alias = _loops.setdefault(loop, {})
+    by_alias = _loops.get(loop)
+    if by_alias is None:
+        _forget_closed_loops()
+        by_alias = _loops[loop] = {}
+        _guards[loop] = _closed_with_the_loop(by_alias)
     connection = by_alias.get(alias)
     if connection is None:
         connection = by_alias[alias] = AsyncConnection(settings.connection(alias))
     return connection
+
+
+def _closed_with_the_loop(by_alias: dict[str, AsyncConnection]) -> AsyncGenerator[None]:
+    """An async generator, started now, whose ``finally`` closes ``by_alias``.
+
+    ``asyncio.run`` (and so Django's ``async_to_sync``, pytest-asyncio and
+    ``Runner``) finalises every async generator of a loop before closing it:
+    this one closes the loop's connections cleanly then, instead of leaving
+    aio-pika's callbacks to die with the loop ("Event loop is closed").
+    """
+
+    async def guard() -> AsyncGenerator[None]:
+        try:
+            yield
+        finally:
+            open_now = list(by_alias.values())
+            by_alias.clear()
+            for connection in open_now:
+                with contextlib.suppress(Exception):
+                    await connection.close()
+
+    started = guard()
+    with contextlib.suppress(StopIteration):
+        started.__anext__().send(None)  # runs to the yield; the loop now tracks it
+    return started
+
+
+def _forget_closed_loops() -> None:
+    """Drop the connections of loops that are closed.
+
+    Their connections are gone already (``asyncio.run`` cancels their tasks),
+    but each holds its loop, so the weak keys never die by themselves. Under
+    WSGI every request to an async view runs in a one-off loop (Django's
+    ``async_to_sync``): without this, each such request would leak one entry.
+    """
+    for loop in [loop for loop in _loops if loop.is_closed()]:
+        del _loops[loop]
+        _guards.pop(loop, None)
 
 
 async def aclose_all() -> None:

@@ -131,6 +131,21 @@ async def test_closing_during_a_connect_leaves_no_connection_behind() -> None:
     assert conn.connection is None
 
 
+def test_one_off_event_loops_leave_no_connection_behind(
+    broker: Broker, exchange: str, queue: str
+) -> None:
+    """Async views under WSGI: every request runs in its own ``asyncio.run`` loop."""
+
+    def request(n: int) -> None:
+        asyncio.run(rabbitbus.apublish(exchange, "k", {"n": n}))
+
+    for n in range(3):
+        threading.Thread(target=request, args=(n,)).run()
+    assert broker.queue_depth(queue) == 3
+    assert sum(loop.is_closed() for loop in list(connections._loops)) <= 1  # the last one
+    assert broker.wait_for(lambda: not broker.connection_names(), timeout=10)
+
+
 def test_idle_connection_past_its_heartbeat_is_reopened(
     broker: Broker, exchange: str, queue: str
 ) -> None:
