@@ -46,17 +46,10 @@ def start(
 ) -> subprocess.Popen:
     process = spawn_worker(prefix, db_path, extra_env=env)
     workers.append(process)
-    assert broker.wait_for(lambda: consumers(broker, f"{prefix}.effects") == 1, timeout=60), (
-        "worker did not start consuming"
-    )
+    assert broker.wait_for(
+        lambda: broker.consumers(f"{prefix}.effects", missing=0) == 1, timeout=60
+    ), "worker did not start consuming"
     return process
-
-
-def consumers(broker: Broker, queue: str) -> int:
-    try:
-        return broker.consumers(queue)
-    except Exception:  # noqa: BLE001 - not declared yet
-        return 0
 
 
 def effects(db_path: Path) -> list[str]:
@@ -105,7 +98,7 @@ def test_a_signal_drains_in_flight_work_and_exits_zero(
     assert broker.wait_for(lambda: broker.queue_depth(queue) == 0, timeout=10)  # all prefetched
     time.sleep(0.3)  # the first handler is running
     first.send_signal(signum)
-    assert broker.wait_for(lambda: consumers(broker, queue) == 0, timeout=2)
+    assert broker.wait_for(lambda: broker.consumers(queue, missing=0) == 0, timeout=2)
     assert first.wait(timeout=30) == 0
     done = effects(db_path)
     assert 1 <= len(done) < 5  # the in-flight one finished, the rest were left alone

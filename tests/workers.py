@@ -38,6 +38,9 @@ class ThreadWorker:
             )
         except BaseException as exc:  # noqa: BLE001 - reported to the test
             self.error = exc
+        finally:  # as asyncio.run() would: no thread or fd outlives the worker
+            self.loop.run_until_complete(self.loop.shutdown_default_executor())
+            self.loop.close()
 
     def start(self, broker: Broker) -> ThreadWorker:
         self.thread.start()
