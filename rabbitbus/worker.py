@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -17,8 +18,11 @@ from typing import Any
 
 import aiormq
 import aiormq.abc
+import aiormq.exceptions
+from pamqp import commands
 
 from rabbitbus import dispatch, publishing, retries, topology
+from rabbitbus.exceptions import TopologyError
 from rabbitbus.messages import PERSISTENT, Envelope
 from rabbitbus.registry import ConsumerSpec
 from rabbitbus.runtime import RECOVERABLE, Runtime
@@ -47,7 +51,9 @@ class ConsumerService:
             spec.concurrency, thread_name_prefix=f"rabbitbus-{spec.queue}"
         )
         self.slots = asyncio.Semaphore(spec.concurrency)
+        self.connection: Any = None
         self.channel: aiormq.abc.AbstractChannel | None = None
+        self.recovery: asyncio.Future[None] | None = None
         self.consumer_tag: str | None = None
         self.stopping = False
         self.in_flight = 0
@@ -58,10 +64,17 @@ class ConsumerService:
     # -- Service -----------------------------------------------------------
 
     async def start(self, connection: aiormq.abc.AbstractConnection) -> None:
-        channel = await connection.channel()
+        self.connection = connection
+        await self._subscribe(await connection.channel())
+
+    async def _subscribe(self, channel: aiormq.abc.AbstractChannel) -> None:
+        """Declare and consume on ``channel``, and watch it for the broker's cancel or close."""
         await topology.adeclare(_Underlay(channel), self.topology())
         await channel.basic_qos(prefetch_count=self.spec.prefetch)
+        channel.on_consumer_cancel_callbacks.add(self._on_cancel)
         ok = await channel.basic_consume(self.spec.queue, self.on_message)
+        if channel is not self.channel:
+            channel.closing.add_done_callback(functools.partial(self._on_channel_closed, channel))
         self.channel, self.consumer_tag = channel, ok.consumer_tag
         await self.verify(channel)
 
@@ -75,6 +88,8 @@ class ConsumerService:
 
     async def stop(self) -> None:
         self.stopping = True
+        if self.recovery is not None:
+            self.recovery.cancel()
         channel, tag = self.channel, self.consumer_tag
         if channel is None or tag is None or channel.is_closed:
             return
@@ -82,6 +97,36 @@ class ConsumerService:
             await asyncio.wait_for(channel.basic_cancel(tag), 5)
         except (*RECOVERABLE, RuntimeError) as exc:
             logger.info("Could not cancel consumer on %s (%s)", self.spec.queue, type(exc).__name__)
+
+    # -- the broker took our consumer away, the connection lives on ----------
+
+    def _on_cancel(self, frame: commands.Basic.Cancel) -> None:
+        # A deleted queue cancels its consumers; idling then would be silent death (aio-pika#334).
+        if frame.consumer_tag == self.consumer_tag:
+            self._recover(f"was cancelled by the broker (queue {self.spec.queue!r} deleted?)")
+
+    def _on_channel_closed(self, channel: Any, closing: asyncio.Future[Any]) -> None:
+        error = None if closing.cancelled() else closing.exception()
+        # Channel errors only: a lost connection is the runtime's to restore.
+        if channel is self.channel and isinstance(error, aiormq.exceptions.AMQPChannelError):
+            self._recover(f"lost its channel: {channel_close_reason(error)}")
+
+    def _recover(self, why: str) -> None:
+        if self.stopping or (self.recovery is not None and not self.recovery.done()):
+            return
+        logger.warning("Consumer %s %s; consuming again", self.name, why)
+        self.recovery = asyncio.ensure_future(self._resubscribe(self.connection))
+
+    async def _resubscribe(self, connection: Any) -> None:
+        """Consume again on the same connection; if that fails, hand over to the runtime."""
+        channel = self.channel
+        try:
+            if channel is None or channel.is_closed:
+                channel = await connection.channel()
+            await self._subscribe(channel)
+        except (*RECOVERABLE, RuntimeError, TopologyError) as exc:
+            logger.warning("Could not consume %s again (%s); reconnecting", self.name, exc)
+            await connection.close(exc)  # the runtime reconnects and starts us, or exits
 
     async def drain(self) -> None:
         await self.idle.wait()
@@ -167,6 +212,15 @@ class ConsumerService:
             # The channel died after delivery: the broker already requeued it (aio-pika#312).
             logger.info("Delivery %s belongs to a closed channel (%s); it will be redelivered",
                         tag, type(exc).__name__)  # fmt: skip
+
+
+def channel_close_reason(error: BaseException) -> str:
+    """Why the broker closed a channel, naming ``consumer_timeout`` when that was it."""
+    _, text = topology.aiormq_reply(error)  # e.g. "PRECONDITION_FAILED - unknown delivery tag 7"
+    if isinstance(error, aiormq.exceptions.ChannelPreconditionFailed) and "timed out" in text:
+        # https://www.rabbitmq.com/docs/consumers#acknowledgement-timeout
+        return f"a delivery stayed unacked past the broker's consumer_timeout ({text})"
+    return text
 
 
 def raw_of(message: aiormq.abc.DeliveredMessage) -> dispatch.Raw:
