@@ -97,6 +97,19 @@ class Broker:
         finally:
             ctl("set_vm_memory_high_watermark", "0.4")
 
+    @contextlib.contextmanager
+    def consumer_timeout(self, milliseconds: int) -> Iterator[None]:
+        """Node-wide ``consumer_timeout`` inside the block (hold the node lock).
+
+        A channel reads it when it opens: channels opened inside the block keep
+        it after the default (30 minutes) is restored on the way out.
+        """
+        ctl("eval", f"application:set_env(rabbit, consumer_timeout, {int(milliseconds)}).")
+        try:
+            yield
+        finally:
+            ctl("eval", "application:set_env(rabbit, consumer_timeout, 1800000).")
+
     def wait_for(self, predicate: object, timeout: float = 10.0, interval: float = 0.05) -> bool:
         """Poll ``predicate`` until true or ``timeout``; returns its last value."""
         deadline = time.monotonic() + timeout

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,9 +43,9 @@ def workers() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def start(
-    workers: list, broker: Broker, prefix: str, db_path: Path, **env: str
+    workers: list, broker: Broker, prefix: str, db_path: Path, output: Any = None, **env: str
 ) -> subprocess.Popen:
-    process = spawn_worker(prefix, db_path, extra_env=env)
+    process = spawn_worker(prefix, db_path, extra_env=env, output=output or subprocess.PIPE)
     workers.append(process)
     assert broker.wait_for(
         lambda: broker.consumers(f"{prefix}.effects", missing=0) == 1, timeout=60
@@ -185,3 +186,29 @@ def heartbeat_row(db_path: Path, pid: int) -> tuple[int, str]:
             "SELECT processed, consumers FROM rabbitbus_workerheartbeat WHERE pid = ?", (pid,)
         ).fetchone()
     return row or (-1, "")
+
+
+@pytest.mark.fault  # changes consumer_timeout node-wide: run under the node lock
+@pytest.mark.soak  # RabbitMQ checks the timeout about once a minute
+@pytest.mark.timeout(400)
+def test_a_handler_slower_than_consumer_timeout_is_redelivered_and_applied_once(
+    broker: Broker, prefix: str, db_path: Path, workers: list, tmp_path: Path
+) -> None:
+    queue, release, log = f"{prefix}.effects", tmp_path / "release", tmp_path / "worker.log"
+    with log.open("w") as output:
+        with broker.consumer_timeout(3000):  # only the worker's channel, opened now, keeps it
+            process = start(workers, broker, prefix, db_path, output=output)
+        [message_id] = publish_many([Message("", queue, {"until": str(release)})]).confirmed
+
+        def warned() -> bool:
+            return "consumer_timeout" in log.read_text()
+
+        assert broker.wait_for(warned, timeout=180, interval=1)
+        assert broker.wait_for(lambda: broker.consumers(queue) == 1, timeout=20)
+        release.touch()  # the first run ends and commits; the redelivery finds it done
+        assert broker.wait_for(lambda: unacked(broker, queue) == 0, timeout=60)
+        assert process.poll() is None
+    assert effects(db_path) == [message_id]
+    assert broker.queue_depth(queue) == 0
+    [warning] = [line for line in log.read_text().splitlines() if "consumer_timeout" in line]
+    assert "WARNING" in warning and "Traceback" not in log.read_text()

@@ -70,14 +70,21 @@ class ThreadWorker:
 
 
 def spawn_worker(
-    prefix: str, db_path: Path, *args: str, extra_env: dict[str, str] | None = None
+    prefix: str,
+    db_path: Path,
+    *args: str,
+    extra_env: dict[str, str] | None = None,
+    output: Any = subprocess.PIPE,
 ) -> subprocess.Popen[str]:
-    """``manage.py rabbit_consume`` in a subprocess with tests.settings_worker."""
+    """``manage.py rabbit_consume`` in a subprocess with tests.settings_worker.
+
+    Its stdout and stderr go to ``output`` (a pipe, or an open file to read while it runs).
+    """
     return subprocess.Popen(
         [sys.executable, "manage.py", "rabbit_consume", *args],
         cwd=ROOT,
         env=worker_env(prefix, db_path, extra_env),
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
     )
