@@ -22,6 +22,7 @@ import aiormq.exceptions
 from pamqp import commands
 
 from rabbitbus import dispatch, publishing, retries, topology
+from rabbitbus.acks import ChannelAcks
 from rabbitbus.exceptions import TopologyError
 from rabbitbus.messages import PERSISTENT, Envelope
 from rabbitbus.registry import ConsumerSpec
@@ -54,6 +55,7 @@ class ConsumerService:
         self.connection: Any = None
         self.channel: aiormq.abc.AbstractChannel | None = None
         self.recovery: asyncio.Future[None] | None = None
+        self.acks: ChannelAcks | None = None
         self.consumer_tag: str | None = None
         self.stopping = False
         self.in_flight = 0
@@ -72,9 +74,11 @@ class ConsumerService:
         await topology.adeclare(_Underlay(channel), self.topology())
         await channel.basic_qos(prefetch_count=self.spec.prefetch)
         channel.on_consumer_cancel_callbacks.add(self._on_cancel)
-        ok = await channel.basic_consume(self.spec.queue, self.on_message)
-        if channel is not self.channel:
+        if channel is not self.channel or self.acks is None:
+            self.acks = ChannelAcks(channel)  # else resubscribing: its deliveries keep their acks
             channel.closing.add_done_callback(functools.partial(self._on_channel_closed, channel))
+        on_message = functools.partial(self.on_message, self.acks)
+        ok = await channel.basic_consume(self.spec.queue, on_message)
         self.channel, self.consumer_tag = channel, ok.consumer_tag
         await self.verify(channel)
 
@@ -130,6 +134,8 @@ class ConsumerService:
 
     async def drain(self) -> None:
         await self.idle.wait()
+        if self.acks is not None:
+            await self.acks.settled()
         self.executor.shutdown(wait=False)
 
     def stats(self) -> dict[str, Any]:
@@ -146,42 +152,54 @@ class ConsumerService:
 
     # -- deliveries ----------------------------------------------------------
 
-    async def on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
+    async def on_message(self, acks: ChannelAcks, message: aiormq.abc.DeliveredMessage) -> None:
+        tag = int(message.delivery.delivery_tag)  # type: ignore[union-attr, arg-type]
+        acks.delivered(tag)
         self.in_flight += 1
         self.idle.clear()
         try:
-            await self._handle(message)
+            await self._handle(acks, tag, message)
         finally:
             self.in_flight -= 1
             if not self.in_flight:
                 self.idle.set()
 
-    async def _handle(self, message: aiormq.abc.DeliveredMessage) -> None:
+    async def _handle(
+        self, acks: ChannelAcks, tag: int, message: aiormq.abc.DeliveredMessage
+    ) -> None:
         async with self.slots:
             if self.stopping:
                 # Not started: give it back so another worker takes it now.
-                await self._settle(message, "nack", requeue=True)
+                await self._requeue(acks, tag)
                 return
             raw = raw_of(message)
             outcome = await dispatch.dispatch(self.spec, raw, self.executor)
-            await self._carry_out(message, raw, outcome)
+            if outcome.action == dispatch.ACK:
+                self.counts["processed"] += 1
+                acks.ack(tag)
+            elif await self._park(raw, outcome):
+                acks.ack(tag)
+            else:
+                await self._requeue(acks, tag)
 
-    async def _carry_out(
-        self, message: aiormq.abc.DeliveredMessage, raw: dispatch.Raw, outcome: dispatch.Outcome
-    ) -> None:
-        if outcome.action == dispatch.ACK:
-            self.counts["processed"] += 1
-            await self._settle(message, "ack")
-            return
+    async def _park(self, raw: dispatch.Raw, outcome: dispatch.Outcome) -> bool:
+        """Publish the retry or dead-letter copy with confirms; False if that failed."""
         self.counts["failed"] += 1
         envelope = self._copy(raw, outcome)
         failure = await publishing._asend_one(envelope, publishing_connection(self.alias), None)
         if failure is not None:
             logger.warning("Could not park message %s (%s); requeueing it", raw.message_id, failure)
-            await self._settle(message, "nack", requeue=True)
-            return
+            return False
         self.counts["retried" if outcome.action == dispatch.RETRY else "dead_lettered"] += 1
-        await self._settle(message, "ack")
+        return True
+
+    async def _requeue(self, acks: ChannelAcks, tag: int) -> None:
+        try:
+            await acks.nack(tag, requeue=True)
+        except (*RECOVERABLE, RuntimeError) as exc:
+            # The channel died after delivery: the broker already requeued it (aio-pika#312).
+            logger.info("Delivery %s belongs to a closed channel (%s); it will be redelivered",
+                        tag, type(exc).__name__)  # fmt: skip
 
     def _copy(self, raw: dispatch.Raw, outcome: dispatch.Outcome) -> Envelope:
         """The retry or dead-letter copy, published before the original is acked."""
@@ -196,22 +214,6 @@ class ConsumerService:
                 raw.headers, outcome.error or "unknown", attempt, origin
             )
         return copy_envelope(raw, queue, headers)
-
-    async def _settle(
-        self, message: aiormq.abc.DeliveredMessage, how: str, requeue: bool = False
-    ) -> None:
-        tag = getattr(message.delivery, "delivery_tag", None)
-        if tag is None:
-            return
-        try:
-            if how == "ack":
-                await message.channel.basic_ack(tag)
-            else:
-                await message.channel.basic_nack(tag, requeue=requeue)
-        except (*RECOVERABLE, RuntimeError) as exc:
-            # The channel died after delivery: the broker already requeued it (aio-pika#312).
-            logger.info("Delivery %s belongs to a closed channel (%s); it will be redelivered",
-                        tag, type(exc).__name__)  # fmt: skip
 
 
 def channel_close_reason(error: BaseException) -> str:

@@ -304,3 +304,21 @@ def test_a_channel_closed_by_the_broker_is_reopened_on_the_same_connection(
         assert worker.runtime.reconnects == 0
     [warning] = [r.getMessage() for r in caplog.records if "lost its channel" in r.getMessage()]
     assert "PRECONDITION_FAILED - unknown delivery tag" in warning
+
+
+def test_a_slow_handler_does_not_hold_back_the_acks_of_faster_ones(broker: Broker) -> None:
+    release = threading.Event()
+
+    def handler(message: ReceivedMessage) -> None:
+        if message.body["slow"]:
+            release.wait(30)
+
+    queue = unique("w.acks")
+    with ThreadWorker(spec(queue, handler, prefetch=10, concurrency=2)).start(broker) as worker:
+        publish("", queue, {"slow": True})
+        for _ in range(5):
+            publish("", queue, {"slow": False})
+        assert broker.wait_for(lambda: worker.stats()["processed"] == 5, timeout=20)
+        assert broker.wait_for(lambda: broker.unacked(queue) == 1, timeout=20)
+        release.set()
+        assert broker.wait_for(lambda: broker.unacked(queue) == 0, timeout=20)

@@ -15,7 +15,7 @@ import pytest
 
 from rabbitbus import publish_many
 from rabbitbus.messages import Message
-from tests.broker import Broker, ctl, unique
+from tests.broker import Broker, unique
 from tests.workers import ROOT, migrate, spawn_worker, worker_env
 
 
@@ -58,15 +58,6 @@ def effects(db_path: Path) -> list[str]:
         return [row[0] for row in db.execute("SELECT message_id FROM testapp_effect")]
 
 
-def unacked(broker: Broker, queue: str) -> int:
-    out = ctl("list_queues", "-p", broker.vhost, "name", "messages_unacknowledged")
-    for line in out.splitlines():
-        name, _, count = line.partition("\t")
-        if name == queue:
-            return int(count)
-    raise AssertionError(f"no queue {queue}")
-
-
 def send(prefix: str, count: int, sleep: float) -> list[str]:
     batch = [Message("", f"{prefix}.effects", {"sleep": sleep}) for _ in range(count)]
     result = publish_many(batch)
@@ -103,7 +94,7 @@ def test_a_signal_drains_in_flight_work_and_exits_zero(
     assert first.wait(timeout=30) == 0
     done = effects(db_path)
     assert 1 <= len(done) < 5  # the in-flight one finished, the rest were left alone
-    assert broker.wait_for(lambda: unacked(broker, queue) == 0, timeout=10)
+    assert broker.wait_for(lambda: broker.unacked(queue) == 0, timeout=10)
     assert broker.queue_depth(queue) == 5 - len(done)
     start(workers, broker, prefix, db_path)
     assert broker.wait_for(lambda: len(effects(db_path)) == 5, timeout=30)
@@ -206,7 +197,7 @@ def test_a_handler_slower_than_consumer_timeout_is_redelivered_and_applied_once(
         assert broker.wait_for(warned, timeout=180, interval=1)
         assert broker.wait_for(lambda: broker.consumers(queue) == 1, timeout=20)
         release.touch()  # the first run ends and commits; the redelivery finds it done
-        assert broker.wait_for(lambda: unacked(broker, queue) == 0, timeout=60)
+        assert broker.wait_for(lambda: broker.unacked(queue) == 0, timeout=60)
         assert process.poll() is None
     assert effects(db_path) == [message_id]
     assert broker.queue_depth(queue) == 0
