@@ -1,11 +1,16 @@
-"""Worker throughput beside raw clients, measured in one run. Not a test.
+"""Worker throughput beside raw clients and Celery, measured in one run. Not a test.
 
-    .venv/bin/python bench/worker.py [--messages 20000]
+    flock /work/.node.lock .venv/bin/python bench/worker.py [--messages 10000]
+        [--inbox-messages 2000] [--rounds 3] [--only NAME ...]
 
-Each scenario drains a pre-filled durable classic queue of persistent
-~200-byte JSON messages with prefetch 100, in its own subprocess, and reports
-messages per second. Ratios are against the raw aio-pika callback consumer
-measured in the same run. Celery is not installed here and is skipped.
+Each scenario drains a pre-filled durable classic queue of persistent JSON
+messages with prefetch 100, in its own subprocess, and reports messages per
+second. Rounds interleave the scenarios (the order reversed every other
+round); the table gives medians, and the ratios of rabbitbus's no-op worker to
+raw aio-pika (target >= 1.0x) and to a Celery solo worker (target >= 2x), per
+round and of the medians. Celery (a dev-only dependency) runs ``celery worker
+-P solo`` with late acks and prefetch 100, timed from its first task to its
+last. Everything runs in a vhost of its own, deleted afterwards.
 """
 
 from __future__ import annotations
@@ -17,20 +22,29 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import broker_version, load_average, median, spread, versions  # noqa: E402
+from tests.broker import add_vhost, delete_vhost  # noqa: E402
+
 PREFETCH = 100
 BODY = json.dumps({"order": 12345, "payload": "x" * 170}).encode()
 SCENARIOS = [
     "raw-aio-pika",
     "raw-pika",
     "rabbitbus-noop",
+    "celery-solo",
     "rabbitbus-inbox-sqlite",
     "rabbitbus-inbox-postgres",
 ]
+#: Minimum ratios of rabbitbus-noop's throughput to another scenario's (issue 3).
+TARGETS = {"raw-aio-pika": 1.0, "celery-solo": 2.0}
 
 
 def fill(url: str, queue: str, count: int) -> None:
@@ -54,6 +68,34 @@ def dead_lettering(queue: str) -> dict[str, str]:
     return {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{queue}.dlq"}
 
 
+class Clock:
+    """Times ``count`` messages from the first one handled to the last, as for Celery.
+
+    Connecting and declaring are left out for every contender alike; the
+    result is scaled by ``count / (count - 1)`` to stand for ``count`` messages.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count, self.seen, self.first, self.last = count, 0, 0.0, 0.0
+        self.done = threading.Event()
+
+    def tick(self) -> None:
+        self.seen += 1
+        if self.seen == 1:
+            self.first = time.perf_counter()
+        if self.seen == self.count:
+            self.last = time.perf_counter()
+            self.done.set()
+
+    async def wait(self) -> float:
+        while not self.done.is_set():
+            await asyncio.sleep(0.005)
+        return self.seconds()
+
+    def seconds(self) -> float:
+        return (self.last - self.first) * self.count / (self.count - 1)
+
+
 async def raw_aio_pika(url: str, queue: str, count: int) -> float:
     import aio_pika
 
@@ -63,20 +105,16 @@ async def raw_aio_pika(url: str, queue: str, count: int) -> float:
     target = await channel.declare_queue(
         queue, durable=True, arguments={"x-queue-type": "classic", **dead_lettering(queue)}
     )
-    done, seen = asyncio.Event(), [0]
+    clock = Clock(count)
 
     async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
         await message.ack()
-        seen[0] += 1
-        if seen[0] == count:
-            done.set()
+        clock.tick()
 
-    start = time.perf_counter()
     await target.consume(on_message)
-    await done.wait()
-    elapsed = time.perf_counter() - start
+    seconds = await clock.wait()
     await connection.close()
-    return elapsed
+    return seconds
 
 
 def raw_pika(url: str, queue: str, count: int) -> float:
@@ -85,42 +123,38 @@ def raw_pika(url: str, queue: str, count: int) -> float:
     connection = pika.BlockingConnection(pika.URLParameters(url))
     channel = connection.channel()
     channel.basic_qos(prefetch_count=PREFETCH)
-    seen = [0]
+    clock = Clock(count)
 
     def on_message(ch: object, method: object, properties: object, body: bytes) -> None:
         channel.basic_ack(method.delivery_tag)  # type: ignore[attr-defined]
-        seen[0] += 1
-        if seen[0] == count:
+        clock.tick()
+        if clock.done.is_set():
             channel.stop_consuming()
 
-    start = time.perf_counter()
     channel.basic_consume(queue, on_message)
     channel.start_consuming()
-    elapsed = time.perf_counter() - start
     connection.close()
-    return elapsed
+    return clock.seconds()
 
 
 async def rabbitbus_worker(queue: str, count: int, inbox: bool) -> float:
     from rabbitbus import worker
     from rabbitbus.registry import ConsumerSpec
 
-    done, seen = asyncio.Event(), [0]
+    clock = Clock(count)
 
     async def noop(message: object) -> None:
-        seen[0] += 1
-        if seen[0] == count:
-            done.set()
+        clock.tick()
 
     def write_one(message: object) -> None:
         from tests.testapp.models import Effect
 
         Effect.objects.create(consumer="bench", message_id=message.message_id)  # type: ignore[attr-defined]
+        clock.tick()  # concurrency 1: one thread
 
-    handler = write_one if inbox else noop
     spec = ConsumerSpec(
         name=queue,
-        handler=handler,
+        handler=write_one if inbox else noop,
         queue=queue,
         prefetch=PREFETCH,
         concurrency=1 if inbox else PREFETCH,
@@ -129,21 +163,49 @@ async def rabbitbus_worker(queue: str, count: int, inbox: bool) -> float:
         is_async=not inbox,
     )
     runtime = worker.consumer_runtime([spec])
-    service = runtime.services[0]
     task = asyncio.ensure_future(runtime.run(handle_signals=False))
-    start = time.perf_counter()
-    while service.stats()["processed"] < count and not task.done():  # type: ignore[attr-defined]
-        await asyncio.sleep(0.005)
+    done = asyncio.ensure_future(clock.wait())
+    await asyncio.wait([task, done], return_when=asyncio.FIRST_COMPLETED)
     if task.done():
         task.result()  # raises what stopped the runtime
-    elapsed = time.perf_counter() - start
     runtime.stop()
     await task
-    return elapsed
+    return await done
+
+
+def celery_solo(queue: str, count: int) -> float:
+    """Seconds from Celery's first no-op task to its last, on a solo worker."""
+    marks = Path(tempfile.mkdtemp(prefix="rabbitbus-bench-celery-"))
+    os.environ.update(
+        BENCH_CELERY_QUEUE=queue, BENCH_CELERY_COUNT=str(count), BENCH_CELERY_DIR=str(marks)
+    )
+    from bench.celery_worker_app import app, noop  # dev-only dependency
+
+    with app.producer_or_acquire() as producer:
+        for n in range(count):
+            noop.apply_async((n,), producer=producer)
+    command = ["-m", "celery", "-A", "bench.celery_worker_app", "worker", "-P", "solo"]
+    options = ["-l", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    worker = subprocess.Popen(
+        [sys.executable, *command, *options], cwd=ROOT, stdout=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while not (marks / "last").exists():
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the Celery worker stopped before its last task")
+            time.sleep(0.01)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    first, last = (float((marks / mark).read_text()) for mark in ("first", "last"))
+    return (last - first) * count / (count - 1)  # the first task's own time, as the others
 
 
 def run_scenario(name: str, url: str, count: int) -> float:
     queue = f"bench.{name}.{uuid.uuid4().hex[:6]}"
+    if name == "celery-solo":
+        return celery_solo(queue, count)
     fill(url, queue, count)
     if name == "raw-aio-pika":
         return asyncio.run(raw_aio_pika(url, queue, count))
@@ -184,16 +246,56 @@ def database_env(name: str, tmp: Path) -> dict[str, str]:
     return {}
 
 
+def drop_database(env: dict[str, str]) -> None:
+    url = env.get("BENCH_DATABASE_URL", "")
+    if url.startswith("postgres"):
+        db = url.rsplit("/", 1)[1]
+        subprocess.run(["dropdb", "-h", "127.0.0.1", "-U", "postgres", db], check=False)
+
+
+def measure(names: list[str], args: argparse.Namespace, base: dict[str, str]) -> dict:
+    """msg/s of each scenario in each round, the order reversed every other round."""
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    tmp = Path(tempfile.mkdtemp(prefix="rabbitbus-bench-"))
+    for number in range(args.rounds):
+        for name in names if number % 2 == 0 else reversed(names):
+            count = args.inbox_messages if "inbox" in name else args.messages
+            env = {**base, **database_env(name, tmp)}
+            try:
+                rates[name].append(count / spawn(name, count, env))
+            finally:
+                drop_database(env)
+        print(f"round {number + 1}/{args.rounds} done (load {load_average()})", flush=True)
+    return rates
+
+
+def report(rates: dict[str, list[float]], args: argparse.Namespace) -> None:
+    print(f"{args.messages} msgs ({args.inbox_messages} for the inbox), {args.rounds} rounds")
+    print(f"{'scenario':26} {'median msg/s':>13} {'min-max':>16}  rounds")
+    for name, values in rates.items():
+        each = ", ".join(f"{value:,.0f}" for value in values)
+        print(f"{name:26} {median(values):13,.0f} {spread(values):>16}  {each}")
+    ours = rates.get("rabbitbus-noop")
+    for other, target in TARGETS.items():
+        if ours and rates.get(other):
+            per_round = [a / b for a, b in zip(ours, rates[other], strict=True)]
+            ratio = median(ours) / median(rates[other])
+            print(
+                f"rabbitbus-noop / {other}: {ratio:.2f}x of medians, per round "
+                f"{', '.join(f'{r:.2f}' for r in per_round)} (target >= {target:.1f}x)"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--messages", type=int, default=10000)
+    parser.add_argument("--inbox-messages", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", nargs="*", choices=SCENARIOS, default=SCENARIOS)
     parser.add_argument("--child")
     args = parser.parse_args()
     if args.child:
         return child(args.child, args.messages)
-    sys.path.insert(0, str(ROOT))
-    from tests.broker import add_vhost, delete_vhost
-
     vhost = f"rabbitbus-bench-{uuid.uuid4().hex[:6]}"
     add_vhost(vhost)
     base = {
@@ -202,18 +304,12 @@ def main() -> None:
         "DJANGO_SETTINGS_MODULE": "bench.settings_worker",
         "PYTHONPATH": str(ROOT),
     }
-    results: dict[str, float] = {}
-    tmp = Path(tempfile.mkdtemp(prefix="rabbitbus-bench-"))
+    print(versions("Django", "pika", "aio-pika", "aiormq", "celery"), broker_version())
     try:
-        for name in SCENARIOS:
-            env = {**base, **database_env(name, tmp)}
-            results[name] = args.messages / spawn(name, args.messages, env)
+        rates = measure([name for name in SCENARIOS if name in args.only], args, base)
     finally:
         delete_vhost(vhost)
-    reference = results["raw-aio-pika"]
-    print(f"{'scenario':28} {'msg/s':>10} {'vs raw aio-pika':>16}")
-    for name, rate in results.items():
-        print(f"{name:28} {rate:10.0f} {rate / reference:15.2f}x")
+    report(rates, args)
 
 
 if __name__ == "__main__":

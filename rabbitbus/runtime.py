@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import aiormq
 import aiormq.abc
 
-from rabbitbus import connections, topology
+from rabbitbus import connections, driver_logs, topology
 from rabbitbus.conf import ConnectionSettings, settings
 from rabbitbus.exceptions import TopologyError
 
@@ -80,6 +80,7 @@ class Runtime:
         """
         if handle_signals:
             self._install_signal_handlers()
+        driver_logs.install()  # one line per lost connection, not a traceback
         while not self.stopping.is_set():
             if await self._serve_once():
                 self.reconnects += 1

@@ -238,13 +238,14 @@ async def adeclare(channel: Any, topology: Topology) -> list[Entity]:
         try:
             await _adeclare_one(channel, entity)
         except aiormq.exceptions.ChannelClosed as exc:
-            code, text = _aiormq_reply(exc)
+            code, text = aiormq_reply(exc)
             raise translate_error(entity, code, text) from exc
         declared.append(entity)
     return declared
 
 
-def _aiormq_reply(exc: Exception) -> tuple[int, str]:
+def aiormq_reply(exc: BaseException) -> tuple[int, str]:
+    """The reply code and text of an aiormq channel or connection close."""
     frame = exc.args[0] if exc.args else None
     code = getattr(frame, "reply_code", 0) or 0
     text = getattr(frame, "reply_text", None) or str(exc)

@@ -8,6 +8,7 @@ Prefetched messages that have not started when shutdown begins are requeued.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -16,8 +17,12 @@ from typing import Any
 
 import aiormq
 import aiormq.abc
+import aiormq.exceptions
+from pamqp import commands
 
 from rabbitbus import dispatch, publishing, retries, topology
+from rabbitbus.acks import ChannelAcks
+from rabbitbus.exceptions import TopologyError
 from rabbitbus.messages import PERSISTENT, Envelope
 from rabbitbus.registry import ConsumerSpec
 from rabbitbus.runtime import RECOVERABLE, Runtime, Service, cancel, consume
@@ -36,7 +41,10 @@ class ConsumerService:
             spec.concurrency, thread_name_prefix=f"rabbitbus-{spec.queue}"
         )
         self.slots = asyncio.Semaphore(spec.concurrency)
+        self.connection: Any = None
         self.channel: aiormq.abc.AbstractChannel | None = None
+        self.recovery: asyncio.Future[None] | None = None
+        self.acks: ChannelAcks | None = None
         self.consumer_tag: str | None = None
         self.stopping = False
         self.in_flight = 0
@@ -47,17 +55,61 @@ class ConsumerService:
     # -- Service -----------------------------------------------------------
 
     async def start(self, connection: aiormq.abc.AbstractConnection) -> None:
-        self.channel = await connection.channel()
+        self.connection = connection
+        await self._subscribe(await connection.channel())
+
+    async def _subscribe(self, channel: aiormq.abc.AbstractChannel) -> None:
+        """Declare and consume on ``channel``, and watch it for the broker's cancel or close."""
+        channel.on_consumer_cancel_callbacks.add(self._on_cancel)
+        if channel is not self.channel or self.acks is None:
+            self.acks = ChannelAcks(channel)  # else resubscribing: its deliveries keep their acks
+            channel.closing.add_done_callback(functools.partial(self._on_channel_closed, channel))
+        self.channel = channel
+        on_message = functools.partial(self.on_message, self.acks)
         self.consumer_tag = await consume(
-            self.channel, self.topology(), self.spec.queue, self.spec.prefetch, self.on_message
+            channel, self.topology(), self.spec.queue, self.spec.prefetch, on_message
         )
 
     async def stop(self) -> None:
         self.stopping = True
+        if self.recovery is not None:
+            self.recovery.cancel()
         await cancel(self.channel, self.consumer_tag, self.spec.queue)
+
+    # -- the broker took our consumer away, the connection lives on ----------
+
+    def _on_cancel(self, frame: commands.Basic.Cancel) -> None:
+        # A deleted queue cancels its consumers; idling then would be silent death (aio-pika#334).
+        if frame.consumer_tag == self.consumer_tag:
+            self._recover(f"was cancelled by the broker (queue {self.spec.queue!r} deleted?)")
+
+    def _on_channel_closed(self, channel: Any, closing: asyncio.Future[Any]) -> None:
+        error = None if closing.cancelled() else closing.exception()
+        # Channel errors only: a lost connection is the runtime's to restore.
+        if channel is self.channel and isinstance(error, aiormq.exceptions.AMQPChannelError):
+            self._recover(f"lost its channel: {channel_close_reason(error)}")
+
+    def _recover(self, why: str) -> None:
+        if self.stopping or (self.recovery is not None and not self.recovery.done()):
+            return
+        logger.warning("Consumer %s %s; consuming again", self.name, why)
+        self.recovery = asyncio.ensure_future(self._resubscribe(self.connection))
+
+    async def _resubscribe(self, connection: Any) -> None:
+        """Consume again on the same connection; if that fails, hand over to the runtime."""
+        channel = self.channel
+        try:
+            if channel is None or channel.is_closed:
+                channel = await connection.channel()
+            await self._subscribe(channel)
+        except (*RECOVERABLE, RuntimeError, TopologyError) as exc:
+            logger.warning("Could not consume %s again (%s); reconnecting", self.name, exc)
+            await connection.close(exc)  # the runtime reconnects and starts us, or exits
 
     async def drain(self) -> None:
         await self.idle.wait()
+        if self.acks is not None:
+            await self.acks.settled()
         self.executor.shutdown(wait=False)
 
     def stats(self) -> dict[str, Any]:
@@ -74,42 +126,54 @@ class ConsumerService:
 
     # -- deliveries ----------------------------------------------------------
 
-    async def on_message(self, message: aiormq.abc.DeliveredMessage) -> None:
+    async def on_message(self, acks: ChannelAcks, message: aiormq.abc.DeliveredMessage) -> None:
+        tag = int(message.delivery.delivery_tag)  # type: ignore[union-attr, arg-type]
+        acks.delivered(tag)
         self.in_flight += 1
         self.idle.clear()
         try:
-            await self._handle(message)
+            await self._handle(acks, tag, message)
         finally:
             self.in_flight -= 1
             if not self.in_flight:
                 self.idle.set()
 
-    async def _handle(self, message: aiormq.abc.DeliveredMessage) -> None:
+    async def _handle(
+        self, acks: ChannelAcks, tag: int, message: aiormq.abc.DeliveredMessage
+    ) -> None:
         async with self.slots:
             if self.stopping:
                 # Not started: give it back so another worker takes it now.
-                await self._settle(message, "nack", requeue=True)
+                await self._requeue(acks, tag)
                 return
             raw = raw_of(message)
             outcome = await dispatch.dispatch(self.spec, raw, self.executor)
-            await self._carry_out(message, raw, outcome)
+            if outcome.action == dispatch.ACK:
+                self.counts["processed"] += 1
+                acks.ack(tag)
+            elif await self._park(raw, outcome):
+                acks.ack(tag)
+            else:
+                await self._requeue(acks, tag)
 
-    async def _carry_out(
-        self, message: aiormq.abc.DeliveredMessage, raw: dispatch.Raw, outcome: dispatch.Outcome
-    ) -> None:
-        if outcome.action == dispatch.ACK:
-            self.counts["processed"] += 1
-            await self._settle(message, "ack")
-            return
+    async def _park(self, raw: dispatch.Raw, outcome: dispatch.Outcome) -> bool:
+        """Publish the retry or dead-letter copy with confirms; False if that failed."""
         self.counts["failed"] += 1
         envelope = self._copy(raw, outcome)
         failure = await publishing._asend_one(envelope, publishing_connection(self.alias), None)
         if failure is not None:
             logger.warning("Could not park message %s (%s); requeueing it", raw.message_id, failure)
-            await self._settle(message, "nack", requeue=True)
-            return
+            return False
         self.counts["retried" if outcome.action == dispatch.RETRY else "dead_lettered"] += 1
-        await self._settle(message, "ack")
+        return True
+
+    async def _requeue(self, acks: ChannelAcks, tag: int) -> None:
+        try:
+            await acks.nack(tag, requeue=True)
+        except (*RECOVERABLE, RuntimeError) as exc:
+            # The channel died after delivery: the broker already requeued it (aio-pika#312).
+            logger.info("Delivery %s belongs to a closed channel (%s); it will be redelivered",
+                        tag, type(exc).__name__)  # fmt: skip
 
     def _copy(self, raw: dispatch.Raw, outcome: dispatch.Outcome) -> Envelope:
         """The retry or dead-letter copy, published before the original is acked."""
@@ -125,21 +189,14 @@ class ConsumerService:
             )
         return copy_envelope(raw, queue, headers)
 
-    async def _settle(
-        self, message: aiormq.abc.DeliveredMessage, how: str, requeue: bool = False
-    ) -> None:
-        tag = getattr(message.delivery, "delivery_tag", None)
-        if tag is None:
-            return
-        try:
-            if how == "ack":
-                await message.channel.basic_ack(tag)
-            else:
-                await message.channel.basic_nack(tag, requeue=requeue)
-        except (*RECOVERABLE, RuntimeError) as exc:
-            # The channel died after delivery: the broker already requeued it (aio-pika#312).
-            logger.info("Delivery %s belongs to a closed channel (%s); it will be redelivered",
-                        tag, type(exc).__name__)  # fmt: skip
+
+def channel_close_reason(error: BaseException) -> str:
+    """Why the broker closed a channel, naming ``consumer_timeout`` when that was it."""
+    _, text = topology.aiormq_reply(error)  # e.g. "PRECONDITION_FAILED - unknown delivery tag 7"
+    if isinstance(error, aiormq.exceptions.ChannelPreconditionFailed) and "timed out" in text:
+        # https://www.rabbitmq.com/docs/consumers#acknowledgement-timeout
+        return f"a delivery stayed unacked past the broker's consumer_timeout ({text})"
+    return text
 
 
 def raw_of(message: aiormq.abc.DeliveredMessage) -> dispatch.Raw:

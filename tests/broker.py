@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pika
+import pika.exceptions
 
 CTL_TIMEOUT = 60
 
@@ -63,9 +64,24 @@ class Broker:
         with self.channel() as channel:
             return int(channel.queue_declare(queue, passive=True).method.message_count)
 
-    def consumers(self, queue: str) -> int:
-        with self.channel() as channel:
-            return int(channel.queue_declare(queue, passive=True).method.consumer_count)
+    def consumers(self, queue: str, missing: int | None = None) -> int:
+        """Consumers of ``queue``; ``missing`` if given is the answer for no such queue."""
+        try:
+            with self.channel() as channel:
+                return int(channel.queue_declare(queue, passive=True).method.consumer_count)
+        except pika.exceptions.ChannelClosedByBroker:
+            if missing is None:
+                raise
+            return missing
+
+    def unacked(self, queue: str) -> int:
+        """Messages of ``queue`` delivered and not yet acknowledged."""
+        out = ctl("list_queues", "-p", self.vhost, "name", "messages_unacknowledged")
+        for line in out.splitlines():
+            name, _, count = line.partition("\t")
+            if name == queue:
+                return int(count)
+        raise AssertionError(f"no queue {queue}")
 
     def connection_names(self) -> list[str]:
         out = ctl("list_connections", "vhost", "name", "client_properties")
@@ -90,6 +106,19 @@ class Broker:
         finally:
             ctl("set_vm_memory_high_watermark", "0.4")
 
+    @contextlib.contextmanager
+    def consumer_timeout(self, milliseconds: int) -> Iterator[None]:
+        """Node-wide ``consumer_timeout`` inside the block (hold the node lock).
+
+        A channel reads it when it opens: channels opened inside the block keep
+        it after the default (30 minutes) is restored on the way out.
+        """
+        ctl("eval", f"application:set_env(rabbit, consumer_timeout, {int(milliseconds)}).")
+        try:
+            yield
+        finally:
+            ctl("eval", "application:set_env(rabbit, consumer_timeout, 1800000).")
+
     def wait_for(self, predicate: object, timeout: float = 10.0, interval: float = 0.05) -> bool:
         """Poll ``predicate`` until true or ``timeout``; returns its last value."""
         deadline = time.monotonic() + timeout
@@ -102,3 +131,17 @@ class Broker:
 
 def unique(prefix: str) -> str:
     return f"{prefix}.{uuid.uuid4().hex[:8]}"
+
+
+def rabbitbus_through(port: int, **options: object) -> dict[str, object]:
+    """RABBITBUS settings whose ``default`` connection goes through a local proxy on ``port``.
+
+    ``options`` override the default connection's; the ``direct`` connection goes
+    straight to the broker (for a test's own publishing and inspection).
+    """
+    from django.conf import settings
+
+    url = f"amqp://guest:guest@127.0.0.1:{port}/{settings.TEST_VHOST}"
+    defaults = {"URL": url, "RECONNECT_TIMEOUT": 10, "PUBLISH_TIMEOUT": 5}
+    direct = {"URL": settings.TEST_URL, "RECONNECT_TIMEOUT": 10}
+    return {"CONNECTIONS": {"default": {**defaults, **options}, "direct": direct}}

@@ -10,6 +10,7 @@ import pytest
 from rabbitbus import connections
 from tests import broker as broker_module
 from tests.broker import Broker, unique
+from tests.fault_proxy import FaultProxy
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -68,3 +69,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def proxy() -> Iterator[FaultProxy]:
+    """A fault proxy in front of the broker (pass-through until told otherwise)."""
+    with FaultProxy(upstream=("127.0.0.1", 5672)) as running:
+        yield running

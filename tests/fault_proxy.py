@@ -30,7 +30,14 @@ _CHUNK = 65536
 _MAX_PENDING = 1 << 20  # stop reading a side while this much is queued towards its peer
 _TIMEOUT = 5.0  # upstream connect, control call and join bound
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
-_PASS = {"blackholed": False, "refusing": False, "latency": 0.0, "bandwidth": None, "cut": None}
+_PASS = {
+    "blackholed": False,
+    "refusing": False,
+    "latency": 0.0,
+    "bandwidth": None,
+    "cut": None,
+    "cut_next": None,
+}
 
 
 class _Pair:
@@ -45,6 +52,12 @@ class _Pair:
         self.forwarded = dict.fromkeys(_DIRECTIONS, 0)  # bytes queued so far, for cut_after
         self.events: dict[socket.socket, int] = {}  # selector interest currently registered
         self.closing = self.closed = False  # closing: flush the queues, then close
+
+
+def _cut(n: int | None, direction: Direction) -> tuple[int, Direction] | None:
+    if direction not in ("up", "down", "both") or (n is not None and n < 0):
+        raise ValueError(f"bad cut_after({n!r}, {direction!r})")
+    return None if n is None else (n, direction)
 
 
 def _close_sock(sock: socket.socket, reset: bool) -> None:
@@ -129,9 +142,11 @@ class FaultProxy:
 
     def cut_after(self, n: int | None, direction: Direction = "both") -> None:
         """Each new pair forwards ``n`` bytes counted in ``direction``, then closes both sides."""
-        if direction not in ("up", "down", "both") or (n is not None and n < 0):
-            raise ValueError(f"bad cut_after({n!r}, {direction!r})")
-        self._set(cut=None if n is None else (n, direction))
+        self._set(cut=_cut(n, direction))
+
+    def cut_next(self, n: int, direction: Direction = "both") -> None:
+        """Like :meth:`cut_after`, for the next accepted connection only; later ones pass."""
+        self._set(cut=None, cut_next=_cut(n, direction))
 
     def latency(self, ms: float) -> None:
         """Delay every forwarded chunk by ``ms`` milliseconds (0 disables)."""
@@ -274,10 +289,12 @@ class FaultProxy:
         for sock in (client, upstream):
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        pair = _Pair(client, upstream, self._cfg["cut"])
+        cut = self._cfg["cut_next"] or self._cfg["cut"]
+        self._cfg["cut_next"] = None
+        pair = _Pair(client, upstream, cut)
         with self._lock:
             self._pairs.append(pair)
-        if self._cfg["cut"] is not None and self._cfg["cut"][0] == 0:
+        if cut is not None and cut[0] == 0:
             self._close_pair(pair, reset=False)
 
     def _read(self, pair: _Pair, direction: str) -> None:

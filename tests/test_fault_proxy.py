@@ -253,11 +253,22 @@ def test_cut_after_down_and_both(proxy: FaultProxy, connect: Connect) -> None:
     assert recv_until_eof(sock) == b"ab"
 
 
+def test_cut_next_cuts_only_the_next_connection(proxy: FaultProxy, connect: Connect) -> None:
+    proxy.cut_after(2)
+    proxy.cut_next(3, direction="down")
+    sock = connect()
+    sock.sendall(b"hello")
+    assert recv_until_eof(sock) == b"hel"
+    roundtrip(connect(), b"hello")  # the next one passes, and cut_after was lifted
+
+
 def test_cut_after_rejects_bad_arguments(proxy: FaultProxy) -> None:
     with pytest.raises(ValueError):
         proxy.cut_after(1, direction="sideways")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         proxy.cut_after(-1)
+    with pytest.raises(ValueError):
+        proxy.cut_next(-1)
 
 
 def test_latency_and_bandwidth_still_deliver_in_order(proxy: FaultProxy, connect: Connect) -> None:

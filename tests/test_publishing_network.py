@@ -4,31 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
-from collections.abc import Iterator
 
 import pytest
-from django.conf import settings as django_settings
 from django.test import override_settings
 
 import rabbitbus
 from rabbitbus import connections
 from rabbitbus.exceptions import BrokerUnavailable
-from tests.broker import Broker
+from tests.broker import Broker, rabbitbus_through
 from tests.fault_proxy import FaultProxy
 
 
-@pytest.fixture
-def proxy() -> Iterator[FaultProxy]:
-    with FaultProxy(upstream=("127.0.0.1", 5672)) as running:
-        yield running
-
-
 def through(proxy: FaultProxy, **options: object) -> override_settings:
-    url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/{django_settings.TEST_VHOST}"
-    defaults = {"URL": url, "RECONNECT_TIMEOUT": 10, "PUBLISH_TIMEOUT": 5}
-    return override_settings(RABBITBUS={"CONNECTIONS": {"default": {**defaults, **options}}})
+    return override_settings(RABBITBUS=rabbitbus_through(proxy.port, **options))
 
 
 def delivered_ids(broker: Broker, queue: str) -> list[str]:
@@ -41,22 +30,6 @@ def delivered_ids(broker: Broker, queue: str) -> list[str]:
                 break
             ids.append(properties.message_id)
     return ids
-
-
-def cut_first_connection(proxy: FaultProxy, after: int) -> threading.Thread:
-    """Cut the next connection after ``after`` bytes, and only that one."""
-    seen = proxy.stats["connections"]
-    proxy.cut_after(after)
-
-    def watch() -> None:
-        deadline = time.monotonic() + 10
-        while proxy.stats["connections"] == seen and time.monotonic() < deadline:
-            time.sleep(0.001)
-        proxy.cut_after(None)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    return watcher
 
 
 def test_idle_publisher_behind_a_black_hole_publishes_transparently(
@@ -88,12 +61,11 @@ def test_cut_at_any_byte_offset_loses_nothing(
 ) -> None:
     fds = len(os.listdir("/proc/self/fd"))
     with through(proxy):
-        watcher = cut_first_connection(proxy, cut)
+        proxy.cut_next(cut)
         batch = [rabbitbus.Message(exchange, "k", {"i": i, "pad": "x" * 100}) for i in range(200)]
         started = time.monotonic()
         result = rabbitbus.publish_many(batch)
         assert time.monotonic() - started < 15
-        watcher.join(timeout=10)
         connections.close_all()
     assert proxy.stats["connections"] >= 2  # the cut happened and we reconnected
     assert result.ok, result.failed
@@ -106,13 +78,12 @@ async def test_async_cut_at_any_byte_offset_loses_nothing(
     broker: Broker, exchange: str, queue: str, proxy: FaultProxy, cut: int
 ) -> None:
     with through(proxy):
-        watcher = cut_first_connection(proxy, cut)
+        proxy.cut_next(cut)
         batch = [rabbitbus.Message(exchange, "k", {"i": i, "pad": "x" * 100}) for i in range(200)]
         try:
             result = await asyncio.wait_for(rabbitbus.apublish_many(batch), timeout=30)
         finally:
             await connections.aclose_all()
-        watcher.join(timeout=10)
     assert proxy.stats["connections"] >= 2
     assert result.ok, result.failed
     assert set(result.confirmed) <= set(await asyncio.to_thread(delivered_ids, broker, queue))

@@ -271,3 +271,54 @@ def test_workers_announce_their_stats_on_the_events_exchange(broker: Broker) -> 
 
             assert broker.wait_for(announced, timeout=20)
     assert found[-1]["worker"].endswith(f":{os.getpid()}")
+
+
+def test_a_queue_deleted_under_the_worker_is_redeclared_and_consumed_again(
+    broker: Broker,
+) -> None:
+    queue, handler = unique("w.deleted"), Recorder()
+    with ThreadWorker(spec(queue, handler)).start(broker) as worker:
+        publish("", queue, {"n": 1})
+        assert broker.wait_for(lambda: len(handler.seen) == 1)
+        with broker.channel() as channel:
+            channel.queue_delete(queue)
+        assert broker.wait_for(lambda: broker.consumers(queue, missing=0) == 1, timeout=20)
+        message_id = publish("", queue, {"n": 2})
+        assert broker.wait_for(lambda: message_id in handler.ids(), timeout=20)
+        assert worker.runtime is not None and worker.runtime.reconnects == 0  # same connection
+
+
+def test_a_channel_closed_by_the_broker_is_reopened_on_the_same_connection(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue, handler = unique("w.channel"), Recorder()
+    with ThreadWorker(spec(queue, handler)).start(broker) as worker:
+        assert worker.runtime is not None
+        service = worker.runtime.services[0]
+        channel = service.channel  # type: ignore[attr-defined]
+        # An ack of a tag never delivered: the broker closes the channel (406).
+        asyncio.run_coroutine_threadsafe(channel.basic_ack(10**6), worker.loop).result(5)
+        assert broker.wait_for(lambda: service.channel is not channel, timeout=20)  # type: ignore[attr-defined]
+        message_id = publish("", queue, {"n": 1})
+        assert broker.wait_for(lambda: message_id in handler.ids(), timeout=20)
+        assert worker.runtime.reconnects == 0
+    [warning] = [r.getMessage() for r in caplog.records if "lost its channel" in r.getMessage()]
+    assert "PRECONDITION_FAILED - unknown delivery tag" in warning
+
+
+def test_a_slow_handler_does_not_hold_back_the_acks_of_faster_ones(broker: Broker) -> None:
+    release = threading.Event()
+
+    def handler(message: ReceivedMessage) -> None:
+        if message.body["slow"]:
+            release.wait(30)
+
+    queue = unique("w.acks")
+    with ThreadWorker(spec(queue, handler, prefetch=10, concurrency=2)).start(broker) as worker:
+        publish("", queue, {"slow": True})
+        for _ in range(5):
+            publish("", queue, {"slow": False})
+        assert broker.wait_for(lambda: worker.stats()["processed"] == 5, timeout=20)
+        assert broker.wait_for(lambda: broker.unacked(queue) == 1, timeout=20)
+        release.set()
+        assert broker.wait_for(lambda: broker.unacked(queue) == 0, timeout=20)

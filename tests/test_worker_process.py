@@ -9,12 +9,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rabbitbus import publish_many, rpc
 from rabbitbus.messages import Message
-from tests.broker import Broker, ctl, unique
+from tests.broker import Broker, unique
 from tests.rpc_support import call_in_thread
 from tests.workers import ROOT, migrate, spawn_worker, worker_env
 
@@ -43,35 +44,25 @@ def workers() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def start(
-    workers: list, broker: Broker, prefix: str, db_path: Path, *args: str, **env: str
+    workers: list,
+    broker: Broker,
+    prefix: str,
+    db_path: Path,
+    *args: str,
+    output: Any = None,
+    **env: str,
 ) -> subprocess.Popen:
-    process = spawn_worker(prefix, db_path, *args, extra_env=env)
+    process = spawn_worker(prefix, db_path, *args, extra_env=env, output=output or subprocess.PIPE)
     workers.append(process)
-    assert broker.wait_for(lambda: consumers(broker, f"{prefix}.effects") == 1, timeout=60), (
-        "worker did not start consuming"
-    )
+    assert broker.wait_for(
+        lambda: broker.consumers(f"{prefix}.effects", missing=0) == 1, timeout=60
+    ), "worker did not start consuming"
     return process
-
-
-def consumers(broker: Broker, queue: str) -> int:
-    try:
-        return broker.consumers(queue)
-    except Exception:  # noqa: BLE001 - not declared yet
-        return 0
 
 
 def effects(db_path: Path) -> list[str]:
     with sqlite3.connect(db_path, timeout=20) as db:
         return [row[0] for row in db.execute("SELECT message_id FROM testapp_effect")]
-
-
-def unacked(broker: Broker, queue: str) -> int:
-    out = ctl("list_queues", "-p", broker.vhost, "name", "messages_unacknowledged")
-    for line in out.splitlines():
-        name, _, count = line.partition("\t")
-        if name == queue:
-            return int(count)
-    raise AssertionError(f"no queue {queue}")
 
 
 def send(prefix: str, count: int, sleep: float) -> list[str]:
@@ -112,11 +103,11 @@ def test_a_signal_drains_in_flight_work_and_exits_zero(
     assert broker.wait_for(lambda: broker.queue_depth(queue) == 0, timeout=10)  # all prefetched
     time.sleep(0.3)  # the first handler is running
     first.send_signal(signum)
-    assert broker.wait_for(lambda: consumers(broker, queue) == 0, timeout=2)
+    assert broker.wait_for(lambda: broker.consumers(queue, missing=0) == 0, timeout=2)
     assert first.wait(timeout=30) == 0
     done = effects(db_path)
     assert 1 <= len(done) < 5  # the in-flight one finished, the rest were left alone
-    assert broker.wait_for(lambda: unacked(broker, queue) == 0, timeout=10)
+    assert broker.wait_for(lambda: broker.unacked(queue) == 0, timeout=10)
     assert broker.queue_depth(queue) == 5 - len(done)
     start(workers, broker, prefix, db_path)
     assert broker.wait_for(lambda: len(effects(db_path)) == 5, timeout=30)
@@ -207,7 +198,7 @@ RPC_QUEUE = rpc.queue_name("test.touch")
 def start_with_rpc(workers: list, broker: Broker, prefix: str, db_path: Path) -> subprocess.Popen:
     """A consumer worker that also serves ``test.touch`` (``--rpc test.touch``)."""
     process = start(workers, broker, prefix, db_path, "--rpc", "test.touch")
-    assert broker.wait_for(lambda: consumers(broker, RPC_QUEUE) == 1, timeout=30)
+    assert broker.wait_for(lambda: broker.consumers(RPC_QUEUE, missing=0) == 1, timeout=30)
     return process
 
 
@@ -238,11 +229,37 @@ def test_sigterm_during_a_call_still_replies_and_exits_zero(
     process = start_with_rpc(workers, broker, prefix, db_path)
     target = tmp_path / "ran"
     thread, outcome = call_in_thread("test.touch", str(target), 3.0, timeout=20)
-    assert broker.wait_for(lambda: unacked(broker, RPC_QUEUE) == 1, timeout=10)
+    assert broker.wait_for(lambda: broker.unacked(RPC_QUEUE) == 1, timeout=10)
     assert not target.exists()  # delivered and not finished: the call is in flight
     process.send_signal(signal.SIGTERM)
-    assert broker.wait_for(lambda: consumers(broker, RPC_QUEUE) == 0, timeout=5)
+    assert broker.wait_for(lambda: broker.consumers(RPC_QUEUE, missing=0) == 0, timeout=5)
     thread.join(30)
     assert outcome == {"result": str(target)}
     assert process.wait(timeout=30) == 0
     assert broker.queue_depth(RPC_QUEUE) == 0
+
+
+@pytest.mark.fault  # changes consumer_timeout node-wide: run under the node lock
+@pytest.mark.soak  # RabbitMQ checks the timeout about once a minute
+@pytest.mark.timeout(400)
+def test_a_handler_slower_than_consumer_timeout_is_redelivered_and_applied_once(
+    broker: Broker, prefix: str, db_path: Path, workers: list, tmp_path: Path
+) -> None:
+    queue, release, log = f"{prefix}.effects", tmp_path / "release", tmp_path / "worker.log"
+    with log.open("w") as output:
+        with broker.consumer_timeout(3000):  # only the worker's channel, opened now, keeps it
+            process = start(workers, broker, prefix, db_path, output=output)
+        [message_id] = publish_many([Message("", queue, {"until": str(release)})]).confirmed
+
+        def warned() -> bool:
+            return "consumer_timeout" in log.read_text()
+
+        assert broker.wait_for(warned, timeout=180, interval=1)
+        assert broker.wait_for(lambda: broker.consumers(queue) == 1, timeout=20)
+        release.touch()  # the first run ends and commits; the redelivery finds it done
+        assert broker.wait_for(lambda: broker.unacked(queue) == 0, timeout=60)
+        assert process.poll() is None
+    assert effects(db_path) == [message_id]
+    assert broker.queue_depth(queue) == 0
+    [warning] = [line for line in log.read_text().splitlines() if "consumer_timeout" in line]
+    assert "WARNING" in warning and "Traceback" not in log.read_text()

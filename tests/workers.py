@@ -88,18 +88,27 @@ def _close(loop: asyncio.AbstractEventLoop) -> None:
             task.cancel()
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
     loop.run_until_complete(loop.shutdown_asyncgens())
+    # As asyncio.run() would: no thread or fd outlives the worker.
+    loop.run_until_complete(loop.shutdown_default_executor())
     loop.close()
 
 
 def spawn_worker(
-    prefix: str, db_path: Path, *args: str, extra_env: dict[str, str] | None = None
+    prefix: str,
+    db_path: Path,
+    *args: str,
+    extra_env: dict[str, str] | None = None,
+    output: Any = subprocess.PIPE,
 ) -> subprocess.Popen[str]:
-    """``manage.py rabbit_consume`` in a subprocess with tests.settings_worker."""
+    """``manage.py rabbit_consume`` in a subprocess with tests.settings_worker.
+
+    Its stdout and stderr go to ``output`` (a pipe, or an open file to read while it runs).
+    """
     return subprocess.Popen(
         [sys.executable, "manage.py", "rabbit_consume", *args],
         cwd=ROOT,
         env=worker_env(prefix, db_path, extra_env),
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
         text=True,
     )

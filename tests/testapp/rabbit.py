@@ -77,8 +77,14 @@ if PREFIX:
 
     @consumer(queue=f"{PREFIX}.effects", idempotent=True, prefetch=10, attempts=3, backoff=(0.1, 1))
     def apply_effect(message: ReceivedMessage) -> None:
-        """Sleep as the body asks, then record one Effect row (idempotently)."""
+        """Sleep as the body asks (or until the file ``until`` exists), then record one Effect row
+        (idempotently)."""
         from tests.testapp.models import Effect
 
         time.sleep(float(message.body.get("sleep", 0)))
+        until = message.body.get("until")
+        for _ in range(3000 if until else 0):  # at most 5 minutes
+            if os.path.exists(until):
+                break
+            time.sleep(0.1)
         Effect.objects.create(consumer="effects", message_id=message.message_id or "")

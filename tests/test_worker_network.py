@@ -1,0 +1,151 @@
+"""Consumer workers through a misbehaving network (the fault proxy), broker untouched.
+
+RELIABILITY.md F4 (a cut at every byte offset) and F6 (TCP resets) for the worker:
+every message is processed at least once, the worker stays up and stays quiet, no
+wait is unbounded, and file descriptors come back to their baseline. The worker
+consumes through the proxy; the test publishes straight to the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.test import override_settings
+
+from rabbitbus import publish_many
+from rabbitbus.dispatch import ReceivedMessage
+from rabbitbus.messages import Message
+from tests.broker import Broker, rabbitbus_through, unique
+from tests.fault_proxy import FaultProxy
+from tests.workers import ThreadWorker, spec
+
+OFFSETS = [2**n for n in range(5, 15)]
+PAD = "x" * 300  # ~450 bytes a delivery: 50 of them outlast the largest offset
+
+
+class Seen:
+    """Handlers, sync and async, that record the ids they processed."""
+
+    def __init__(self) -> None:
+        self.ids: set[str | None] = set()
+        self.lock = threading.Lock()
+
+    def sync(self, message: ReceivedMessage) -> None:
+        time.sleep(0.001)
+        with self.lock:
+            self.ids.add(message.message_id)
+
+    async def async_(self, message: ReceivedMessage) -> None:
+        await asyncio.sleep(0.001)  # a few in flight when the connection dies
+        self.ids.add(message.message_id)
+
+    def handler(self, kind: str) -> Callable[[ReceivedMessage], object]:
+        return self.sync if kind == "sync" else self.async_
+
+
+def fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def through_proxy(proxy: FaultProxy) -> Iterator[None]:
+    """The worker's connections go through ``proxy``; beats are rare (one announce at start)."""
+    rabbitbus = {**rabbitbus_through(proxy.port), "WORKER": {"HEARTBEAT_INTERVAL": 3600}}
+    with override_settings(RABBITBUS=rabbitbus):
+        yield
+
+
+def publish_direct(queue: str, count: int) -> set[str]:
+    batch = [Message("", queue, {"n": n, "pad": PAD}) for n in range(count)]
+    result = publish_many(batch, connection="direct")
+    assert result.ok, result.failed
+    return set(result.confirmed)
+
+
+def consuming_worker(broker: Broker, proxy: FaultProxy, kind: str, seen: Seen) -> ThreadWorker:
+    """A started worker whose consumer and publisher connections are both up."""
+    queue = unique(f"wn.{kind}")
+    consumer = spec(queue, seen.handler(kind), prefetch=20, concurrency=4)
+    worker = ThreadWorker(consumer).start(broker)
+    assert broker.wait_for(lambda: proxy.stats["active"] == 2, timeout=20)
+    return worker
+
+
+def assert_alive(worker: ThreadWorker) -> None:
+    assert worker.thread.is_alive() and worker.error is None, worker.error
+
+
+def cut_while_consuming(
+    broker: Broker, proxy: FaultProxy, worker: ThreadWorker, seen: Seen, cut: int, count: int
+) -> None:
+    """Drop the worker's connections; its reconnection is cut after ``cut`` bytes."""
+    queue = worker.specs[0].queue
+    proxy.cut_next(cut)
+    proxy.drop_all()  # the consumer reconnects at once, the publisher after 1 s
+    ids = publish_direct(queue, count)
+    assert broker.wait_for(lambda: seen.ids >= ids, timeout=30), (
+        f"cut at {cut}: {len(ids - seen.ids)} of {count} never processed"
+    )
+    assert_alive(worker)
+
+
+def run_cuts(broker: Broker, proxy: FaultProxy, kind: str, iterations: int, count: int) -> None:
+    fds, seen = fd_count(), Seen()
+    with consuming_worker(broker, proxy, kind, seen) as worker:
+        for cut in OFFSETS:
+            for _ in range(iterations):
+                cut_while_consuming(broker, proxy, worker, seen, cut, count)
+        assert worker.runtime is not None
+        assert worker.runtime.reconnects >= len(OFFSETS) * iterations
+        assert broker.wait_for(lambda: broker.consumers(worker.specs[0].queue) == 1, timeout=20)
+    assert broker.wait_for(lambda: abs(fd_count() - fds) <= 5, timeout=10), (fds, fd_count())
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_cut_at_every_byte_offset_loses_nothing(
+    broker: Broker, proxy: FaultProxy, through_proxy: None, kind: str
+) -> None:
+    run_cuts(broker, proxy, kind, iterations=1, count=50)
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_soak_forty_cuts_at_every_byte_offset(
+    broker: Broker, proxy: FaultProxy, through_proxy: None, kind: str
+) -> None:
+    run_cuts(broker, proxy, kind, iterations=40, count=200)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_resets_mid_stream_lose_nothing_and_log_one_warning_each(
+    broker: Broker,
+    proxy: FaultProxy,
+    through_proxy: None,
+    kind: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    resets, seen = 3, Seen()
+    caplog.set_level(logging.INFO)
+    with consuming_worker(broker, proxy, kind, seen) as worker:
+        runtime = worker.runtime
+        assert runtime is not None
+        ids = publish_direct(worker.specs[0].queue, 600)
+        for number in range(1, resets + 1):
+            progress = 100 * number
+            assert broker.wait_for(lambda p=progress: runtime.ready and len(seen.ids) >= p, 30)
+            proxy.reset_all()
+            assert broker.wait_for(lambda n=number: runtime.reconnects >= n, timeout=30)
+        assert broker.wait_for(lambda: seen.ids >= ids, timeout=60)
+        assert_alive(worker)
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    lost = [r for r in warnings if r.getMessage().startswith("Connection lost")]
+    assert len(lost) == resets, [r.getMessage() for r in warnings]
+    assert len(warnings) <= 2 * resets, [r.getMessage() for r in warnings]
