@@ -6,14 +6,17 @@ rabbit_up() { rabbitmq-diagnostics -q ping >/dev/null 2>&1; }
 
 ensure_rabbitmq() {
     if rabbit_up; then return 0; fi
+    local how="start it with 'docker compose up -d rabbitmq' or 'apt-get install rabbitmq-server'"
     if ! command -v rabbitmq-server >/dev/null 2>&1; then
-        echo "RabbitMQ is not running on 127.0.0.1:5672 and is not installed here." >&2
-        echo "Start one with 'docker compose up -d rabbitmq' or 'apt-get install rabbitmq-server'." >&2
+        echo "RabbitMQ is not reachable on 127.0.0.1:5672 and not installed here: $how." >&2
         return 1
     fi
     echo "Starting RabbitMQ..."
     rabbitmq-server -detached >/dev/null 2>&1 || true
-    rabbitmqctl await_startup >/dev/null
+    if ! rabbitmqctl await_startup >/dev/null 2>&1; then
+        echo "RabbitMQ did not start on 127.0.0.1:5672 (see /var/log/rabbitmq/): $how." >&2
+        return 1
+    fi
 }
 
 ensure_rabbitmq_management() {
