@@ -25,7 +25,7 @@ import aiormq.abc
 from django.db import close_old_connections
 from pamqp.commands import Basic
 
-from rabbitbus import serializers, topology
+from rabbitbus import event_loop, serializers, topology
 from rabbitbus.conf import settings
 from rabbitbus.exceptions import ConfigurationError, DecodeError, SerializationError
 from rabbitbus.rpc import (
@@ -249,9 +249,13 @@ def run(
     alias: str = "default",
     prefetch: int = PREFETCH,
     concurrency: int = CONCURRENCY,
+    loop: str | None = None,
 ) -> None:
-    """Serve ``names`` (all if empty) until SIGTERM/SIGINT, then drain and return."""
+    """Serve ``names`` (all if empty) until SIGTERM/SIGINT, then drain and return.
+
+    ``loop`` names the event loop (:mod:`rabbitbus.event_loop`; default: the setting).
+    """
     from rabbitbus import health
 
     chosen = services(names, prefetch=prefetch, concurrency=concurrency)
-    asyncio.run(health.serve(Runtime(chosen, alias=alias), kind="rpc"))
+    event_loop.run(health.serve(Runtime(chosen, alias=alias), kind="rpc"), loop)

@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 QUEUE = rpc.queue_name("test.touch")
 
 
-def start_server(broker: Broker, *names: str) -> subprocess.Popen[bytes]:
+def start_server(broker: Broker, *args: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "rabbit_rpc", *names],
+        [sys.executable, "manage.py", "rabbit_rpc", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -44,9 +44,15 @@ def _consumers(broker: Broker) -> int:
         return 0
 
 
+@pytest.fixture(params=["asyncio", "uvloop"])
+def loop(request: pytest.FixtureRequest) -> str:
+    """Each event loop the server can run on."""
+    return str(request.param)
+
+
 @pytest.fixture
-def server(broker: Broker) -> Iterator[subprocess.Popen[bytes]]:
-    process = start_server(broker, "test.touch")
+def server(broker: Broker, loop: str) -> Iterator[subprocess.Popen[bytes]]:
+    process = start_server(broker, "test.touch", "--loop", loop)
     yield process
     if process.poll() is None:
         process.kill()
@@ -54,7 +60,7 @@ def server(broker: Broker) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def test_sigterm_finishes_the_call_in_flight_and_exits_zero(
-    broker: Broker, server: subprocess.Popen[bytes], tmp_path: Path
+    broker: Broker, server: subprocess.Popen[bytes], loop: str, tmp_path: Path
 ) -> None:
     target = tmp_path / "ran"
     thread, outcome = call_in_thread("test.touch", str(target), 1.5, timeout=10)
@@ -64,6 +70,8 @@ def test_sigterm_finishes_the_call_in_flight_and_exits_zero(
     assert outcome == {"result": str(target)}
     assert server.wait(30) == 0
     assert broker.consumers(QUEUE) == 0
+    assert server.stderr is not None
+    assert f"Event loop: {loop}" in server.stderr.read().decode()
 
 
 def test_server_killed_mid_call_times_out_and_expired_call_never_runs(
