@@ -23,6 +23,7 @@ import aiormq.exceptions
 import pika
 import pika.exceptions
 from pamqp.commands import Basic
+from pika import frame, spec
 
 from rabbitbus import connections, messages, serializers
 from rabbitbus.exceptions import BrokerConnectionError, NoRoute, RpcError, RpcTimeout
@@ -141,9 +142,7 @@ class SyncRpcClient:
     def _roundtrip(self, req: Request, deadline: float) -> None:
         connection, channel = self._channel()
         properties = pika_properties(req)
-        # The impl's publish only buffers the frames; the poll below that waits for the
-        # reply sends them, saving BlockingChannel's separate flush (a poll) per call.
-        channel._impl.basic_publish("", req.routing_key, req.body, properties, mandatory=True)
+        publish_in_one_write(channel._impl, req.routing_key, req.body, properties)
         while self._reply is None and not self._returned:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -180,6 +179,35 @@ class SyncRpcClient:
     def _on_return(self, _channel: Any, _method: Any, properties: Any, _body: bytes) -> None:
         if properties.correlation_id == self._waiting:
             self._returned = True
+
+
+def publish_in_one_write(
+    channel: Any, routing_key: str, body: bytes, properties: pika.BasicProperties
+) -> None:
+    """Buffer a mandatory publish on the default exchange as one socket write.
+
+    pika sends a message's method, header and body frames as three
+    ``send()`` calls, and each one wakes the broker: one write took 25-80 us
+    off a call's p50 here (A/B in one run, see docs/benchmarks.md). A body
+    longer than one frame goes pika's way. Frames are only buffered: the poll
+    that waits for the reply sends them, saving BlockingChannel's own flush (a
+    poll) per call. Uses pika 1.x internals, as :mod:`rabbitbus.confirms` does.
+    """
+    connection = channel.connection
+    if len(body) > connection._body_max_length:
+        channel.basic_publish("", routing_key, body, properties, mandatory=True)
+        return
+    channel._raise_if_not_open()
+    number = channel.channel_number
+    method = spec.Basic.Publish(exchange="", routing_key=routing_key, mandatory=True)
+    data = b"".join(
+        (
+            frame.Method(number, method).marshal(),
+            frame.Header(number, len(body), properties).marshal(),
+            frame.Body(number, body).marshal(),
+        )
+    )
+    connection._output_marshaled_frames([data])
 
 
 def sync_client(alias: str = "default") -> SyncRpcClient:

@@ -67,6 +67,15 @@ class Broker:
         with self.channel() as channel:
             return int(channel.queue_declare(queue, passive=True).method.consumer_count)
 
+    def unacked(self, queue: str) -> int:
+        """Messages of ``queue`` delivered and not yet acked (rabbitmqctl)."""
+        out = ctl("list_queues", "-p", self.vhost, "name", "messages_unacknowledged")
+        for line in out.splitlines():
+            name, _, count = line.partition("\t")
+            if name == queue:
+                return int(count)
+        raise AssertionError(f"no queue {queue}")
+
     def connection_names(self) -> list[str]:
         out = ctl("list_connections", "vhost", "name", "client_properties")
         return [line for line in out.splitlines() if line.startswith(self.vhost + "\t")]

@@ -14,7 +14,7 @@ import pytest
 
 from rabbitbus import publish_many, rpc
 from rabbitbus.messages import Message
-from tests.broker import Broker, ctl, unique
+from tests.broker import Broker, unique
 from tests.rpc_support import call_in_thread
 from tests.workers import ROOT, migrate, spawn_worker, worker_env
 
@@ -65,15 +65,6 @@ def effects(db_path: Path) -> list[str]:
         return [row[0] for row in db.execute("SELECT message_id FROM testapp_effect")]
 
 
-def unacked(broker: Broker, queue: str) -> int:
-    out = ctl("list_queues", "-p", broker.vhost, "name", "messages_unacknowledged")
-    for line in out.splitlines():
-        name, _, count = line.partition("\t")
-        if name == queue:
-            return int(count)
-    raise AssertionError(f"no queue {queue}")
-
-
 def send(prefix: str, count: int, sleep: float) -> list[str]:
     batch = [Message("", f"{prefix}.effects", {"sleep": sleep}) for _ in range(count)]
     result = publish_many(batch)
@@ -116,7 +107,7 @@ def test_a_signal_drains_in_flight_work_and_exits_zero(
     assert first.wait(timeout=30) == 0
     done = effects(db_path)
     assert 1 <= len(done) < 5  # the in-flight one finished, the rest were left alone
-    assert broker.wait_for(lambda: unacked(broker, queue) == 0, timeout=10)
+    assert broker.wait_for(lambda: broker.unacked(queue) == 0, timeout=10)
     assert broker.queue_depth(queue) == 5 - len(done)
     start(workers, broker, prefix, db_path)
     assert broker.wait_for(lambda: len(effects(db_path)) == 5, timeout=30)
@@ -251,7 +242,7 @@ def test_sigterm_during_a_call_still_replies_and_exits_zero(
     process = start_with_rpc(workers, broker, prefix, db_path)
     target = tmp_path / "ran"
     thread, outcome = call_in_thread("test.touch", str(target), 3.0, timeout=20)
-    assert broker.wait_for(lambda: unacked(broker, RPC_QUEUE) == 1, timeout=10)
+    assert broker.wait_for(lambda: broker.unacked(RPC_QUEUE) == 1, timeout=10)
     assert not target.exists()  # delivered and not finished: the call is in flight
     process.send_signal(signal.SIGTERM)
     assert broker.wait_for(lambda: consumers(broker, RPC_QUEUE) == 0, timeout=5)
