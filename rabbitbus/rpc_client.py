@@ -23,9 +23,8 @@ import aiormq.exceptions
 import pika
 import pika.exceptions
 from pamqp.commands import Basic
-from pika import frame, spec
 
-from rabbitbus import connections, messages, serializers
+from rabbitbus import connections, frames, messages, serializers
 from rabbitbus.exceptions import BrokerConnectionError, NoRoute, RpcError, RpcTimeout
 from rabbitbus.rpc import DIRECT_REPLY_TO, REQUEST_TYPE, queue_name, result_from_reply
 
@@ -69,17 +68,6 @@ def request(name: str, args: Any, kwargs: dict[str, Any], timeout: float) -> Req
         content_type=serializer.content_type,
         correlation_id=uuid.uuid4().hex,
         expiration=str(int(timeout * 1000)),
-    )
-
-
-def pika_properties(req: Request) -> pika.BasicProperties:
-    return pika.BasicProperties(
-        content_type=req.content_type,
-        delivery_mode=1,
-        type=REQUEST_TYPE,
-        expiration=req.expiration,
-        correlation_id=req.correlation_id,
-        reply_to=DIRECT_REPLY_TO,
     )
 
 
@@ -141,8 +129,7 @@ class SyncRpcClient:
 
     def _roundtrip(self, req: Request, deadline: float) -> None:
         connection, channel = self._channel()
-        properties = pika_properties(req)
-        publish_in_one_write(channel._impl, req.routing_key, req.body, properties)
+        publish_in_one_write(channel._impl, req)
         while self._reply is None and not self._returned:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -181,31 +168,29 @@ class SyncRpcClient:
             self._returned = True
 
 
-def publish_in_one_write(
-    channel: Any, routing_key: str, body: bytes, properties: pika.BasicProperties
-) -> None:
-    """Buffer a mandatory publish on the default exchange as one socket write.
+def publish_in_one_write(channel: Any, req: Request) -> None:
+    """Buffer ``req`` as a mandatory publish, all its frames in one socket write.
 
     pika sends a message's method, header and body frames as three
     ``send()`` calls, and each one wakes the broker: one write took 25-80 us
-    off a call's p50 here (A/B in one run, see docs/benchmarks.md). A body
-    longer than one frame goes pika's way. Frames are only buffered: the poll
-    that waits for the reply sends them, saving BlockingChannel's own flush (a
+    off a call's p50 here (A/B in one run, see docs/benchmarks.md). Frames
+    are marshalled by :mod:`rabbitbus.frames` and only buffered: the poll that
+    waits for the reply sends them, saving BlockingChannel's own flush (a
     poll) per call. Uses pika 1.x internals, as :mod:`rabbitbus.confirms` does.
     """
-    connection = channel.connection
-    if len(body) > connection._body_max_length:
-        channel.basic_publish("", routing_key, body, properties, mandatory=True)
-        return
     channel._raise_if_not_open()
-    number = channel.channel_number
-    method = spec.Basic.Publish(exchange="", routing_key=routing_key, mandatory=True)
-    data = b"".join(
-        (
-            frame.Method(number, method).marshal(),
-            frame.Header(number, len(body), properties).marshal(),
-            frame.Body(number, body).marshal(),
-        )
+    connection = channel.connection
+    data = frames.publish(
+        channel.channel_number,
+        req.routing_key,
+        req.body,
+        body_frame_max=connection._body_max_length,
+        content_type=req.content_type,
+        correlation_id=req.correlation_id,
+        message_type=REQUEST_TYPE,
+        reply_to=DIRECT_REPLY_TO,
+        expiration=req.expiration,
+        mandatory=True,
     )
     connection._output_marshaled_frames([data])
 
