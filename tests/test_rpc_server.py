@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from rabbitbus import rpc
-from rabbitbus.exceptions import RpcTimeout
+from rabbitbus.exceptions import BrokerConnectionError, RpcTimeout
 from tests.broker import Broker
 from tests.rpc_support import call_in_thread, serving
 
@@ -72,6 +72,26 @@ def test_sigterm_finishes_the_call_in_flight_and_exits_zero(
     assert broker.consumers(QUEUE) == 0
     assert server.stderr is not None
     assert f"Event loop: {loop}" in server.stderr.read().decode()
+
+
+def test_server_reconnects_when_the_broker_closes_its_connection(
+    broker: Broker, server: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    target = tmp_path / "ran"
+    assert rpc.call("test.touch", str(target), timeout=10) == str(target)
+    broker.close_all_connections()  # the server's and this process's
+
+    def answers() -> bool:
+        try:
+            return bool(rpc.call("test.touch", str(target), timeout=2) == str(target))
+        except (BrokerConnectionError, RpcTimeout):
+            return False
+
+    assert broker.wait_for(answers, timeout=30)
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(30) == 0
+    assert server.stderr is not None
+    assert "reconnecting" in server.stderr.read().decode()
 
 
 def test_server_killed_mid_call_times_out_and_expired_call_never_runs(
