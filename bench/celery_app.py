@@ -1,4 +1,10 @@
-"""The Celery baseline for bench/rpc.py: one echo task, ``rpc://`` result backend."""
+"""The Celery baseline for bench/rpc.py: one echo task, ``rpc://`` result backend.
+
+Configured as Celery's documentation starts one (JSON serializer); every
+other option keeps Celery's default. The bench sends to one queue per worker
+(``apply_async(queue=...)``) so that a solo and a prefork worker can run side
+by side and take turns.
+"""
 
 from __future__ import annotations
 

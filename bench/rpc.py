@@ -1,6 +1,6 @@
 """RPC benchmark (not a test): rabbitbus beside the raw clients, as ratios from one run.
 
-    .venv/bin/python bench/rpc.py [--calls 2000] [--async-calls 5000] [--celery]
+    .venv/bin/python bench/rpc.py [--calls 2000] [--async-calls 5000] [--celery] [--loop L]
 
 * sync ``rpc.call`` vs the RabbitMQ tutorial's pika client (exclusive callback
   queue), both against the same ``rabbit_rpc`` server process, so only the
@@ -9,12 +9,15 @@
   default left alone: it is only the baseline). Each side has its own server
   process with the same prefetch (100) and every prefetched request running at
   once (aio-pika runs each delivery as a task; ``rabbit_rpc --concurrency 100``);
-  both echo procedures are ``async def`` yielding once. Target: >= 1.5x its
-  calls per second.
+  both echo procedures are ``async def`` yielding once, and both servers run on
+  the same event loop (``--loop``, default ``auto``: uvloop when installed).
+  Target: >= 1.5x its calls per second.
 * optionally Celery's ``rpc://`` result backend (dev-only dependency), with a
-  solo and a default prefork worker (``celery worker -P solo|prefork``, default
-  options), ``echo.delay(n).get()`` from the caller. Target: rabbitbus ``call``
-  p50 at least 3x faster.
+  solo and a default prefork worker side by side (``celery worker -P
+  solo|prefork``, default options, a queue each), ``apply_async(...).get()``
+  from the caller, beside ``rpc.call`` to a ``def`` echo (what a Celery task
+  is) and to the ``async def`` one. Target: rabbitbus ``call`` p50 at least 3x
+  faster.
 
 The contenders of each comparison take turns over four rounds (A B, B A, ...);
 latencies are pooled, rates are the rounds' median. Runs in its own vhost,
@@ -32,6 +35,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +51,7 @@ import aio_pika  # noqa: E402
 import pika  # noqa: E402
 from aio_pika.patterns import RPC  # noqa: E402
 
-from rabbitbus import connections, rpc  # noqa: E402
+from rabbitbus import connections, event_loop, rpc  # noqa: E402
 from tests import broker as broker_module  # noqa: E402
 from tests.broker import Broker  # noqa: E402
 
@@ -59,8 +63,10 @@ IN_FLIGHT = 50
 PREFETCH = 100
 
 
-#: Served by ``manage.py rabbit_rpc`` in its own process (tests/testapp/rabbit.py).
+#: Served by ``manage.py rabbit_rpc`` in its own process (tests/testapp/rabbit.py):
+#: an ``async def`` echo yielding once, and a ``def`` echo (what a Celery task is).
 PROCEDURE = "test.aecho"
+SYNC_PROCEDURE = "test.echo_value"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -182,11 +188,11 @@ def p(latencies: list[float], q: int) -> float:
 
 def report(label: str, latencies: list[float], rate: float) -> dict[str, float]:
     row = {"p50": p(latencies, 50), "p99": p(latencies, 99), "rate": rate}
-    print(f"{label:<38} p50 {row['p50']:7.3f} ms  p99 {row['p99']:7.3f} ms  {rate:7.0f} calls/s")
+    print(f"{label:<40} p50 {row['p50']:7.3f} ms  p99 {row['p99']:7.3f} ms  {rate:7.0f} calls/s")
     return row
 
 
-def bench_sync(calls: int) -> float:
+def bench_sync(calls: int) -> None:
     tutorial = TutorialClient()
     contenders = {
         "raw pika tutorial client": tutorial.call,
@@ -200,11 +206,10 @@ def bench_sync(calls: int) -> float:
     raw, ours = tally.rows()
     tutorial.connection.close()
     print(f"  -> p50 ratio rabbitbus/raw = {ours['p50'] / raw['p50']:.2f}x (target <= 1.15x)")
-    return ours["p50"]
 
 
-async def bench_async(calls: int) -> None:
-    server = start(__file__, "--pattern-server")
+async def bench_async(calls: int, loop: str) -> None:
+    server = start(__file__, "--pattern-server", "--loop", loop)
     connection = await aio_pika.connect_robust(URL)
     patterns_rpc = await RPC.create(await connection.channel())
     await asyncio.to_thread(wait_consumed, "bench_echo")
@@ -244,24 +249,54 @@ async def pattern_server() -> None:
     await asyncio.Future()
 
 
-def bench_celery(calls: int, ours_p50: float, pool: str) -> None:
-    """Celery's ``rpc://`` backend with a worker as its docs run one (default options)."""
+CELERY_POOLS = ("solo", "prefork")
+
+
+def celery_worker(pool: str) -> subprocess.Popen[bytes]:
+    """A Celery worker as its docs run one (default options), with a queue and a name
+    of its own."""
+    return start(
+        "-m", "celery", "-A", "bench.celery_app", "worker",
+        "-P", pool, "-Q", f"bench.{pool}", "-n", f"{pool}@%h",
+    )  # fmt: skip
+
+
+def bench_celery(calls: int) -> None:
+    """``rpc.call`` (a ``def`` and an ``async def`` echo) and Celery's ``rpc://`` backend
+    (``echo.apply_async(...).get()``, solo and prefork workers), taking turns."""
     from bench.celery_app import echo  # dev-only dependency
 
-    worker = start("-m", "celery", "-A", "bench.celery_app", "worker", "-P", pool)
+    workers = [celery_worker(pool) for pool in CELERY_POOLS]
     try:
-        wait_consumed("celery")
-        timed(lambda n: echo.delay(n).get(timeout=10), 50)  # warm up
-        theirs = report(
-            f"celery rpc:// backend, {pool} worker",
-            *timed(lambda n: echo.delay(n).get(timeout=10), calls),
-        )
-        print(
-            f"  -> p50 speed-up rabbitbus/celery = {theirs['p50'] / ours_p50:.2f}x (target >= 3x)"
-        )
+        for pool in CELERY_POOLS:
+            wait_consumed(f"bench.{pool}")
+        contenders: dict[str, Callable[[int], Any]] = {
+            "rabbitbus rpc.call, def procedure": lambda n: rpc.call(SYNC_PROCEDURE, n),
+            "rabbitbus rpc.call, async def procedure": lambda n: rpc.call(PROCEDURE, n),
+            **{
+                f"celery rpc:// backend, {pool} worker": partial(_celery_call, echo, pool)
+                for pool in CELERY_POOLS
+            },
+        }
+        tally = Tally()
+        for fn in contenders.values():
+            timed(fn, 50)  # warm up
+        for name in turns(list(contenders)):
+            tally.add(name, *timed(contenders[name], calls // ROUNDS))
+        ours_def, ours_async, *celery = tally.rows()
+        for pool, theirs in zip(CELERY_POOLS, celery, strict=True):
+            print(
+                f"  -> p50 speed-up vs celery {pool}: def {theirs['p50'] / ours_def['p50']:.2f}x,",
+                f"async def {theirs['p50'] / ours_async['p50']:.2f}x (target >= 3x)",
+            )
     finally:
-        worker.terminate()
-        worker.wait(30)
+        for worker in workers:
+            worker.terminate()
+            worker.wait(30)
+
+
+def _celery_call(task: Any, pool: str, n: int) -> Any:
+    return task.apply_async((n,), queue=f"bench.{pool}").get(timeout=10)
 
 
 def main() -> None:
@@ -269,24 +304,28 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--async-calls", type=int, default=5000)
     parser.add_argument("--celery", action="store_true", help="Also Celery's rpc:// backend.")
-    parser.add_argument("--celery-calls", type=int, default=500)
+    parser.add_argument("--celery-calls", type=int, default=1000)
+    parser.add_argument(
+        "--loop", choices=event_loop.CHOICES, default="auto", help="The servers' event loop."
+    )
     parser.add_argument("--pattern-server", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.pattern_server:
-        asyncio.run(pattern_server())
+        event_loop.run(pattern_server(), options.loop)
         return
     broker_module.add_vhost(VHOST)
+    print(f"rabbitbus servers on the {event_loop.resolve(options.loop)} event loop")
     server = start(
-        "manage.py", "rabbit_rpc", PROCEDURE,
+        "manage.py", "rabbit_rpc", PROCEDURE, SYNC_PROCEDURE, "--loop", options.loop,
         "--prefetch", str(PREFETCH), "--concurrency", str(PREFETCH),
     )  # fmt: skip
     try:
-        wait_consumed(rpc.queue_name(PROCEDURE))
-        ours_p50 = bench_sync(options.calls)
-        asyncio.run(bench_async(options.async_calls))
+        for name in (PROCEDURE, SYNC_PROCEDURE):
+            wait_consumed(rpc.queue_name(name))
+        bench_sync(options.calls)
+        asyncio.run(bench_async(options.async_calls, options.loop))
         if options.celery:
-            for pool in ("solo", "prefork"):
-                bench_celery(options.celery_calls, ours_p50, pool)
+            bench_celery(options.celery_calls)
         connections.close_all()
     finally:
         server.terminate()

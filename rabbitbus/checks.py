@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
+from rabbitbus import event_loop
+
 TOP_LEVEL_KEYS = frozenset(
     {
         "CONNECTIONS",
@@ -346,6 +348,7 @@ def setting_errors(raw: Any) -> list[CheckMessage]:
 
 WORKER_KEYS = frozenset(
     {
+        "EVENT_LOOP",
         "GRACE_PERIOD",
         "HEARTBEAT_FILE",
         "HEARTBEAT_INTERVAL",
@@ -362,7 +365,7 @@ WORKER_NUMBERS = (
 
 
 def worker_errors(raw: Any) -> list[CheckMessage]:
-    """Problems with ``RABBITBUS['WORKER']`` (ids E030-E033)."""
+    """Problems with ``RABBITBUS['WORKER']`` (ids E030-E033, E035-E036)."""
     if not isinstance(raw, dict):
         return [_e("E030", "RABBITBUS['WORKER'] must be a dict.", "e.g. {'GRACE_PERIOD': 30}")]
     errors: list[CheckMessage] = []
@@ -390,7 +393,27 @@ def worker_errors(raw: Any) -> list[CheckMessage]:
                 "e.g. '/tmp/worker.alive'",
             )
         )
-    return errors
+    return errors + _event_loop_errors(raw.get("EVENT_LOOP", event_loop.DEFAULT))
+
+
+def _event_loop_errors(name: Any) -> list[CheckMessage]:
+    if name not in event_loop.CHOICES:
+        return [
+            _e(
+                "E035",
+                "RABBITBUS['WORKER']['EVENT_LOOP'] must be 'auto', 'asyncio' or 'uvloop'.",
+                "'auto' runs workers on uvloop when it is installed, else on asyncio's loop.",
+            )
+        ]
+    if name == "uvloop" and not event_loop.uvloop_installed():
+        return [
+            _e(
+                "E036",
+                "RABBITBUS['WORKER']['EVENT_LOOP'] is 'uvloop' but uvloop is not installed.",
+                "pip install uvloop, or use 'auto' (uvloop when installed) or 'asyncio'.",
+            )
+        ]
+    return []
 
 
 def _rpc_errors(prefixes: Any) -> list[CheckMessage]:

@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     # Servers reply only to these reply_to prefixes (direct reply-to, server-named queues).
     "RPC_REPLY_TO_PREFIXES": ("amq.rabbitmq.reply-to.", "amq.gen-"),
     "WORKER": {
+        "EVENT_LOOP": "auto",  # or "asyncio", "uvloop" (rabbitbus.event_loop)
         "GRACE_PERIOD": 30,
         "HEARTBEAT_FILE": None,
         "HEARTBEAT_INTERVAL": 5,

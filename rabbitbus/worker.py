@@ -254,11 +254,17 @@ def summary(specs: Sequence[ConsumerSpec]) -> list[str]:
 
 
 def run(
-    specs: Sequence[ConsumerSpec], *, alias: str = "default", services: Sequence[Service] = ()
+    specs: Sequence[ConsumerSpec],
+    *,
+    alias: str = "default",
+    services: Sequence[Service] = (),
+    loop: str | None = None,
 ) -> None:
     """Run ``specs`` and any other ``services`` (RPC servers) until SIGTERM/SIGINT,
-    then drain and return (blocking)."""
-    asyncio.run(serve(specs, alias=alias, services=services))
+    then drain and return (blocking). ``loop``: see :mod:`rabbitbus.event_loop`."""
+    from rabbitbus import event_loop
+
+    event_loop.run(serve(specs, alias=alias, services=services), loop)
 
 
 async def serve(

@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
+from rabbitbus import event_loop
 from rabbitbus.checks import check_settings, setting_errors
 
 URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -71,10 +72,18 @@ def ids(raw: Any) -> set[str]:
         ({"WORKER": {"GRACE_PERIOD": 0}}, "rabbitbus.E032"),
         ({"WORKER": {"HEARTBEAT_INTERVAL": "5"}}, "rabbitbus.E032"),
         ({"WORKER": {"HEARTBEAT_FILE": 5}}, "rabbitbus.E033"),
+        ({"WORKER": {"EVENT_LOOP": "trio"}}, "rabbitbus.E035"),
     ],
 )
 def test_each_mistake_has_its_id(raw: Any, expected: str) -> None:
     assert expected in ids(raw)
+
+
+def test_uvloop_asked_for_but_not_installed_is_e036(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ids({"WORKER": {"EVENT_LOOP": "uvloop"}}) == set()  # installed in our venvs
+    monkeypatch.setattr(event_loop, "uvloop_installed", lambda: False)
+    assert ids({"WORKER": {"EVENT_LOOP": "uvloop"}}) == {"rabbitbus.E036"}
+    assert ids({"WORKER": {"EVENT_LOOP": "auto"}}) == set()
 
 
 def test_every_message_has_a_hint() -> None:

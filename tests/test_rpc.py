@@ -63,6 +63,24 @@ async def test_200_concurrent_acalls_each_get_their_own_answer(
     assert results == list(range(200))
 
 
+def test_calls_bigger_than_a_frame_arrive_whole_and_every_request_is_acked(
+    echo_server: object, broker: Broker
+) -> None:
+    """Requests and replies of several body frames (the broker's frame_max is 128 KiB)
+    go out whole, as do the small ones, and every request is acked with its reply."""
+    big = "x" * 300_000
+    assert rpc.call("test.aecho", big) == big
+    assert [rpc.call("test.aecho", n) for n in range(50)] == list(range(50))
+    queue = rpc.queue_name("test.aecho")
+    assert broker.wait_for(lambda: broker.unacked(queue) == 0, timeout=10)
+    assert broker.queue_depth(queue) == 0
+
+
+async def test_acalls_bigger_than_a_frame_arrive_whole(echo_server: object, aclosing: None) -> None:
+    big = ["y" * 1000] * 300
+    assert await rpc.acall("test.aecho", big) == big
+
+
 def test_sync_calls_from_several_threads_at_once(echo_server: object) -> None:
     results: dict[int, object] = {}
 

@@ -184,6 +184,19 @@ def test_connection_lost_mid_call_raises_and_next_call_works(broker: Broker) -> 
         assert rpc.call("test.sleep", 0, "again", timeout=10) == "again"
 
 
+def test_call_on_a_connection_the_broker_closed_fails_cleanly_then_works(broker: Broker) -> None:
+    """The request is written straight to the socket (rpc_client.write_now): a socket
+    the broker closed makes the call fail as a lost connection, not hang or crash."""
+    with serving("test.aecho"):
+        rpc.call("test.aecho", 1, timeout=5)
+        broker.close_all_connections()
+        assert broker.wait_for(lambda: broker.consumers("rpc.test.aecho") > 0, timeout=15)
+        rpc_client.sync_client().conn.last_used = time.monotonic()  # trusted, as if just used
+        with pytest.raises(BrokerConnectionError, match="test.aecho"):
+            rpc.call("test.aecho", 2, timeout=5)
+        assert rpc.call("test.aecho", 3, timeout=5) == 3
+
+
 async def test_connection_lost_mid_acall_raises_and_next_call_works(
     broker: Broker, aclosing: None
 ) -> None:

@@ -16,7 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from rabbitbus import rpc
-from rabbitbus.exceptions import RpcTimeout
+from rabbitbus.exceptions import BrokerConnectionError, RpcTimeout
 from tests.broker import Broker
 from tests.rpc_support import call_in_thread, serving
 
@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 QUEUE = rpc.queue_name("test.touch")
 
 
-def start_server(broker: Broker, *names: str) -> subprocess.Popen[bytes]:
+def start_server(broker: Broker, *args: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "rabbit_rpc", *names],
+        [sys.executable, "manage.py", "rabbit_rpc", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -44,9 +44,15 @@ def _consumers(broker: Broker) -> int:
         return 0
 
 
+@pytest.fixture(params=["asyncio", "uvloop"])
+def loop(request: pytest.FixtureRequest) -> str:
+    """Each event loop the server can run on."""
+    return str(request.param)
+
+
 @pytest.fixture
-def server(broker: Broker) -> Iterator[subprocess.Popen[bytes]]:
-    process = start_server(broker, "test.touch")
+def server(broker: Broker, loop: str) -> Iterator[subprocess.Popen[bytes]]:
+    process = start_server(broker, "test.touch", "--loop", loop)
     yield process
     if process.poll() is None:
         process.kill()
@@ -54,7 +60,7 @@ def server(broker: Broker) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def test_sigterm_finishes_the_call_in_flight_and_exits_zero(
-    broker: Broker, server: subprocess.Popen[bytes], tmp_path: Path
+    broker: Broker, server: subprocess.Popen[bytes], loop: str, tmp_path: Path
 ) -> None:
     target = tmp_path / "ran"
     thread, outcome = call_in_thread("test.touch", str(target), 1.5, timeout=10)
@@ -64,6 +70,28 @@ def test_sigterm_finishes_the_call_in_flight_and_exits_zero(
     assert outcome == {"result": str(target)}
     assert server.wait(30) == 0
     assert broker.consumers(QUEUE) == 0
+    assert server.stderr is not None
+    assert f"Event loop: {loop}" in server.stderr.read().decode()
+
+
+def test_server_reconnects_when_the_broker_closes_its_connection(
+    broker: Broker, server: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    target = tmp_path / "ran"
+    assert rpc.call("test.touch", str(target), timeout=10) == str(target)
+    broker.close_all_connections()  # the server's and this process's
+
+    def answers() -> bool:
+        try:
+            return bool(rpc.call("test.touch", str(target), timeout=2) == str(target))
+        except (BrokerConnectionError, RpcTimeout):
+            return False
+
+    assert broker.wait_for(answers, timeout=30)
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(30) == 0
+    assert server.stderr is not None
+    assert "reconnecting" in server.stderr.read().decode()
 
 
 def test_server_killed_mid_call_times_out_and_expired_call_never_runs(

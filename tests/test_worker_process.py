@@ -114,6 +114,19 @@ def test_a_signal_drains_in_flight_work_and_exits_zero(
     assert sorted(effects(db_path)) == sorted(ids)
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_the_worker_runs_on_the_chosen_event_loop(
+    broker: Broker, prefix: str, db_path: Path, workers: list, loop: str
+) -> None:
+    process = start(workers, broker, prefix, db_path, "--loop", loop)
+    ids = send(prefix, 3, sleep=0)
+    assert broker.wait_for(lambda: sorted(effects(db_path)) == sorted(ids), timeout=20)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert f"Event loop: {loop}" in output
+
+
 def test_a_second_signal_exits_at_once_and_loses_nothing(
     broker: Broker, prefix: str, db_path: Path, workers: list
 ) -> None:

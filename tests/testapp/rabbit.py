@@ -40,6 +40,12 @@ async def aecho(value: Any) -> Any:
     return value
 
 
+@rpc.procedure("test.echo_value")
+def echo_value(value: Any) -> Any:
+    """``test.aecho`` as a ``def``: what a Celery echo task is (bench/rpc.py)."""
+    return value
+
+
 @rpc.procedure("test.sleep")
 def sleep(seconds: float, value: Any = None) -> Any:
     time.sleep(seconds)

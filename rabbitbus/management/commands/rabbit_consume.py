@@ -12,6 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from rabbitbus import health, registry, rpc_server, worker
+from rabbitbus.event_loop import add_loop_argument
 from rabbitbus.exceptions import RabbitBusError
 
 
@@ -25,6 +26,7 @@ class Command(BaseCommand):
             "--concurrency", type=int, help="Override every consumer's concurrency."
         )
         parser.add_argument("--connection", default="default", help="Connection alias.")
+        add_loop_argument(parser)
         parser.add_argument(
             "--rpc",
             nargs="*",
@@ -60,7 +62,9 @@ class Command(BaseCommand):
             self.stdout.write("\n".join(worker.summary(specs) + rpc_server.summary(procedures)))
             return None
         try:
-            worker.run(specs, alias=options["connection"], services=procedures)
+            worker.run(
+                specs, alias=options["connection"], services=procedures, loop=options["loop"]
+            )
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
         return None

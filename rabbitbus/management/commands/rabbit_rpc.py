@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from rabbitbus import rpc_server
+from rabbitbus.event_loop import add_loop_argument
 from rabbitbus.exceptions import RabbitBusError
 
 
@@ -25,6 +26,7 @@ class Command(BaseCommand):
             help="Requests run at once (threads for def procedures).",
         )
         parser.add_argument("--connection", default="default", help="Connection alias.")
+        add_loop_argument(parser)
 
     def handle(self, *args: Any, names: list[str], connection: str, **options: Any) -> None:
         try:
@@ -33,6 +35,7 @@ class Command(BaseCommand):
                 alias=connection,
                 prefetch=options["prefetch"],
                 concurrency=options["concurrency"],
+                loop=options["loop"],
             )
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
