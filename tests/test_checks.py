@@ -284,7 +284,9 @@ def binding_ids(*entities: Any) -> set[str]:
 
     known = topology.Topology()
     known.add(*entities)
-    return {message.id for message in undeclared_exchanges(known)}
+    return {
+        message.id for message in undeclared_exchanges(known.bindings.values(), known.exchanges)
+    }
 
 
 def test_a_binding_to_an_undeclared_exchange_is_e034() -> None:
@@ -301,3 +303,12 @@ def test_the_project_binds_only_to_declared_exchanges() -> None:
     assert check_bindings() == []
     with override_settings(RABBITBUS={"CONNECTIONS": {}}):  # the shop's exchange undeclared
         assert {message.id for message in check_bindings()} == {"rabbitbus.E034"}
+
+
+def test_a_settings_binding_to_an_undeclared_exchange_is_reported_once_as_e024() -> None:
+    from rabbitbus.topology_checks import check_bindings
+
+    raw = {**SHOP, "QUEUES": {"q": {"BINDINGS": [("nowhere", "k")]}}}
+    assert "rabbitbus.E024" in {message.id for message in setting_errors(raw)}
+    with override_settings(RABBITBUS=raw):
+        assert check_bindings() == []
