@@ -140,7 +140,7 @@ def test_one_off_event_loops_leave_no_connection_behind(
         asyncio.run(rabbitbus.apublish(exchange, "k", {"n": n}))
 
     for n in range(3):
-        threading.Thread(target=request, args=(n,)).run()
+        request(n)
     assert broker.queue_depth(queue) == 3
     assert sum(loop.is_closed() for loop in list(connections._loops)) <= 1  # the last one
     assert broker.wait_for(lambda: not broker.connection_names(), timeout=10)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from django.core.mail import send_mail
 from django.utils import timezone
 
@@ -18,7 +16,7 @@ def charge(order_id: int) -> Payment:
     if existing is not None:
         return existing
     order = Order.objects.get(pk=order_id)
-    amount = _amount(order_id)
+    amount = order.total
     try:
         reference = gateway.charge(order.card_number, amount)
     except gateway.Declined as exc:
@@ -43,11 +41,9 @@ def refund(order_id: int) -> bool:
 
 def send_invoice(order_id: int) -> Invoice:
     """Create the order's invoice and email it, once."""
-    invoice, _ = Invoice.objects.get_or_create(
-        order_id=order_id, defaults={"amount": _amount(order_id)}
-    )
+    order = Order.objects.get(pk=order_id)
+    invoice, _ = Invoice.objects.get_or_create(order=order, defaults={"amount": order.total})
     if invoice.emailed_at is None:
-        order = Order.objects.get(pk=order_id)
         send_mail(
             f"Your invoice for order #{order_id}",
             f"Thank you for your order #{order_id}.\nAmount charged: {invoice.amount} EUR.\n",
@@ -57,8 +53,3 @@ def send_invoice(order_id: int) -> Invoice:
         invoice.emailed_at = timezone.now()
         invoice.save(update_fields=["emailed_at"])
     return invoice
-
-
-def _amount(order_id: int) -> Decimal:
-    lines = Order.objects.get(pk=order_id).lines.all()
-    return sum((line.subtotal for line in lines), Decimal("0"))
