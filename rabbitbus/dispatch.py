@@ -7,10 +7,8 @@ then ack the original).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +17,7 @@ from django.db import IntegrityError, close_old_connections, transaction
 from rabbitbus import messages, retries
 from rabbitbus.exceptions import DecodeError, Reject, Retry
 from rabbitbus.registry import ConsumerSpec
+from rabbitbus.threads import Threads
 
 logger = logging.getLogger("rabbitbus.dispatch")
 
@@ -94,7 +93,7 @@ def receive(spec: ConsumerSpec, raw: Raw) -> ReceivedMessage:
     )
 
 
-async def dispatch(spec: ConsumerSpec, raw: Raw, executor: Executor) -> Outcome:
+async def dispatch(spec: ConsumerSpec, raw: Raw, threads: Threads) -> Outcome:
     """Run ``spec``'s handler on ``raw`` and say what to do with the delivery.
 
     Never raises for a handler's or a body's fault: those become outcomes.
@@ -107,7 +106,7 @@ async def dispatch(spec: ConsumerSpec, raw: Raw, executor: Executor) -> Outcome:
         )
         return Outcome(DEAD_LETTER, exc)
     try:
-        duplicate = await run_handler(spec, message, executor)
+        duplicate = await run_handler(spec, message, threads)
     except Reject as exc:
         logger.info("Handler %s rejected message %s: %s", spec.name, raw.message_id, exc.reason)
         return Outcome(DEAD_LETTER, exc)
@@ -134,14 +133,13 @@ def _after_failure(
     return Outcome(RETRY, error, delay_ms=delay_ms)
 
 
-async def run_handler(spec: ConsumerSpec, message: ReceivedMessage, executor: Executor) -> bool:
+async def run_handler(spec: ConsumerSpec, message: ReceivedMessage, threads: Threads) -> bool:
     """Run the handler; returns True if an idempotent consumer had already applied it."""
     if spec.is_async:
         await spec.handler(message)
         return False
-    loop = asyncio.get_running_loop()
     call = _idempotent_call if spec.idempotent else _plain_call
-    return await loop.run_in_executor(executor, call, spec, message)
+    return await threads.run(call, spec, message)
 
 
 def _with_fresh_db(function: Callable[[], bool]) -> bool:

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import aiormq
 import aiormq.abc
 
-from rabbitbus import connections, driver_logs, topology
+from rabbitbus import amqp_tap, connections, driver_logs, topology
 from rabbitbus.conf import ConnectionSettings, settings
 from rabbitbus.exceptions import TopologyError
 
@@ -141,11 +141,13 @@ class Runtime:
     async def _open(self) -> aiormq.abc.AbstractConnection:
         cs = self.connection_settings
         endpoint = cs.endpoints[self.reconnects % len(cs.endpoints)]
+        tapped = any(getattr(service, "uses_tap", False) for service in self.services)
         return await asyncio.wait_for(
             aiormq.connect(
                 connections.aio_pika_url(endpoint, cs),
                 context=cs.ssl_context() if endpoint.tls else None,
                 client_properties=connections.client_properties(cs),
+                transport_factory=amqp_tap.TapTransportFactory() if tapped else None,
             ),
             cs.connection_timeout,
         )

@@ -12,7 +12,6 @@ import functools
 import logging
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiormq
@@ -26,6 +25,7 @@ from rabbitbus.exceptions import TopologyError
 from rabbitbus.messages import PERSISTENT, Envelope
 from rabbitbus.registry import ConsumerSpec
 from rabbitbus.runtime import RECOVERABLE, Runtime, Service, cancel, consume
+from rabbitbus.threads import Threads
 
 logger = logging.getLogger("rabbitbus.worker")
 
@@ -37,9 +37,7 @@ class ConsumerService:
         self.spec = spec
         self.name = spec.name
         self.alias = alias
-        self.executor = ThreadPoolExecutor(
-            spec.concurrency, thread_name_prefix=f"rabbitbus-{spec.queue}"
-        )
+        self.threads = Threads(spec.concurrency, f"rabbitbus-{spec.queue}")
         self.slots = asyncio.Semaphore(spec.concurrency)
         self.connection: Any = None
         self.channel: aiormq.abc.AbstractChannel | None = None
@@ -110,7 +108,7 @@ class ConsumerService:
         await self.idle.wait()
         if self.acks is not None:
             await self.acks.settled()
-        self.executor.shutdown(wait=False)
+        self.threads.shutdown()
 
     def stats(self) -> dict[str, Any]:
         return dict(self.counts)
@@ -147,7 +145,7 @@ class ConsumerService:
                 await self._requeue(acks, tag)
                 return
             raw = raw_of(message)
-            outcome = await dispatch.dispatch(self.spec, raw, self.executor)
+            outcome = await dispatch.dispatch(self.spec, raw, self.threads)
             if outcome.action == dispatch.ACK:
                 self.counts["processed"] += 1
                 acks.ack(tag)

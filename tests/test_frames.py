@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pika
@@ -105,3 +106,99 @@ def test_a_short_string_over_255_bytes_is_refused() -> None:
             1, "é" * 200, b"", body_frame_max=4088, content_type="a", correlation_id="b",
             message_type="c",
         )  # fmt: skip
+
+
+# -- reading deliveries ------------------------------------------------------
+
+#: Any property a delivery may carry but a headers table (which makes the reader give up).
+delivery_properties = st.fixed_dictionaries(
+    {},
+    optional={
+        "content_type": prop,
+        "content_encoding": prop,
+        "delivery_mode": st.sampled_from([1, 2]),
+        "priority": st.integers(0, 9),
+        "correlation_id": prop,
+        "reply_to": prop,
+        "expiration": st.integers(1, 10**9).map(str),
+        "message_id": prop,
+        "timestamp": st.datetimes(
+            min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)
+        ).map(lambda moment: moment.replace(microsecond=0, tzinfo=UTC)),
+        "message_type": prop,
+        "user_id": prop,
+        "app_id": prop,
+    },
+)
+
+
+def pamqp_delivery(
+    channel: int, tag: int, body: bytes, size: int = 131072, redelivered: bool = False, **props: Any
+) -> bytes:
+    """A ``basic.deliver`` with its header and body frames, as pamqp marshals them."""
+    chunk = size - frames.FRAME_OVERHEAD
+    return ChannelFrame.marshall(
+        channel,
+        [
+            Basic.Deliver(
+                consumer_tag="ctag-1",
+                delivery_tag=tag,
+                redelivered=redelivered,
+                exchange="",
+                routing_key="rpc.fib",
+            ),  # fmt: skip
+            ContentHeader(properties=Basic.Properties(**props), body_size=len(body)),
+            *(ContentBody(body[i : i + chunk]) for i in range(0, len(body), chunk)),
+        ],
+    ).payload
+
+
+@given(
+    channel=st.integers(1, 2047),
+    tag=st.integers(1, 2**63 - 1),
+    redelivered=st.booleans(),
+    body=st.binary(max_size=10_000),
+    size=frame_max,
+    props=delivery_properties,
+)
+def test_a_delivery_reads_as_pamqp_marshals_it(
+    channel: int, tag: int, redelivered: bool, body: bytes, size: int, props: dict[str, Any]
+) -> None:
+    data = pamqp_delivery(channel, tag, body, size, redelivered, **props)
+    delivery = frames.parse_delivery(data, channel)
+    assert delivery is not None
+    assert (delivery.delivery_tag, delivery.redelivered, delivery.body) == (tag, redelivered, body)
+    assert delivery.content_type == props.get("content_type")
+    assert delivery.correlation_id == props.get("correlation_id")
+    assert delivery.reply_to == props.get("reply_to")
+    assert delivery.message_id == props.get("message_id")
+    assert delivery.end == len(data)
+    assert delivery.frames == 2 + -(-len(body) // (size - frames.FRAME_OVERHEAD))
+
+
+def test_every_cut_short_delivery_is_incomplete() -> None:
+    data = pamqp_delivery(3, 7, b"x" * 9000, size=4096, correlation_id="c")
+    for cut in range(len(data)):
+        with pytest.raises(frames.Incomplete):
+            frames.read_delivery(data[:cut] + b"", 0, 3)
+        assert frames.parse_delivery(data[:cut], 3) is None
+
+
+def test_what_the_reader_leaves_to_the_driver() -> None:
+    reply = pamqp_delivery(3, 7, b"{}", correlation_id="c")
+    heartbeat = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+    with_headers = pamqp_delivery(3, 7, b"{}", headers={"x": 1})
+    returned = ChannelFrame.marshall(
+        3, [Basic.Return(reply_code=312, reply_text="NO_ROUTE", exchange="", routing_key="q")]
+    ).payload
+    assert frames.parse_delivery(reply, 4) is None  # another channel
+    assert frames.parse_delivery(with_headers, 3) is None
+    assert frames.parse_delivery(returned + reply[len(returned) :], 3) is None
+    assert frames.parse_delivery(heartbeat + reply, 3) is None
+    assert frames.parse_delivery(reply + heartbeat, 3) is None  # not only the delivery
+    assert frames.parse_delivery(reply + reply, 3) is None
+    deliver, _, rest = reply.partition(b"\xce")
+    interleaved = deliver + b"\xce" + heartbeat.replace(b"\x00\x00", b"\x00\x05", 1) + rest
+    assert frames.read_delivery(interleaved, 0, 3) is None  # a frame of channel 5 in between
+    with pytest.raises(ValueError, match="0xCE"):
+        frames.read_delivery(reply.replace(b"\xce", b"\xcf", 1), 0, 3)
