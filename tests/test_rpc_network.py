@@ -1,0 +1,65 @@
+"""The RPC server through a misbehaving network (the fault proxy), broker untouched.
+
+The server reads requests off its socket itself (:mod:`rabbitbus.amqp_tap`), so
+its connection is cut at byte offsets (RELIABILITY.md F4 for the RPC server)
+and fed a few bytes at a time: every frame boundary falls somewhere new. The
+server connects through the proxy; callers go straight to the broker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+from django.test import override_settings
+
+from rabbitbus import rpc
+from rabbitbus.exceptions import RpcTimeout
+from tests.broker import Broker, rabbitbus_through
+from tests.fault_proxy import FaultProxy
+from tests.rpc_support import serving
+
+OFFSETS = [2**n for n in range(5, 14)]
+
+
+@pytest.fixture
+def server_through_proxy(proxy: FaultProxy, broker: Broker) -> Iterator[object]:
+    """The server's connections go through ``proxy``; beats are rare (one at start)."""
+    rabbitbus = {**rabbitbus_through(proxy.port), "WORKER": {"HEARTBEAT_INTERVAL": 3600}}
+    with override_settings(RABBITBUS=rabbitbus), serving("test.aecho") as server:
+        assert broker.wait_for(lambda: proxy.stats["active"] >= 1, timeout=20)
+        yield server
+
+
+def call(n: object, timeout: float = 10) -> object:
+    return rpc.call("test.aecho", n, timeout=timeout, connection="direct")
+
+
+def test_a_server_cut_at_every_byte_offset_answers_every_call_after(
+    broker: Broker, proxy: FaultProxy, server_through_proxy: object
+) -> None:
+    runtime = server_through_proxy.runtime  # type: ignore[attr-defined]
+    for number, cut in enumerate(OFFSETS, start=1):
+        proxy.cut_next(cut)  # the reconnection dies after ``cut`` bytes, the next one lives
+        proxy.drop_all()
+        assert broker.wait_for(lambda n=number: runtime.reconnects >= n, timeout=30)
+        answered = 0
+        for n in range(20):
+            # Asked while the server was down: expired, never run late.
+            with contextlib.suppress(RpcTimeout):
+                answered += call([cut, n]) == [cut, n]
+        assert answered >= 15, f"cut at {cut}: {answered} of 20 answered"
+        assert [call([cut, n]) for n in range(5)] == [[cut, n] for n in range(5)]
+    assert broker.wait_for(lambda: broker.consumers(rpc.queue_name("test.aecho")) == 1, 20)
+
+
+@pytest.mark.parametrize("bytes_per_read", [7, 50, 333])
+def test_requests_arriving_a_few_bytes_at_a_time_are_all_answered(
+    proxy: FaultProxy, server_through_proxy: object, bytes_per_read: int
+) -> None:
+    proxy.bandwidth(bytes_per_read * 20)  # the proxy reads a twentieth of a second's worth
+    values = [{"n": n, "pad": "p" * 40 * n} for n in range(4)]
+    assert [call(value, timeout=30) for value in values] == values
+    proxy.bandwidth(None)
+    assert server_through_proxy.runtime.reconnects == 0  # type: ignore[attr-defined]
