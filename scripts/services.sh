@@ -45,17 +45,17 @@ make_venv() {
 }
 
 # start_shop_workers PYTHON [LOGDIR]: the demo shop's workers in the background, one
-# process per service as in production (docker-compose.yml runs the same commands).
-# Appends their pids to the caller's `pids` array; with LOGDIR, each logs to a file there.
+# process per service as in production (demo_shop/processes.py lists them, and
+# docker-compose.yml runs the same commands). Appends their pids to the caller's
+# `pids` array; with LOGDIR, each logs to LOGDIR/NAME.log.
 start_shop_workers() {
-    local python=$1 logs=${2:-} command
-    for command in "rabbit_consume inventory" "rabbit_consume billing" \
-        "rabbit_consume orders" rabbit_rpc rabbit_outbox; do
+    local python=$1 logs=${2:-} name command
+    while read -r name command; do
         # shellcheck disable=SC2086 # the command's words are its arguments
         if [ -n "$logs" ]; then
-            "$python" manage.py $command >"$logs/${command// /-}.log" 2>&1 & pids+=($!)
+            "$python" manage.py $command >"$logs/$name.log" 2>&1 & pids+=($!)
         else
             "$python" manage.py $command & pids+=($!)
         fi
-    done
+    done < <("$python" -m demo_shop.processes)
 }

@@ -1,8 +1,8 @@
 """The demo shop's back office as real processes, for end-to-end tests on PostgreSQL.
 
-The services are what ``scripts/demo.sh`` runs: one ``rabbit_consume`` per
-service (inventory, billing, orders), ``rabbit_rpc`` and ``rabbit_outbox``,
-each a ``manage.py`` subprocess using ``tests.settings_pg_child`` (the test
+The services are what ``scripts/demo.sh`` runs (``demo_shop.processes``): one
+``rabbit_consume`` per service (inventory, billing, orders), ``rabbit_rpc`` and
+``rabbit_outbox``, each a ``manage.py`` subprocess using ``tests.settings_pg_child`` (the test
 database and this run's vhost). Invoices are emailed to files in ``mail_dir``.
 """
 
@@ -15,17 +15,13 @@ import sys
 from email import message_from_bytes
 from pathlib import Path
 
+from demo_shop.processes import WORKERS
 from tests.broker import Broker
 from tests.workers import ROOT
 
-#: name -> manage.py arguments
-COMMANDS = {
-    "inventory": ["rabbit_consume", "inventory"],
-    "billing": ["rabbit_consume", "billing"],
-    "orders": ["rabbit_consume", "orders"],
-    "rpc": ["rabbit_rpc", "catalog.quote"],
-    "relay": ["rabbit_outbox"],
-}
+#: name -> manage.py arguments: the shop's processes, except that the RPC server
+#: serves only the shop's procedure (the test settings register tests.testapp's too)
+COMMANDS = {**WORKERS, "rpc": (*WORKERS["rpc"], "catalog.quote")}
 ASGI = "demo_shop.asgi:application"
 #: name -> the queue whose consumer says the service is up
 READY_QUEUES = {
