@@ -18,6 +18,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -26,6 +27,7 @@ import pika
 import pika.exceptions
 from aio_pika.connection import make_url
 
+from rabbitbus import driver_logs
 from rabbitbus.conf import ConnectionSettings, Endpoint, settings
 from rabbitbus.confirms import ConfirmChannel
 from rabbitbus.exceptions import BrokerBlocked, BrokerConnectionError, BrokerUnavailable
@@ -258,6 +260,8 @@ async def _connect_robust(
         client_properties=client_properties(cs),
         reconnect_interval=1,
     )
+    connection.close_callbacks.add(partial(_log_lost, cs.alias))
+    connection.reconnect_callbacks.add(partial(_log_reconnected, cs.alias))
     try:
         await connection.connect(timeout=cs.connection_timeout)
     except BaseException:
@@ -265,6 +269,19 @@ async def _connect_robust(
         await connection.close()
         raise
     return connection
+
+
+def _log_lost(alias: str, _connection: object, error: BaseException | None = None) -> None:
+    """One WARNING per connection lost (a close we asked for passes no error or a cancel)."""
+    if error is not None and not isinstance(error, asyncio.CancelledError):
+        cause = error.__cause__ or error
+        logger.warning(
+            "Connection %r lost (%s: %s); reconnecting", alias, type(cause).__name__, cause
+        )
+
+
+def _log_reconnected(alias: str, _connection: object) -> None:
+    logger.info("Connection %r re-established", alias)
 
 
 class AsyncConnection:
@@ -278,6 +295,7 @@ class AsyncConnection:
         #: The RPC client calling over this connection (made by rabbitbus.rpc_client).
         self.rpc_client: AsyncRpcClient | None = None
         self._lock = asyncio.Lock()
+        driver_logs.install()  # a lost connection is our one line, not aiormq's traceback
 
     async def get(self) -> aio_pika.abc.AbstractRobustConnection:
         """The open robust connection; raises :class:`BrokerUnavailable`, or

@@ -3,8 +3,9 @@
 Each dropped or reset connection makes aiormq log a WARNING with a full
 traceback ("Cancelling cause reader exited abnormally"), and aio-pika's robust
 channel an ERROR when it tries to reopen on a connection that is closing. A
-long-running rabbitbus process already logs one WARNING per lost connection,
-with the reason, so for socket-level failures these become one-line DEBUG
+rabbitbus process already logs one WARNING per lost connection, with the
+reason (workers in ``runtime``, web processes' async connections in
+``connections``), so for socket-level failures these become one-line DEBUG
 records. Anything else (a malformed frame, a protocol error, a bug) keeps its
 level and its traceback.
 """

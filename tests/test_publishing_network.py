@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 
@@ -87,6 +88,34 @@ async def test_async_cut_at_any_byte_offset_loses_nothing(
     assert proxy.stats["connections"] >= 2
     assert result.ok, result.failed
     assert set(result.confirmed) <= set(await asyncio.to_thread(delivered_ids, broker, queue))
+
+
+async def test_async_publisher_reset_logs_no_traceback(
+    broker: Broker,
+    exchange: str,
+    queue: str,
+    proxy: FaultProxy,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A web process's connection lost to the network: one WARNING, no driver traceback."""
+    caplog.set_level(logging.DEBUG)
+    with through(proxy):
+        try:
+            await rabbitbus.apublish(exchange, "k", {"n": 1})
+            proxy.reset_all()
+            await asyncio.sleep(1.5)  # aio-pika notices, logs and reconnects
+            await rabbitbus.apublish(exchange, "k", {"n": 2})
+        finally:
+            await connections.aclose_all()
+    assert proxy.stats["connections"] >= 2
+    assert await asyncio.to_thread(broker.queue_depth, queue) == 2
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [r for r in loud if r.exc_info], [(r.name, r.msg) for r in loud]
+    assert [(r.name, r.getMessage().split(" (")[0]) for r in loud] == [
+        ("rabbitbus.connections", "Connection 'default' lost")
+    ]
+    ours = [r.getMessage() for r in caplog.records if r.name == "rabbitbus.connections"]
+    assert "Connection 'default' re-established" in ours
 
 
 def test_unreachable_broker_raises_within_the_reconnect_window(proxy: FaultProxy) -> None:
