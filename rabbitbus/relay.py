@@ -63,6 +63,8 @@ class Relay:
         self.failed = 0
         self._hang_before_mark = bool(os.environ.get(DEBUG_HANG_ENV))
         self._last_prune = 0.0
+        #: The failure of the previous iteration, as "Type: message" (its traceback was logged).
+        self._failing: str | None = None
 
     def run_once(self) -> int:
         """Claim, publish and settle one batch; returns how many rows it claimed.
@@ -153,13 +155,26 @@ class Relay:
         try:
             claimed = self.run_once()
             self.prune_if_due()
-            return claimed
         except BrokerConnectionError as exc:
             logger.warning("Relay cannot reach the broker (%s); retrying", type(exc).__name__)
-        except Exception:
-            logger.exception("Relay iteration failed; retrying")
+        except Exception as exc:
+            self._failed(exc)
             connections[self.using].close()
+        else:
+            if self._failing is not None:
+                logger.info("Relay recovered (after %s)", self._failing)
+                self._failing = None
+            return claimed
         return None
+
+    def _failed(self, exc: Exception) -> None:
+        """A traceback for a new failure; one line while the same one goes on (a database down)."""
+        failure = f"{type(exc).__name__}: {exc}"
+        if failure == self._failing:
+            logger.warning("Relay iteration failed again (%s); retrying", failure)
+        else:
+            logger.exception("Relay iteration failed; retrying")
+            self._failing = failure
 
 
 def _bystander(row: OutboxMessage, error: BaseException | None) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -126,6 +126,30 @@ def test_broker_outage_leaves_rows_pending_and_unpenalised(
             Relay().run_once()
     row = OutboxMessage.objects.get()
     assert (row.status, row.attempts, row.claimed_by, row.claimed_until) == ("pending", 0, "", None)
+
+
+def test_a_database_failure_logs_its_traceback_once_then_one_line_until_it_ends(
+    exchange: str, queue: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    outbox.enqueue(exchange, "order.placed", {})
+    relay, table = Relay(), OutboxMessage._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {table} RENAME TO {table}_away")
+    try:
+        assert [relay._step() for _ in range(3)] == [None, None, None]
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {table}_away RENAME TO {table}")
+    assert relay._step() == 1
+    records = [r for r in caplog.records if r.name == "rabbitbus.relay"]
+    assert [(r.levelname, bool(r.exc_info)) for r in records] == [
+        ("ERROR", True),
+        ("WARNING", False),
+        ("WARNING", False),
+        ("INFO", False),
+    ]
+    assert "no such table" in records[1].getMessage()
+    assert records[3].getMessage().startswith("Relay recovered (after OperationalError")
 
 
 def test_unroutable_rows_back_off_then_fail_visibly(exchange: str) -> None:
