@@ -23,7 +23,7 @@ from aiormq import spec
 
 from rabbitbus import connections, messages
 from rabbitbus.confirms import Outcome, channel_error, unroutable
-from rabbitbus.exceptions import BrokerBlocked, NotConfirmed, PublishTimeout
+from rabbitbus.exceptions import BrokerBlocked, BrokerUnavailable, NotConfirmed, PublishTimeout
 from rabbitbus.messages import Envelope, Message
 
 logger = logging.getLogger("rabbitbus.publishing")
@@ -138,6 +138,8 @@ def _send(envelopes: Sequence[Envelope], alias: str, timeout: float | None) -> d
                 settled = len(outcomes)
                 pending = [e for e in pending if e.message_id not in outcomes]
                 continue
+        except BrokerUnavailable:
+            raise  # reconnecting took the whole window already
         except connections.PIKA_CONNECTION_ERRORS as exc:
             conn.discard()
             if channel is not None:
@@ -265,6 +267,8 @@ async def _asend_one(
     while True:
         try:
             return await _apublish_once(envelope, conn, timeout)
+        except BrokerUnavailable as exc:
+            return exc  # reconnecting took the whole window already
         except AIORMQ_TRANSIENT as exc:
             reconnect_deadline = reconnect_deadline or loop.time() + conn.settings.reconnect_timeout
             if loop.time() >= reconnect_deadline:

@@ -122,6 +122,21 @@ def test_unreachable_broker_raises_within_the_reconnect_window(proxy: FaultProxy
     proxy.refuse(True)
     with through(proxy, RECONNECT_TIMEOUT=1):
         started = time.monotonic()
-        with pytest.raises(BrokerUnavailable, match="not reachable"):
+        with pytest.raises(BrokerUnavailable, match="not reachable") as raised:
             rabbitbus.publish("x", "k", {})
         assert time.monotonic() - started < 1 + 2
+    # One reconnect window, not a second one around the first.
+    assert "(BrokerUnavailable" not in str(raised.value), raised.value
+
+
+async def test_async_unreachable_broker_fails_within_the_reconnect_window(
+    proxy: FaultProxy,
+) -> None:
+    proxy.refuse(True)
+    with through(proxy, RECONNECT_TIMEOUT=1):
+        started = time.monotonic()
+        with pytest.raises(BrokerUnavailable, match="not reachable") as raised:
+            await rabbitbus.apublish("x", "k", {})
+        assert time.monotonic() - started < 1 + 2
+        await connections.aclose_all()
+    assert "(BrokerUnavailable" not in str(raised.value), raised.value
