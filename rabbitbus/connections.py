@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import random
+import ssl
 import threading
 import time
 import weakref
@@ -25,6 +26,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import aio_pika
 import pika
 import pika.exceptions
+from aio_pika.abc import ConnectionParameter
 from aio_pika.connection import make_url
 
 from rabbitbus import driver_logs
@@ -155,7 +157,7 @@ class SyncConnection:
             try:
                 connection = pika.BlockingConnection(pika_parameters(self.settings))
             except PIKA_CONNECTION_ERRORS as exc:
-                if time.monotonic() + delay > deadline:
+                if time.monotonic() + delay > deadline or refused_certificate(exc):
                     raise unavailable(self.settings, exc) from exc
                 logger.warning(
                     "Broker %r unreachable (%s); retrying", self.settings.alias, type(exc).__name__
@@ -207,11 +209,35 @@ class SyncConnection:
 
 def unavailable(cs: ConnectionSettings, exc: BaseException | None = None) -> BrokerUnavailable:
     where = ", ".join(str(endpoint) for endpoint in cs.endpoints)
+    certificate = refused_certificate(exc)
+    if certificate is not None:
+        return BrokerUnavailable(
+            f"RabbitMQ at {where} failed TLS verification for connection {cs.alias!r} "
+            f"({certificate}). Check TLS CA_FILE (the CA that signed the broker's "
+            "certificate) and SERVER_HOSTNAME (when the certificate names the broker "
+            "otherwise than the URL does)."
+        )
     reason = f" ({type(exc).__name__}: {exc})" if exc is not None and str(exc) else ""
     return BrokerUnavailable(
         f"RabbitMQ is not reachable at {where} for connection {cs.alias!r}{reason}. "
         "Is the server running?"
     )
+
+
+def refused_certificate(exc: BaseException | None) -> ssl.SSLCertVerificationError | None:
+    """The broker certificate the client refused behind ``exc``, if that is why a connect
+    failed: a setting to fix, not an outage to wait out."""
+    while exc is not None:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def tls_options(endpoint: Endpoint, cs: ConnectionSettings) -> dict[str, Any]:
+    """Extra connect arguments for asyncio: the name the broker's certificate must bear."""
+    hostname = cs.tls.get("SERVER_HOSTNAME")
+    return {"server_hostname": hostname} if endpoint.tls and hostname else {}
 
 
 def blocked(cs: ConnectionSettings) -> BrokerBlocked:
@@ -254,21 +280,32 @@ def aio_pika_url(endpoint: Endpoint, cs: ConnectionSettings) -> str:
 async def _connect_robust(
     endpoint: Endpoint, cs: ConnectionSettings
 ) -> aio_pika.abc.AbstractRobustConnection:
-    connection = aio_pika.RobustConnection(
+    connection = _RobustConnection(
         make_url(aio_pika_url(endpoint, cs)),
         ssl_context=cs.ssl_context() if endpoint.tls else None,
         client_properties=client_properties(cs),
         reconnect_interval=1,
+        **tls_options(endpoint, cs),
     )
-    connection.close_callbacks.add(partial(_log_lost, cs.alias))
-    connection.reconnect_callbacks.add(partial(_log_reconnected, cs.alias))
     try:
         await connection.connect(timeout=cs.connection_timeout)
     except BaseException:
         # Close it here: aio-pika's __del__ would leave an un-awaited close().
         await connection.close()
         raise
+    connection.close_callbacks.add(partial(_log_lost, cs.alias))
+    connection.reconnect_callbacks.add(partial(_log_reconnected, cs.alias))
     return connection
+
+
+class _RobustConnection(aio_pika.RobustConnection):
+    """aio-pika's robust connection, passing TLS ``server_hostname`` on to aiormq
+    (aio-pika keeps only the keyword arguments its ``PARAMETERS`` name)."""
+
+    PARAMETERS = (
+        *aio_pika.RobustConnection.PARAMETERS,
+        ConnectionParameter(name="server_hostname", parser=str, is_kwarg=True),
+    )
 
 
 def _log_lost(alias: str, _connection: object, error: BaseException | None = None) -> None:
@@ -334,6 +371,8 @@ class AsyncConnection:
                 try:
                     return await _connect_robust(endpoint, cs)
                 except (TimeoutError, ConnectionError, OSError) as exc:
+                    if refused_certificate(exc):
+                        raise unavailable(cs, exc) from exc
                     last_error = exc
             logger.warning(
                 "Broker %r unreachable (%s); retrying", cs.alias, type(last_error).__name__

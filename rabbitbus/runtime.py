@@ -148,6 +148,7 @@ class Runtime:
                 context=cs.ssl_context() if endpoint.tls else None,
                 client_properties=connections.client_properties(cs),
                 transport_factory=amqp_tap.TapTransportFactory() if tapped else None,
+                **connections.tls_options(endpoint, cs),
             ),
             cs.connection_timeout,
         )
