@@ -35,14 +35,20 @@ def make_certificates(directory: Path) -> Certificates:
         subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
 
     key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    # Python 3.13 verifies strictly (VERIFY_X509_STRICT): these are the extensions it asks for.
+    ca_extensions = ("basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign")
     for ca in ("ca", "other-ca"):
         subject = f"/CN=rabbitbus test {ca}"
-        run("req", "-x509", *key, "-keyout", f"{ca}.key", "-out", f"{ca}.pem", "-subj", subject)
+        run("req", "-x509", *key, "-keyout", f"{ca}.key", "-out", f"{ca}.pem", "-subj", subject,
+            *(arg for ext in ca_extensions for arg in ("-addext", ext)))  # fmt: skip
     for name, names in (
         ("server", "DNS:localhost,IP:127.0.0.1"),
         ("elsewhere", "DNS:rabbit.internal"),
     ):
-        (directory / f"{name}.ext").write_text(f"subjectAltName={names}\n")
+        (directory / f"{name}.ext").write_text(
+            f"subjectAltName={names}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n"
+            "extendedKeyUsage=serverAuth\nauthorityKeyIdentifier=keyid\n"
+        )
         run("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
         signed = ("-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-extfile", f"{name}.ext")
         run("x509", "-req", "-in", f"{name}.csr", *signed, "-out", f"{name}.pem")
