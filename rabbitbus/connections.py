@@ -19,7 +19,6 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator
-from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -293,8 +292,9 @@ async def _connect_robust(
         # Close it here: aio-pika's __del__ would leave an un-awaited close().
         await connection.close()
         raise
-    connection.close_callbacks.add(partial(_log_lost, cs.alias))
-    connection.reconnect_callbacks.add(partial(_log_reconnected, cs.alias))
+    log = _ConnectionLog(cs.alias)
+    connection.close_callbacks.add(log.lost)
+    connection.reconnect_callbacks.add(log.back)
     return connection
 
 
@@ -308,17 +308,29 @@ class _RobustConnection(aio_pika.RobustConnection):
     )
 
 
-def _log_lost(alias: str, _connection: object, error: BaseException | None = None) -> None:
-    """One WARNING per connection lost (a close we asked for passes no error or a cancel)."""
-    if error is not None and not isinstance(error, asyncio.CancelledError):
+class _ConnectionLog:
+    """One WARNING when a robust connection is lost, one INFO when it is back.
+
+    aio-pika calls close callbacks again for each failed reconnect attempt, and
+    a close we asked for passes no error (or a cancel): neither is a new loss.
+    """
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self.up = True
+
+    def lost(self, _connection: object, error: BaseException | None = None) -> None:
+        if not self.up or error is None or isinstance(error, asyncio.CancelledError):
+            return
+        self.up = False
         cause = error.__cause__ or error
         logger.warning(
-            "Connection %r lost (%s: %s); reconnecting", alias, type(cause).__name__, cause
+            "Connection %r lost (%s: %s); reconnecting", self.alias, type(cause).__name__, cause
         )
 
-
-def _log_reconnected(alias: str, _connection: object) -> None:
-    logger.info("Connection %r re-established", alias)
+    def back(self, _connection: object) -> None:
+        self.up = True
+        logger.info("Connection %r re-established", self.alias)
 
 
 class AsyncConnection:

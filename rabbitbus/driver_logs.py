@@ -2,12 +2,13 @@
 
 Each dropped or reset connection makes aiormq log a WARNING with a full
 traceback ("Cancelling cause reader exited abnormally"), and aio-pika's robust
-channel an ERROR when it tries to reopen on a connection that is closing. A
-rabbitbus process already logs one WARNING per lost connection, with the
-reason (workers in ``runtime``, web processes' async connections in
-``connections``), so for socket-level failures these become one-line DEBUG
-records. Anything else (a malformed frame, a protocol error, a bug) keeps its
-level and its traceback.
+channel an ERROR when it tries to reopen on a connection that is closing;
+aio-pika's robust connection logs a WARNING for every failed reconnect
+attempt, one a second for as long as an outage lasts. A rabbitbus process
+already logs one WARNING per lost connection, with the reason (workers in
+``runtime``, web processes' async connections in ``connections``), so for
+socket-level failures these become one-line DEBUG records. Anything else (a
+malformed frame, a protocol error, a bug) keeps its level and its traceback.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class NetworkNoise(logging.Filter):
     """Demotes the records described in the module docstring; never drops a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if is_reader_lost(record) or is_robust_reopen_race(record):
+        if is_reader_lost(record) or is_robust_reopen_race(record) or is_reconnect_retry(record):
             demote(record)
         return True
 
@@ -52,6 +53,14 @@ def is_robust_reopen_race(record: logging.LogRecord) -> bool:
     )
 
 
+def is_reconnect_retry(record: logging.LogRecord) -> bool:
+    """aio-pika's robust connection failed one reconnect attempt (it tries every second;
+    rabbitbus has logged the loss once already)."""
+    return record.name == "aio_pika.robust_connection" and str(record.msg).startswith(
+        'Connection attempt to "%s" failed'
+    )
+
+
 def demote(record: logging.LogRecord) -> None:
     if record.exc_info and record.exc_info[1] is not None and not record.args:
         error = record.exc_info[1]
@@ -65,7 +74,7 @@ _filter = NetworkNoise()
 
 def install() -> None:
     """Add the filter to the driver loggers concerned (idempotent)."""
-    for name in ("aiormq.connection", "aio_pika.tools"):
+    for name in ("aiormq.connection", "aio_pika.tools", "aio_pika.robust_connection"):
         logger = logging.getLogger(name)
         if _filter not in logger.filters:
             logger.addFilter(_filter)

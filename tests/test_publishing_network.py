@@ -118,6 +118,33 @@ async def test_async_publisher_reset_logs_no_traceback(
     assert "Connection 'default' re-established" in ours
 
 
+async def test_async_outage_logs_one_warning_not_one_per_reconnect_attempt(
+    broker: Broker,
+    exchange: str,
+    queue: str,
+    proxy: FaultProxy,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with through(proxy):
+        try:
+            await rabbitbus.apublish(exchange, "k", {"n": 1})
+            proxy.refuse(True)
+            proxy.reset_all()
+            await asyncio.sleep(3.5)  # aio-pika tries again every second
+            proxy.refuse(False)
+            await rabbitbus.apublish(exchange, "k", {"n": 2})
+        finally:
+            await connections.aclose_all()
+    assert await asyncio.to_thread(broker.queue_depth, queue) == 2
+    retries = [r for r in caplog.records if r.name == "aio_pika.robust_connection"]
+    assert len([r for r in retries if "failed" in str(r.msg)]) >= 2  # the outage lasted
+    loud = [(r.name, r.msg) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud == [("rabbitbus.connections", "Connection %r lost (%s: %s); reconnecting")]
+    ours = [r.getMessage() for r in caplog.records if r.name == "rabbitbus.connections"]
+    assert ours[-1] == "Connection 'default' re-established"
+
+
 def test_unreachable_broker_raises_within_the_reconnect_window(proxy: FaultProxy) -> None:
     proxy.refuse(True)
     with through(proxy, RECONNECT_TIMEOUT=1):
