@@ -7,12 +7,20 @@ then ack the original).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connections,
+    transaction,
+)
 
 from rabbitbus import messages, retries
 from rabbitbus.exceptions import DecodeError, Reject, Retry
@@ -24,6 +32,13 @@ logger = logging.getLogger("rabbitbus.dispatch")
 ACK = "ack"
 RETRY = "retry"
 DEAD_LETTER = "dead-letter"
+#: The handler failed because a database is unreachable: not the message's fault, so no
+#: attempt is counted; the worker holds the message and runs it again once the database answers.
+DATABASE_DOWN = "database-down"
+
+#: What Django raises when a database is unreachable (and for some other faults too:
+#: :func:`database_unreachable` tells them apart).
+DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
 @dataclass
@@ -113,6 +128,8 @@ async def dispatch(spec: ConsumerSpec, raw: Raw, threads: Threads) -> Outcome:
     except Retry as exc:
         return _after_failure(spec, message, exc, exc.delay)
     except Exception as exc:  # noqa: BLE001 - any handler failure is retried
+        if isinstance(exc, DATABASE_ERRORS) and await threads.run(database_unreachable):
+            return Outcome(DATABASE_DOWN, exc)
         logger.warning(
             "Handler %s failed on message %s (attempt %d/%d)",
             spec.name, raw.message_id, message.attempt, spec.attempts, exc_info=True,
@@ -140,6 +157,26 @@ async def run_handler(spec: ConsumerSpec, message: ReceivedMessage, threads: Thr
         return False
     call = _idempotent_call if spec.idempotent else _plain_call
     return await threads.run(call, spec, message)
+
+
+def database_unreachable() -> bool:
+    """Whether a configured database refuses this thread a working connection now."""
+    for alias in connections:
+        connection = connections[alias]
+        try:
+            connection.close_if_unusable_or_obsolete()
+            connection.ensure_connection()
+            usable = connection.is_usable()
+        except DATABASE_ERRORS:
+            usable = False
+        except Exception:  # noqa: BLE001 - cannot tell: the handler's failure counts as usual
+            logger.debug("Could not check database %r", alias, exc_info=True)
+            continue
+        if not usable:
+            with contextlib.suppress(*DATABASE_ERRORS):
+                connection.close()
+            return True
+    return False
 
 
 def _with_fresh_db(function: Callable[[], bool]) -> bool:

@@ -8,6 +8,7 @@ Prefetched messages that have not started when shutdown begins are requeued.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -19,7 +20,7 @@ import aiormq.abc
 import aiormq.exceptions
 from pamqp import commands
 
-from rabbitbus import dispatch, publishing, retries, topology
+from rabbitbus import connections, dispatch, publishing, retries, topology
 from rabbitbus.acks import ChannelAcks
 from rabbitbus.exceptions import TopologyError
 from rabbitbus.messages import PERSISTENT, Envelope
@@ -28,6 +29,9 @@ from rabbitbus.runtime import RECOVERABLE, Runtime, Service, cancel, consume
 from rabbitbus.threads import Threads
 
 logger = logging.getLogger("rabbitbus.worker")
+
+#: Longest wait, in seconds, between two runs of a message held through a database outage.
+DATABASE_RETRY_CAP = 10.0
 
 
 class ConsumerService:
@@ -45,6 +49,9 @@ class ConsumerService:
         self.acks: ChannelAcks | None = None
         self.consumer_tag: str | None = None
         self.stopping = False
+        self.stopped = asyncio.Event()
+        #: The database error of an outage the handler is waiting out, once logged.
+        self.database_down: str | None = None
         self.in_flight = 0
         self.idle = asyncio.Event()
         self.idle.set()
@@ -70,6 +77,7 @@ class ConsumerService:
 
     async def stop(self) -> None:
         self.stopping = True
+        self.stopped.set()
         if self.recovery is not None:
             self.recovery.cancel()
         await cancel(self.channel, self.consumer_tag, self.spec.queue)
@@ -145,14 +153,38 @@ class ConsumerService:
                 await self._requeue(acks, tag)
                 return
             raw = raw_of(message)
-            outcome = await dispatch.dispatch(self.spec, raw, self.threads)
-            if outcome.action == dispatch.ACK:
+            outcome = await self._dispatch(raw)
+            if outcome.action == dispatch.DATABASE_DOWN:
+                await self._requeue(acks, tag)  # stopping: the next worker runs it
+            elif outcome.action == dispatch.ACK:
                 self.counts["processed"] += 1
                 acks.ack(tag)
             elif await self._park(raw, outcome):
                 acks.ack(tag)
             else:
                 await self._requeue(acks, tag)
+
+    async def _dispatch(self, raw: dispatch.Raw) -> dispatch.Outcome:
+        """The handler's outcome, holding the message through a database outage (with
+        capped backoff, no attempt counted) until the database answers or we stop."""
+        delays = connections.backoff_delays(base=0.5, cap=DATABASE_RETRY_CAP)
+        while True:
+            outcome = await dispatch.dispatch(self.spec, raw, self.threads)
+            if outcome.action != dispatch.DATABASE_DOWN:
+                if self.database_down is not None:
+                    self.database_down = None
+                    logger.info("Database reachable again; %s is handling messages", self.name)
+                return outcome
+            if self.database_down is None:
+                self.database_down = f"{type(outcome.error).__name__}: {outcome.error}"
+                logger.warning(
+                    "Database unreachable (%s); %s holds its messages and retries them",
+                    self.database_down, self.name,
+                )  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopped.wait(), next(delays))
+            if self.stopping:
+                return outcome
 
     async def _park(self, raw: dispatch.Raw, outcome: dispatch.Outcome) -> bool:
         """Publish the retry or dead-letter copy with confirms; False if that failed."""
@@ -232,8 +264,6 @@ def copy_envelope(raw: dispatch.Raw, queue: str, headers: dict[str, Any]) -> Env
 
 
 def publishing_connection(alias: str) -> Any:
-    from rabbitbus import connections
-
     return connections.get_async(alias)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pika
 import pytest
+from django.db import OperationalError
 
 from rabbitbus import dispatch, publish, retries
 from rabbitbus.dispatch import ReceivedMessage
@@ -192,6 +193,23 @@ def test_one_poison_message_among_a_thousand_good_ones(broker: Broker) -> None:
     poison_attempts = [m.attempt for m in handler.seen if m.body["poison"]]
     assert poison_attempts == [1, 2, 3]
     assert len({m.message_id for m in handler.seen if not m.body["poison"]}) == 1000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_error_with_the_database_up_counts_as_the_handlers_failure(
+    broker: Broker,
+) -> None:
+    """Only an unreachable database holds messages (test_worker_process has that case)."""
+
+    def deadlock(message: ReceivedMessage) -> None:
+        raise OperationalError("deadlock detected")
+
+    queue, handler = unique("w.dberror"), Recorder(deadlock)
+    with ThreadWorker(spec(queue, handler, attempts=2)).start(broker):
+        publish("", queue, {})
+        dead = retries.dead_letter_queue(queue)
+        assert broker.wait_for(lambda: broker.queue_depth(dead) == 1, timeout=20)
+    assert [m.attempt for m in handler.seen] == [1, 2]
 
 
 def test_sync_and_async_handlers_side_by_side(broker: Broker) -> None:

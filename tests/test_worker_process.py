@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -112,6 +113,69 @@ def test_a_signal_drains_in_flight_work_and_exits_zero(
     start(workers, broker, prefix, db_path)
     assert broker.wait_for(lambda: len(effects(db_path)) == 5, timeout=30)
     assert sorted(effects(db_path)) == sorted(ids)
+
+
+def test_a_database_outage_holds_the_messages_and_loses_none(
+    broker: Broker, prefix: str, db_path: Path, workers: list, tmp_path: Path
+) -> None:
+    """F21: the handler's database goes away (its file replaced by a directory, so no
+    connection opens) for four seconds. Nothing is retried, dead-lettered or acked
+    meanwhile, the worker does not spin, and every message is applied once after."""
+    queue = f"{prefix}.effects"
+    log = (tmp_path / "worker.log").open("w+")
+    worker = start(workers, broker, prefix, db_path, output=log)
+    away = db_path.with_suffix(".away")
+    db_path.rename(away)
+    db_path.mkdir()
+    try:
+        ids = send(prefix, 5, sleep=0)
+        assert broker.wait_for(lambda: broker.unacked(queue) == 5, timeout=10)
+        cpu = cpu_seconds(worker.pid)
+        time.sleep(4)
+        assert cpu_seconds(worker.pid) - cpu < 1.0  # backing off, not spinning
+        assert broker.unacked(queue) == 5  # held: not acked, not requeued
+        assert broker.queue_depth(f"{queue}.dlq") == 0
+    finally:
+        db_path.rmdir()
+        away.rename(db_path)
+    assert broker.wait_for(lambda: len(effects(db_path)) == 5, timeout=30)
+    assert sorted(effects(db_path)) == sorted(ids)
+    assert broker.wait_for(lambda: broker.unacked(queue) == 0)
+    assert broker.queue_depth(f"{queue}.dlq") == 0
+    assert worker.poll() is None
+    log.seek(0)
+    text = log.read()
+    assert text.count("Database unreachable (OperationalError: unable to open database") == 1
+    assert "Database reachable again" in text
+    assert "failed on message" not in text  # no attempt was counted
+
+
+def test_sigterm_during_a_database_outage_gives_the_held_messages_back(
+    broker: Broker, prefix: str, db_path: Path, workers: list
+) -> None:
+    queue = f"{prefix}.effects"
+    worker = start(workers, broker, prefix, db_path)
+    away = db_path.with_suffix(".away")
+    db_path.rename(away)
+    db_path.mkdir()
+    try:
+        send(prefix, 3, sleep=0)
+        assert broker.wait_for(lambda: broker.unacked(queue) == 3, timeout=10)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=15) == 0  # not the 30 s grace period
+    finally:
+        db_path.rmdir()
+        away.rename(db_path)
+    assert broker.wait_for(lambda: broker.unacked(queue) == 0)
+    assert broker.queue_depth(queue) == 3  # requeued for the next worker, no attempt counted
+    assert broker.queue_depth(f"{queue}.dlq") == 0
+    assert effects(db_path) == []
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
