@@ -63,3 +63,21 @@ def test_requests_arriving_a_few_bytes_at_a_time_are_all_answered(
     assert [call(value, timeout=30) for value in values] == values
     proxy.bandwidth(None)
     assert server_through_proxy.runtime.reconnects == 0  # type: ignore[attr-defined]
+
+
+def test_a_black_hole_is_noticed_by_heartbeats_and_calls_are_answered_after(
+    broker: Broker, proxy: FaultProxy
+) -> None:
+    """F5 for the server: its tap keeps heartbeats from aiormq only while bytes flow, so
+    a silent network still lets aiormq's heartbeat timer declare the connection dead."""
+    options = {"HEARTBEAT": 2, "CONNECTION_TIMEOUT": 2}
+    rabbitbus = {**rabbitbus_through(proxy.port, **options), "WORKER": {"HEARTBEAT_INTERVAL": 3600}}
+    with override_settings(RABBITBUS=rabbitbus), serving("test.aecho") as server:
+        runtime = server.runtime
+        assert runtime is not None
+        assert call(1) == 1
+        proxy.blackhole()
+        assert broker.wait_for(lambda: not runtime.ready, timeout=2 * (2 + 5))
+        proxy.pass_through()
+        assert broker.wait_for(lambda: runtime.ready and runtime.reconnects >= 1, timeout=10 + 2)
+        assert [call(n) for n in range(5)] == list(range(5))

@@ -149,3 +149,43 @@ def test_resets_mid_stream_lose_nothing_and_log_one_warning_each(
     lost = [r for r in warnings if r.getMessage().startswith("Connection lost")]
     assert len(lost) == resets, [r.getMessage() for r in warnings]
     assert len(warnings) <= 2 * resets, [r.getMessage() for r in warnings]
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_black_hole_is_noticed_by_heartbeats_and_unacked_work_comes_back(
+    broker: Broker, proxy: FaultProxy, kind: str
+) -> None:
+    """F5: the network silently drops everything (half-open TCP) while handlers hold
+    unacked messages. With a 2 s heartbeat the worker declares the connection dead
+    within 2 x (2 + 5) s, reconnects once the network is back, and the messages it held
+    come back marked redelivered and are processed."""
+    release, seen = threading.Event(), Seen()
+    redelivered: set[str | None] = set()
+
+    def hold(message: ReceivedMessage) -> None:
+        if message.redelivered:
+            redelivered.add(message.message_id)
+        elif message.body["n"] < 4:
+            release.wait(30)  # in flight when the network goes
+        seen.sync(message)
+
+    async def ahold(message: ReceivedMessage) -> None:
+        await asyncio.to_thread(hold, message)
+
+    options = {"HEARTBEAT": 2, "CONNECTION_TIMEOUT": 2}
+    rabbitbus = {**rabbitbus_through(proxy.port, **options), "WORKER": {"HEARTBEAT_INTERVAL": 3600}}
+    queue = unique(f"wn.hole.{kind}")
+    consumer = spec(queue, hold if kind == "sync" else ahold, prefetch=20, concurrency=8)
+    with override_settings(RABBITBUS=rabbitbus), ThreadWorker(consumer).start(broker) as worker:
+        runtime = worker.runtime
+        assert runtime is not None
+        ids = publish_direct(queue, 10)
+        assert broker.wait_for(lambda: len(seen.ids) == 6, timeout=10)  # 4 held, 6 done
+        proxy.blackhole()
+        assert broker.wait_for(lambda: not runtime.ready, timeout=2 * (2 + 5))
+        release.set()  # their acks go nowhere: the broker gives the four back
+        proxy.pass_through()
+        assert broker.wait_for(lambda: runtime.ready and runtime.reconnects >= 1, timeout=10 + 2)
+        assert broker.wait_for(lambda: seen.ids >= ids, timeout=20)
+        assert_alive(worker)
+    assert len(redelivered) == 4 and redelivered <= ids
