@@ -107,6 +107,16 @@ class Broker:
             ctl("set_vm_memory_high_watermark", "0.4")
 
     @contextlib.contextmanager
+    def disk_alarm(self) -> Iterator[None]:
+        """Block publishers node-wide, as a full disk does, while inside the block."""
+        limit = ctl("eval", "rabbit_disk_monitor:get_disk_free_limit().").strip()
+        ctl("set_disk_free_limit", str(10**13))  # 10 TB free: more than any disk here
+        try:
+            yield
+        finally:
+            ctl("set_disk_free_limit", limit if limit.isdigit() else "50MB")
+
+    @contextlib.contextmanager
     def consumer_timeout(self, milliseconds: int) -> Iterator[None]:
         """Node-wide ``consumer_timeout`` inside the block (hold the node lock).
 

@@ -12,7 +12,9 @@ from django.test import override_settings
 import rabbitbus
 from rabbitbus import connections
 from rabbitbus.exceptions import BrokerBlocked, PublishTimeout
-from tests.broker import Broker
+from rabbitbus.messages import Message
+from tests.broker import Broker, unique
+from tests.workers import ThreadWorker, spec
 
 pytestmark = pytest.mark.fault
 
@@ -23,17 +25,30 @@ def fast_settings() -> dict[str, object]:
     return {"CONNECTIONS": {"default": {**FAST, "URL": django_settings.TEST_URL}}}
 
 
-def test_memory_alarm_makes_publish_raise_in_time_then_recover(
-    broker: Broker, exchange: str, queue: str
+@pytest.mark.parametrize("alarm", ["memory_alarm", "disk_alarm"])
+def test_an_alarm_makes_publish_raise_in_time_while_consumers_go_on(
+    broker: Broker, exchange: str, queue: str, alarm: str
 ) -> None:
+    """F8/F9: publishing blocked node-wide by a memory or disk alarm raises in time, a
+    worker keeps consuming meanwhile, and publishing works again after."""
+    seen: list[object] = []
+    backlog = unique("fp.backlog")
+    consumer = spec(backlog, lambda message: seen.append(message.body["n"]), prefetch=10)
     with override_settings(RABBITBUS=fast_settings()):
         rabbitbus.publish(exchange, "k", {"before": True})
-        with broker.memory_alarm():
+        with ThreadWorker(consumer).start(broker):
+            pass  # its queue declared, empty
+        assert rabbitbus.publish_many([Message("", backlog, {"n": n}) for n in range(20)]).ok
+        with getattr(broker, alarm)():
             started = time.monotonic()
             with pytest.raises((BrokerBlocked, PublishTimeout)):
                 rabbitbus.publish(exchange, "k", {"during": True})
             assert time.monotonic() - started < 4 + 1
+            assert connections.get_sync().blocked  # the broker said so (connection.blocked)
+            with ThreadWorker(consumer).start(broker):
+                assert broker.wait_for(lambda: len(seen) == 20, timeout=20)
         rabbitbus.publish(exchange, "k", {"after": True})
+    assert sorted(seen) == list(range(20))  # type: ignore[type-var]
     # The blocked message's outcome was unknown: it may have been stored.
     assert broker.wait_for(lambda: broker.queue_depth(queue) in (2, 3))
 
