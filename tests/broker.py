@@ -1,17 +1,20 @@
 """Control of the local RabbitMQ node for tests, through ``rabbitmqctl``.
 
-Everything that changes node-wide state (alarms, restarts) restores it in
+Everything that changes node-wide state (alarms, restarts, a crash) restores it in
 ``finally`` blocks at the call sites; the fault tests that use them run last.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pika
 import pika.exceptions
@@ -27,6 +30,12 @@ def ctl(*args: str, check: bool = True) -> str:
     if check and result.returncode != 0:
         raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout
+
+
+def started() -> bool:
+    """Whether the node is up and has finished booting (fails at once while it is down)."""
+    command = ["rabbitmqctl", "-q", "await_startup", "--timeout", "60"]
+    return subprocess.run(command, capture_output=True, timeout=CTL_TIMEOUT + 10).returncode == 0
 
 
 def add_vhost(name: str) -> None:
@@ -96,6 +105,22 @@ class Broker:
         finally:
             ctl("start_app")
             ctl("await_startup")
+
+    def crash(self) -> None:
+        """SIGKILL the node's Erlang VM (a power cut, as far as RabbitMQ can tell), start it
+        again and wait until it serves: only what it had on disk survives."""
+        pid = int(ctl("eval", "list_to_integer(os:getpid()).").strip())
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Debian's wrapper runs the server as the rabbitmq user, as at boot.
+        subprocess.run(["rabbitmq-server", "-detached"], capture_output=True, timeout=60)
+        deadline = time.monotonic() + 120
+        while not started():
+            if time.monotonic() > deadline:
+                raise RuntimeError("RabbitMQ did not come back after the crash")
+            time.sleep(0.5)
 
     @contextlib.contextmanager
     def memory_alarm(self) -> Iterator[None]:
