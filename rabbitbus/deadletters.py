@@ -76,9 +76,10 @@ class DeadLetter:
         deaths = headers.get("x-death")
         if isinstance(deaths, list) and deaths and isinstance(deaths[-1], dict):
             first = deaths[-1]  # x-death is newest first
-            keys = first.get("routing-keys") or [""]
+            keys = first.get("routing-keys")  # from the wire: anything at all
+            key = keys[0] if isinstance(keys, list) and keys else ""
             first_exchange = headers.get("x-first-death-exchange", first.get("exchange", ""))
-            return _text(first_exchange), _text(keys[0])
+            return _text(first_exchange), _text(key)
         return None
 
     def _death_reason(self) -> str:

@@ -164,3 +164,24 @@ def test_replay_without_an_origin_keeps_the_message(broker: Broker, shop: Shop) 
     with pytest.raises(QueueNotFound, match="does not say where it came from"):
         deadletters.replay(shop.dlq, ["nowhere"])
     assert broker.wait_for(lambda: broker.queue_depth(shop.dlq) == 1)
+
+
+@pytest.mark.parametrize(
+    ("death", "origin"),
+    [
+        ({"exchange": "shop", "routing-keys": ["order.placed"]}, ("shop", "order.placed")),
+        ({"exchange": "shop", "routing-keys": []}, ("shop", "")),
+        ({"exchange": "shop", "routing-keys": 5}, ("shop", "")),
+        ({"exchange": "shop", "routing-keys": "order.placed"}, ("shop", "")),
+        ({"exchange": "shop", "routing-keys": [b"order.placed"]}, ("shop", "order.placed")),
+        ({}, ("", "")),
+    ],
+)
+def test_a_forged_x_death_gives_an_origin_or_none_never_an_error(
+    death: dict[str, object], origin: tuple[str, str]
+) -> None:
+    """B7: x-death comes from the wire; anyone may publish one to a dead-letter queue."""
+    letter = deadletters.DeadLetter("id", {"x-death": [death]}, {}, b"{}")
+    assert letter.origin() == origin
+    for forged in ("abc", 5, [], ["abc"], None):
+        assert deadletters.DeadLetter("id", {"x-death": forged}, {}, b"{}").origin() is None
