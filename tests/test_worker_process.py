@@ -222,6 +222,27 @@ def test_sigkill_mid_handler_then_restart_applies_each_effect_once(
     assert sorted(effects(db_path)) == sorted(ids)  # every id once: no loss, no duplicate
 
 
+def test_three_crashes_in_a_row_dead_letter_nothing_by_default(
+    broker: Broker, prefix: str, db_path: Path, workers: list
+) -> None:
+    """F16b: a worker holding all of its prefetch is SIGKILLed three times in a row. Its
+    quorum queue's delivery limit (20 by default) counts each crash against every message
+    it held; none reaches the limit, and each is applied once in the end."""
+    queue = f"{prefix}.effects"
+    worker = start(workers, broker, prefix, db_path)
+    ids = send(prefix, 10, sleep=1)
+    for crash in range(3):
+        if crash:
+            worker = start(workers, broker, prefix, db_path)
+        assert broker.wait_for(lambda: broker.unacked(queue) >= 1, timeout=10)
+        worker.kill()
+        worker.wait(timeout=10)
+    start(workers, broker, prefix, db_path)
+    assert broker.wait_for(lambda: len(effects(db_path)) >= 10, timeout=40)
+    assert sorted(effects(db_path)) == sorted(ids)
+    assert broker.queue_depth(f"{queue}.dlq") == 0
+
+
 def test_a_redelivered_message_id_is_acked_without_its_effect(
     broker: Broker, prefix: str, db_path: Path, workers: list
 ) -> None:
