@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from django.conf import settings as django_settings
@@ -54,19 +55,38 @@ def test_an_alarm_makes_publish_raise_in_time_while_consumers_go_on(
     assert broker.wait_for(lambda: broker.queue_depth(queue) in (2, 3))
 
 
-@pytest.mark.timeout(300)
-def test_a_broker_crash_loses_no_confirmed_message(
-    broker: Broker, exchange: str, queue: str
+@pytest.fixture
+def quorum_queue(broker: Broker, exchange: str) -> Iterator[str]:
+    """A durable quorum queue bound to ``exchange`` with ``#``."""
+    name = unique("fp.quorum")
+    with broker.channel() as channel:
+        channel.queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
+        channel.queue_bind(name, exchange, "#")
+    yield name
+    with broker.channel() as channel:
+        channel.queue_delete(name)
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize(
+    ("fault", "marks"),
+    [("restart_app", (2000, 6000)), ("crash", (5000,))],
+    ids=["F1-restart-twice", "F3-sigkill"],
+)
+def test_node_faults_mid_publish_lose_no_confirmed_message(
+    broker: Broker, exchange: str, quorum_queue: str, fault: str, marks: tuple[int, ...]
 ) -> None:
-    """F3: the node is SIGKILLed while 2,000 persistent messages are being published one
-    by one. Every publish returns confirmed (the library resends what was not confirmed
-    once the node is back), and every confirmed message is in the queue after the crash."""
+    """F1/F3: 10,000 persistent 400-byte messages published one by one to a quorum queue;
+    the node is restarted at #2,000 and #6,000, or SIGKILLed at #5,000. Every publish
+    returns confirmed (the library resends what was unconfirmed once the node is back),
+    and every confirmed message is in the queue afterwards."""
+    count = 10_000
     confirmed: list[str] = []
     failed: dict[int, BaseException] = {}
     reconnects: list[int] = []
 
     def publish_all() -> None:
-        for n in range(2000):
+        for n in range(count):
             try:
                 confirmed.append(rabbitbus.publish(exchange, "k", {"n": n, "pad": "x" * 370}))
             except Exception as exc:  # noqa: BLE001 - the ledger is the point
@@ -75,22 +95,25 @@ def test_a_broker_crash_loses_no_confirmed_message(
 
     settings = {"CONNECTIONS": {"default": {**FAST, "URL": django_settings.TEST_URL}}}
     settings["CONNECTIONS"]["default"]["RECONNECT_TIMEOUT"] = 120  # type: ignore[index]
+    started = time.monotonic()
     with override_settings(RABBITBUS=settings):
         publisher = threading.Thread(target=publish_all)
         publisher.start()
         try:
-            assert broker.wait_for(lambda: len(confirmed) >= 500, timeout=30)
-            broker.crash()
-            assert len(confirmed) < 2000  # the crash hit mid-run
+            for mark in marks:
+                assert broker.wait_for(lambda m=mark: len(confirmed) >= m, timeout=60)
+                getattr(broker, fault)()
+            assert len(confirmed) < count  # the faults hit mid-run
         finally:
-            publisher.join(180)
+            publisher.join(300)
     assert not publisher.is_alive()
+    assert time.monotonic() - started < 120
     assert failed == {}
-    assert reconnects == [1]
-    assert len(set(confirmed)) == 2000
-    stored = stored_ids(broker, queue)
+    assert reconnects == [len(marks)]
+    assert len(set(confirmed)) == count
+    stored = stored_ids(broker, quorum_queue)
     assert set(confirmed) <= stored  # 0 confirmed lost (duplicates of unknown outcomes allowed)
-    assert len(stored) == 2000
+    assert len(stored) == count
 
 
 def stored_ids(broker: Broker, queue: str) -> set[str]:
