@@ -323,7 +323,8 @@ class _ConnectionLog:
         if not self.up or error is None or isinstance(error, asyncio.CancelledError):
             return
         self.up = False
-        cause = error.__cause__ or error
+        # A socket failure reaches us wrapped in an AMQPConnectionError: name the socket's.
+        cause = error.__cause__ if isinstance(error.__cause__, OSError) else error
         logger.warning(
             "Connection %r lost (%s: %s); reconnecting", self.alias, type(cause).__name__, cause
         )
