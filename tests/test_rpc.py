@@ -101,6 +101,8 @@ def test_call_with_no_server_times_out_within_ten_percent(broker: Broker) -> Non
     with pytest.raises(NoServer, match=f"no server consumes rpc.{name}"):
         rpc.call(name, timeout=1.0)
     assert 0.9 <= time.monotonic() - started <= 1.1
+    # The request expired with the call (expiration = timeout): no server will ever run it.
+    assert broker.wait_for(lambda: broker.queue_depth(rpc.queue_name(name)) == 0, timeout=1)
 
 
 async def test_acall_with_no_server_times_out_within_ten_percent(
