@@ -13,9 +13,10 @@ from django.utils.translation import gettext_lazy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rabbitbus import messages, serializers
+from rabbitbus import deadletters, dispatch, messages, retries, serializers
 from rabbitbus.exceptions import DecodeError, MessageTooLarge, RabbitBusError, SerializationError
 from rabbitbus.messages import Message
+from rabbitbus.registry import ConsumerSpec
 
 
 def test_django_types_are_encoded() -> None:
@@ -164,3 +165,66 @@ def test_fuzzed_bodies_raise_only_decode_error(
         messages.decode_body(body, content_type, encoding)
     except RabbitBusError as exc:
         assert isinstance(exc, DecodeError)
+
+
+#: What a header value can be once pamqp has decoded a table off the wire.
+FIELD_VALUES = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**63), max_value=2**63 - 1),
+        st.floats(allow_nan=True),
+        st.text(max_size=30),
+        st.binary(max_size=30),
+        st.decimals(allow_nan=False, allow_infinity=False, places=2),
+        st.datetimes(),
+    ),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+#: The names rabbitbus and RabbitMQ read, and some others.
+HEADER_NAMES = st.one_of(
+    st.sampled_from(
+        [
+            "x-rabbitbus-attempt",
+            "x-rabbitbus-attempts",
+            "x-rabbitbus-error",
+            "x-rabbitbus-error-class",
+            "x-rabbitbus-original-exchange",
+            "x-rabbitbus-original-routing-key",
+            "x-death",
+            "x-delivery-count",
+            "x-first-death-exchange",
+            "x-first-death-reason",
+        ]
+    ),
+    st.text(max_size=20),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(headers=st.dictionaries(HEADER_NAMES, FIELD_VALUES, max_size=6))
+def test_fuzzed_headers_never_break_receiving_retrying_or_the_dead_letter_view(
+    headers: dict[str, object],
+) -> None:
+    """B7/B13: headers come from the wire; whatever they hold, a delivery is received (or
+    refused with DecodeError), its retry and dead-letter copies are built, and the admin's
+    dead-letter view reads it."""
+    spec = ConsumerSpec(name="fuzz", handler=print, queue="fuzz", is_async=False, attempts=5)
+    raw = dispatch.Raw(b"{}", headers, "shop", "order.placed", "id", False, None, None)
+    try:
+        message = dispatch.receive(spec, raw)
+    except RabbitBusError as exc:
+        assert isinstance(exc, DecodeError)
+        return
+    assert 1 <= message.attempt <= spec.attempts
+    origin = (message.exchange, message.routing_key)
+    assert all(isinstance(part, str) for part in origin)
+    retries.retry_headers(headers, message.attempt + 1, origin)
+    retries.dead_letter_headers(headers, RuntimeError("x"), message.attempt, origin)
+    letter = deadletters.DeadLetter("id", dict(headers), {}, b"{}")
+    assert isinstance(letter.error_class, str) and isinstance(letter.error, str)
+    assert letter.attempts is None or isinstance(letter.attempts, int)
+    assert letter.origin() is None or all(isinstance(part, str) for part in letter.origin() or ())
