@@ -369,9 +369,15 @@ class AsyncConnection:
             connection = await self.get()
             async with self._lock:
                 if self.channel is None:
-                    self.channel = await connection.channel(
-                        publisher_confirms=True, on_return_raises=True
-                    )
+                    try:
+                        self.channel = await connection.channel(
+                            publisher_confirms=True, on_return_raises=True
+                        )
+                    except RuntimeError as exc:  # aiormq: "<Connection ...> closed"
+                        raise BrokerConnectionError(
+                            f"Connection {self.settings.alias!r} closed while its publishing "
+                            "channel opened."
+                        ) from exc
         return self.channel
 
     async def _connect(self) -> aio_pika.abc.AbstractRobustConnection:
