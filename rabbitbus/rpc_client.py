@@ -27,7 +27,14 @@ import pika.exceptions
 from pamqp.commands import Basic
 
 from rabbitbus import connections, frames, messages, serializers
-from rabbitbus.exceptions import BrokerConnectionError, NoRoute, NoServer, RpcError, RpcTimeout
+from rabbitbus.exceptions import (
+    BrokerConnectionError,
+    BrokerUnavailable,
+    NoRoute,
+    NoServer,
+    RpcError,
+    RpcTimeout,
+)
 from rabbitbus.rpc import DIRECT_REPLY_TO, REQUEST_TYPE, queue_name, result_from_reply
 
 logger = logging.getLogger("rabbitbus.rpc_client")
@@ -376,10 +383,8 @@ class AsyncRpcClient:
 
     async def _publish(self, name: str, req: Request) -> None:
         channel = self._channel
-        if channel is None or channel.is_closed:
-            channel = await self._ready_channel()
-        if req.routing_key not in self.routed:
-            await self._check_route(name, req.routing_key)
+        if channel is None or channel.is_closed or req.routing_key not in self.routed:
+            channel = await self._ready_to_send(name, req.routing_key)
         try:
             # wait=False: no drain future per request; the write is queued in order.
             await channel.basic_publish(
@@ -390,6 +395,24 @@ class AsyncRpcClient:
             )
         except (aiormq.exceptions.AMQPError, ConnectionError, OSError) as exc:
             raise connection_lost(name, exc) from exc
+
+    async def _ready_to_send(self, name: str, queue: str) -> aiormq.Channel:
+        """The reply channel, once ``queue`` is known to exist. Nothing is sent yet, so a
+        connection lost meanwhile (aio-pika reconnects it) is waited out within the call's
+        timeout; :class:`BrokerUnavailable` (no broker within RECONNECT_TIMEOUT) is not."""
+        delays = connections.backoff_delays(base=0.05, cap=0.5)
+        while True:
+            try:
+                channel = await self._ready_channel()
+                if queue not in self.routed:
+                    await self._check_route(name, queue)
+                return channel
+            except BrokerUnavailable:
+                raise
+            except (aiormq.exceptions.AMQPError, ConnectionError, OSError, RuntimeError) as exc:
+                # RuntimeError: aiormq's "<Connection ...> closed" while a channel opens.
+                logger.debug("Not connected for a call to %s (%r); waiting", name, exc)
+                await asyncio.sleep(next(delays))
 
     async def _check_route(self, name: str, queue: str) -> None:
         """Raise :class:`NoRoute` unless ``queue`` exists (one check at a time)."""
