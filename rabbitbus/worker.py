@@ -48,7 +48,6 @@ class ConsumerService:
         self.recovery: asyncio.Future[None] | None = None
         self.acks: ChannelAcks | None = None
         self.consumer_tag: str | None = None
-        self.stopping = False
         self.stopped = asyncio.Event()
         #: The database error of an outage the handler is waiting out, once logged.
         self.database_down: str | None = None
@@ -58,6 +57,10 @@ class ConsumerService:
         self.counts = {"processed": 0, "failed": 0, "retried": 0, "dead_lettered": 0}
 
     # -- Service -----------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self.stopped.is_set()
 
     async def start(self, connection: aiormq.abc.AbstractConnection) -> None:
         self.connection = connection
@@ -76,7 +79,6 @@ class ConsumerService:
         )
 
     async def stop(self) -> None:
-        self.stopping = True
         self.stopped.set()
         if self.recovery is not None:
             self.recovery.cancel()
@@ -167,24 +169,25 @@ class ConsumerService:
     async def _dispatch(self, raw: dispatch.Raw) -> dispatch.Outcome:
         """The handler's outcome, holding the message through a database outage (with
         capped backoff, no attempt counted) until the database answers or we stop."""
-        delays = connections.backoff_delays(base=0.5, cap=DATABASE_RETRY_CAP)
-        while True:
-            outcome = await dispatch.dispatch(self.spec, raw, self.threads)
-            if outcome.action != dispatch.DATABASE_DOWN:
-                if self.database_down is not None:
-                    self.database_down = None
-                    logger.info("Database reachable again; %s is handling messages", self.name)
-                return outcome
+        outcome = await dispatch.dispatch(self.spec, raw, self.threads)
+        delays = None
+        while outcome.action == dispatch.DATABASE_DOWN:
             if self.database_down is None:
                 self.database_down = f"{type(outcome.error).__name__}: {outcome.error}"
                 logger.warning(
                     "Database unreachable (%s); %s holds its messages and retries them",
                     self.database_down, self.name,
                 )  # fmt: skip
+            delays = delays or connections.backoff_delays(base=0.5, cap=DATABASE_RETRY_CAP)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopped.wait(), next(delays))
             if self.stopping:
                 return outcome
+            outcome = await dispatch.dispatch(self.spec, raw, self.threads)
+        if self.database_down is not None:
+            self.database_down = None
+            logger.info("Database reachable again; %s is handling messages", self.name)
+        return outcome
 
     async def _park(self, raw: dispatch.Raw, outcome: dispatch.Outcome) -> bool:
         """Publish the retry or dead-letter copy with confirms; False if that failed."""
