@@ -17,6 +17,7 @@ from rabbitbus import connections
 from rabbitbus.exceptions import BrokerBlocked, PublishTimeout
 from rabbitbus.messages import Message
 from tests.broker import Broker, unique
+from tests.consuming import drain
 from tests.workers import ThreadWorker, spec
 
 pytestmark = pytest.mark.fault
@@ -118,15 +119,7 @@ def test_node_faults_mid_publish_lose_no_confirmed_message(
 
 
 def stored_ids(broker: Broker, queue: str) -> set[str]:
-    ids = set()
-    with broker.channel() as channel:
-        for method, properties, _body in channel.consume(
-            queue, auto_ack=True, inactivity_timeout=1
-        ):
-            if method is None:
-                break
-            ids.add(properties.message_id)
-    return ids
+    return {message.message_id for message in drain(broker, queue, idle=1)}
 
 
 def test_publish_survives_a_broker_restart(broker: Broker, exchange: str, queue: str) -> None:

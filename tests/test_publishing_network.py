@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 
 import pytest
 from django.test import override_settings
@@ -14,6 +15,7 @@ import rabbitbus
 from rabbitbus import connections
 from rabbitbus.exceptions import BrokerUnavailable
 from tests.broker import Broker, rabbitbus_through
+from tests.consuming import drain
 from tests.fault_proxy import FaultProxy
 
 
@@ -22,15 +24,7 @@ def through(proxy: FaultProxy, **options: object) -> override_settings:
 
 
 def delivered_ids(broker: Broker, queue: str) -> list[str]:
-    ids = []
-    with broker.channel() as channel:
-        for method, properties, _body in channel.consume(
-            queue, auto_ack=True, inactivity_timeout=0.5
-        ):
-            if method is None:
-                break
-            ids.append(properties.message_id)
-    return ids
+    return [message.message_id for message in drain(broker, queue)]
 
 
 def test_idle_publisher_behind_a_black_hole_publishes_transparently(
@@ -102,22 +96,11 @@ async def test_async_publisher_reset_logs_no_traceback(
     """A web process's connection lost to the network: one WARNING, no driver traceback."""
     caplog.set_level(logging.DEBUG)
     with through(proxy):
-        try:
-            await rabbitbus.apublish(exchange, "k", {"n": 1})
-            proxy.reset_all()
-            await asyncio.sleep(1.5)  # aio-pika notices, logs and reconnects
-            await rabbitbus.apublish(exchange, "k", {"n": 2})
-        finally:
-            await connections.aclose_all()
+        # aio-pika notices, logs and reconnects within the pause
+        await publish_across(exchange, outage=proxy.reset_all, pause=1.5)
     assert proxy.stats["connections"] >= 2
     assert await asyncio.to_thread(broker.queue_depth, queue) == 2
-    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert not [r for r in loud if r.exc_info], [(r.name, r.msg) for r in loud]
-    assert [(r.name, r.getMessage().split(" (")[0]) for r in loud] == [
-        ("rabbitbus.connections", "Connection 'default' lost")
-    ]
-    ours = [r.getMessage() for r in caplog.records if r.name == "rabbitbus.connections"]
-    assert "Connection 'default' re-established" in ours
+    assert_one_loss_logged(caplog)
 
 
 async def test_async_outage_logs_one_warning_not_one_per_reconnect_attempt(
@@ -128,22 +111,44 @@ async def test_async_outage_logs_one_warning_not_one_per_reconnect_attempt(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
+
+    def outage() -> None:
+        proxy.refuse(True)
+        proxy.reset_all()
+
     with through(proxy):
-        try:
-            await rabbitbus.apublish(exchange, "k", {"n": 1})
-            proxy.refuse(True)
-            proxy.reset_all()
-            await asyncio.sleep(3.5)  # aio-pika tries again every second
-            proxy.refuse(False)
-            await rabbitbus.apublish(exchange, "k", {"n": 2})
-        finally:
-            await connections.aclose_all()
+        # aio-pika tries again every second of the pause
+        await publish_across(exchange, outage, pause=3.5, end=lambda: proxy.refuse(False))
     assert await asyncio.to_thread(broker.queue_depth, queue) == 2
     retries = [r for r in caplog.records if r.name == "aio_pika.robust_connection"]
     assert len([r for r in retries if "failed" in str(r.msg)]) >= 2  # the outage lasted
-    loud = [(r.name, r.msg) for r in caplog.records if r.levelno >= logging.WARNING]
-    assert loud == [("rabbitbus.connections", "Connection %r lost (%s: %s); reconnecting")]
+    assert_one_loss_logged(caplog)
+
+
+async def publish_across(
+    exchange: str, outage: Callable[[], None], pause: float, end: Callable[[], None] | None = None
+) -> None:
+    """``apublish`` once, cause ``outage``, wait ``pause`` seconds, ``end`` it, publish again."""
+    try:
+        await rabbitbus.apublish(exchange, "k", {"n": 1})
+        outage()
+        await asyncio.sleep(pause)
+        if end is not None:
+            end()
+        await rabbitbus.apublish(exchange, "k", {"n": 2})
+    finally:
+        await connections.aclose_all()
+
+
+def assert_one_loss_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """One WARNING (ours, no traceback) for the lost connection, and an INFO once it is back."""
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not [r for r in loud if r.exc_info], [(r.name, r.msg) for r in loud]
+    assert [(r.name, r.msg) for r in loud] == [
+        ("rabbitbus.connections", "Connection %r lost (%s: %s); reconnecting")
+    ]
     ours = [r.getMessage() for r in caplog.records if r.name == "rabbitbus.connections"]
+    assert ours[0].startswith("Connection 'default' lost (")
     assert ours[-1] == "Connection 'default' re-established"
 
 
