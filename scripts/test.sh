@@ -8,6 +8,8 @@ source scripts/services.sh
 ensure_rabbitmq
 ensure_rabbitmq_management
 ensure_postgresql
+# The TLS tests make their certificates with openssl.
+command -v openssl >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq openssl)
 # The browser tests drive Debian's chromium (never `playwright install`).
 command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium) \
     || echo "chromium could not be installed: the browser tests will be skipped" >&2
