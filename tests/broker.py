@@ -21,6 +21,13 @@ import pika.exceptions
 
 CTL_TIMEOUT = 60
 
+# The node under test: 127.0.0.1:5672 unless a run points elsewhere (scripts/test_node.sh
+# starts a private node, so that tests which stop or crash a broker disturb no one else;
+# rabbitmqctl and rabbitmq-server follow RABBITMQ_NODENAME and friends from the same env).
+AMQP_PORT = int(os.environ.get("RABBITBUS_TEST_AMQP_PORT", "5672"))
+MANAGEMENT_PORT = int(os.environ.get("RABBITBUS_TEST_MANAGEMENT_PORT", "15672"))
+UPSTREAM = ("127.0.0.1", AMQP_PORT)
+
 
 def ctl(*args: str, check: bool = True) -> str:
     """Run ``rabbitmqctl`` and return its output."""
@@ -53,11 +60,13 @@ class Broker:
 
     vhost: str
 
-    def url(self, host: str = "127.0.0.1", port: int = 5672) -> str:
+    def url(self, host: str = "127.0.0.1", port: int = AMQP_PORT) -> str:
         return f"amqp://guest:guest@{host}:{port}/{self.vhost}"
 
     def parameters(self, **options: object) -> pika.ConnectionParameters:
-        return pika.ConnectionParameters(host="127.0.0.1", virtual_host=self.vhost, **options)
+        return pika.ConnectionParameters(
+            host="127.0.0.1", port=AMQP_PORT, virtual_host=self.vhost, **options
+        )
 
     @contextlib.contextmanager
     def channel(self) -> Iterator[pika.adapters.blocking_connection.BlockingChannel]:

@@ -9,7 +9,7 @@ import pytest
 
 from rabbitbus import connections
 from tests import broker as broker_module
-from tests.broker import Broker, unique
+from tests.broker import UPSTREAM, Broker, unique
 from tests.fault_proxy import FaultProxy
 
 
@@ -74,5 +74,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def proxy() -> Iterator[FaultProxy]:
     """A fault proxy in front of the broker (pass-through until told otherwise)."""
-    with FaultProxy(upstream=("127.0.0.1", 5672)) as running:
+    with FaultProxy(upstream=UPSTREAM) as running:
         yield running

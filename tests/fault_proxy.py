@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import os
 import selectors
 import socket
 import struct
@@ -29,6 +30,8 @@ _DIRECTIONS = ("up", "down")  # up: client -> upstream, down: upstream -> client
 _CHUNK = 65536
 _MAX_PENDING = 1 << 20  # stop reading a side while this much is queued towards its peer
 _TIMEOUT = 5.0  # upstream connect, control call and join bound
+# The broker under test (tests/broker.py says the same; this module stays stdlib-only).
+UPSTREAM_PORT = int(os.environ.get("RABBITBUS_TEST_AMQP_PORT", "5672"))
 _READ, _WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 _PASS = {
     "blackholed": False,
@@ -80,7 +83,7 @@ class FaultProxy:
     def __init__(
         self,
         listen: tuple[str, int] = ("127.0.0.1", 0),
-        upstream: tuple[str, int] = ("127.0.0.1", 5672),
+        upstream: tuple[str, int] = ("127.0.0.1", UPSTREAM_PORT),
     ) -> None:
         self.upstream = upstream
         self._listener = socket.create_server(listen)

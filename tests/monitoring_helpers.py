@@ -11,9 +11,9 @@ import pika
 from django.conf import settings as django_settings
 from django.test import override_settings
 
-from tests.broker import Broker, unique
+from tests.broker import MANAGEMENT_PORT, Broker, unique
 
-MANAGEMENT = {"URL": "http://127.0.0.1:15672", "USER": "guest", "PASSWORD": "guest"}
+MANAGEMENT = {"URL": f"http://127.0.0.1:{MANAGEMENT_PORT}", "USER": "guest", "PASSWORD": "guest"}
 
 
 def rabbitbus_settings(**extra: Any) -> dict[str, Any]:

@@ -4,10 +4,11 @@ import os
 import uuid
 
 from demo_shop.settings import *  # noqa: F403
+from tests.broker import AMQP_PORT
 
 # One vhost per test run, created and deleted by tests/conftest.py.
 TEST_VHOST = os.environ.setdefault("RABBITBUS_TEST_VHOST", f"rabbitbus-test-{uuid.uuid4().hex[:8]}")
-TEST_URL = f"amqp://guest:guest@127.0.0.1:5672/{TEST_VHOST}"
+TEST_URL = f"amqp://guest:guest@127.0.0.1:{AMQP_PORT}/{TEST_VHOST}"
 
 RABBITBUS = {
     "CONNECTIONS": {

@@ -12,7 +12,7 @@ import rabbitbus
 from rabbitbus import bridges
 from rabbitbus.models import OutboxMessage
 from rabbitbus.relay import Relay
-from tests.broker import Broker
+from tests.broker import UPSTREAM, Broker
 from tests.consuming import drain
 from tests.fault_proxy import FaultProxy
 from tests.testapp.models import Order
@@ -29,7 +29,7 @@ def shop(exchange: str) -> Iterator[FaultProxy]:
     declared = rabbitbus.bridge(
         Order, exchange=exchange, routing_key="order.{event}", mode="outbox"
     )
-    with FaultProxy(upstream=("127.0.0.1", 5672)) as proxy:
+    with FaultProxy(upstream=UPSTREAM) as proxy:
         url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/{django_settings.TEST_VHOST}"
         with override_settings(RABBITBUS={"CONNECTIONS": {"default": {"URL": url}}}):
             yield proxy

@@ -15,6 +15,7 @@ import pika
 import pika.exceptions
 import pytest
 
+from tests.broker import UPSTREAM
 from tests.fault_proxy import FaultProxy
 
 TIMEOUT = 2.0
@@ -347,9 +348,9 @@ def test_close_releases_every_fd() -> None:
 
 def test_real_amqp_connection_through_proxy() -> None:
     with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", 5672)) != 0:
-            pytest.skip("RabbitMQ is not listening on 127.0.0.1:5672")
-    with FaultProxy(upstream=("127.0.0.1", 5672)) as proxy:
+        if probe.connect_ex(UPSTREAM) != 0:
+            pytest.skip(f"RabbitMQ is not listening on {UPSTREAM}")
+    with FaultProxy(upstream=UPSTREAM) as proxy:
         params = pika.ConnectionParameters(
             host="127.0.0.1",
             port=proxy.port,

@@ -11,7 +11,7 @@ import rabbitbus
 from rabbitbus import connections
 from rabbitbus.models import OutboxMessage
 from rabbitbus.relay import Relay
-from tests.broker import Broker, ctl
+from tests.broker import AMQP_PORT, Broker, ctl
 from tests.consuming import drain_until
 
 pytestmark = [pytest.mark.fault, pytest.mark.django_db(transaction=True)]
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.fault, pytest.mark.django_db(transaction=True)]
 def test_messages_committed_while_the_broker_is_stopped_are_all_delivered(
     broker: Broker, exchange: str, queue: str
 ) -> None:
-    url = f"amqp://guest:guest@127.0.0.1:5672/{django_settings.TEST_VHOST}"
+    url = f"amqp://guest:guest@127.0.0.1:{AMQP_PORT}/{django_settings.TEST_VHOST}"
     fast = {"URL": url, "RECONNECT_TIMEOUT": 1, "CONNECTION_TIMEOUT": 1}
     with override_settings(RABBITBUS={"CONNECTIONS": {"default": fast}}):
         rabbitbus.publish(exchange, "warm.up", {})  # an open connection, about to die

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from rabbitbus import connections, monitoring
 from rabbitbus.models import OutboxMessage, WorkerHeartbeat
-from tests.broker import Broker, unique
+from tests.broker import MANAGEMENT_PORT, Broker, unique
 from tests.monitoring_helpers import (
     MANAGEMENT,
     Shop,
@@ -203,7 +203,7 @@ def test_management_api_refusal_is_typed_and_hides_the_password() -> None:
     from rabbitbus.exceptions import ManagementApiError
     from rabbitbus.mgmt import ManagementApi
 
-    api = ManagementApi("http://127.0.0.1:15672", "guest", "wrong-s3cret", timeout=5)
+    api = ManagementApi(f"http://127.0.0.1:{MANAGEMENT_PORT}", "guest", "wrong-s3cret", timeout=5)
     with pytest.raises(ManagementApiError, match="HTTP 401") as excinfo:
         api.queues("/")
     assert "wrong-s3cret" not in str(excinfo.value) and "wrong-s3cret" not in repr(api)

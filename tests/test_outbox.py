@@ -21,7 +21,7 @@ from rabbitbus import outbox
 from rabbitbus.exceptions import BrokerUnavailable
 from rabbitbus.models import OutboxMessage
 from rabbitbus.relay import Relay
-from tests.broker import Broker
+from tests.broker import UPSTREAM, Broker
 from tests.consuming import drain, drain_until
 from tests.fault_proxy import FaultProxy
 
@@ -34,7 +34,7 @@ class Boom(Exception):
 
 @pytest.fixture
 def proxy() -> Iterator[FaultProxy]:
-    with FaultProxy(upstream=("127.0.0.1", 5672)) as running:
+    with FaultProxy(upstream=UPSTREAM) as running:
         yield running
 
 

@@ -17,6 +17,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.broker import UPSTREAM
+
 
 @dataclass(frozen=True)
 class Certificates:
@@ -65,7 +67,7 @@ def make_certificates(directory: Path) -> Certificates:
 class TlsFront:
     """``with TlsFront(cert, key) as front:`` listens on ``front.port`` until the block ends."""
 
-    def __init__(self, cert: Path, key: Path, upstream: tuple[str, int] = ("127.0.0.1", 5672)):
+    def __init__(self, cert: Path, key: Path, upstream: tuple[str, int] = UPSTREAM):
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.load_cert_chain(cert, key)
         self.upstream = upstream
