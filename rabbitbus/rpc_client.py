@@ -5,8 +5,9 @@ reply queue to declare, replies go straight to the consuming channel. A
 missing server queue fails the call at once with :class:`NoRoute` (the sync
 request is ``mandatory`` and comes back as a ``basic.return``; the async
 client checks the queue, see :class:`AsyncRpcClient`). Every request carries
-``expiration`` = timeout, so a server that starts later never runs a call its
-client gave up on.
+``expiration`` = timeout, so a request expires in its queue when its caller
+gives up, and its deadline (see :mod:`rabbitbus.rpc`), so a server that took
+it meanwhile does not start it either.
 """
 
 from __future__ import annotations
@@ -35,7 +36,13 @@ from rabbitbus.exceptions import (
     RpcError,
     RpcTimeout,
 )
-from rabbitbus.rpc import DIRECT_REPLY_TO, REQUEST_TYPE, queue_name, result_from_reply
+from rabbitbus.rpc import (
+    DIRECT_REPLY_TO,
+    REQUEST_TYPE,
+    deadline_after,
+    queue_name,
+    result_from_reply,
+)
 
 logger = logging.getLogger("rabbitbus.rpc_client")
 
@@ -66,6 +73,8 @@ class Request:
     content_type: str
     correlation_id: str
     expiration: str
+    #: Epoch milliseconds after which no server starts it (``frames.DEADLINE_HEADER``).
+    deadline: int
 
 
 def request(name: str, args: Any, kwargs: dict[str, Any], timeout: float) -> Request:
@@ -81,6 +90,7 @@ def request(name: str, args: Any, kwargs: dict[str, Any], timeout: float) -> Req
         content_type=serializer.content_type,
         correlation_id=uuid.uuid4().hex,
         expiration=str(int(timeout * 1000)),
+        deadline=deadline_after(timeout),
     )
 
 
@@ -92,6 +102,7 @@ def aiormq_properties(req: Request) -> Basic.Properties:
         expiration=req.expiration,
         correlation_id=req.correlation_id,
         reply_to=DIRECT_REPLY_TO,
+        headers={frames.DEADLINE_HEADER: req.deadline},
     )
 
 
@@ -303,6 +314,7 @@ def publish_in_one_write(channel: Any, req: Request) -> None:
         message_type=REQUEST_TYPE,
         reply_to=DIRECT_REPLY_TO,
         expiration=req.expiration,
+        deadline=req.deadline,
         mandatory=True,
     )
     write_now(connection, data)
