@@ -135,6 +135,12 @@ class NoRoute(RpcError):
     """No queue serves this procedure: the broker returned the request at once."""
 
 
+class RpcNotSent(RpcError, BrokerUnavailable):
+    """The request never left this process: no connection to the broker could be had
+    within the call's timeout (or ``RECONNECT_TIMEOUT``). The procedure did not run, so
+    calling again is safe. Also a :class:`BrokerUnavailable`."""
+
+
 class RemoteError(RpcError):
     """The remote procedure raised an exception whose type is not registered as safe.
 

@@ -43,6 +43,7 @@ from rabbitbus.exceptions import (
     NoServer,
     RemoteError,
     RpcError,
+    RpcNotSent,
     RpcTimeout,
 )
 from rabbitbus.messages import decode_body
@@ -216,8 +217,13 @@ def call(
     :class:`RpcTimeout` (a ``TimeoutError``) after ``timeout`` seconds (its
     subclass :class:`NoServer` when the queue exists but no server consumes it),
     :class:`RemoteError` or a registered exception type when the procedure
-    raised, and :class:`BrokerConnectionError` when the connection was lost
+    raised, :class:`RpcNotSent` (a :class:`BrokerUnavailable`) when no broker
+    could be reached within ``timeout`` (and ``RECONNECT_TIMEOUT``): the request
+    never left; and :class:`BrokerConnectionError` when the connection was lost
     during the call (the outcome is unknown; the next call reconnects).
+    Returns or raises within ``timeout`` plus
+    :data:`~rabbitbus.rpc_client.CONSUMER_CHECK_LIMIT` once connected, whatever
+    the broker's state (down, blocked by an alarm, half-open).
     """
     from rabbitbus.rpc_client import sync_client
 
@@ -242,6 +248,7 @@ __all__ = [
     "NoServer",
     "RemoteError",
     "RpcError",
+    "RpcNotSent",
     "RpcTimeout",
     "acall",
     "call",
