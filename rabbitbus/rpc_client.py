@@ -62,6 +62,9 @@ PIKA_TIMERS_EVERY = 1.0
 #: (seconds): a call returns within its timeout plus this, whatever the broker's state.
 CONSUMER_CHECK_LIMIT = 1.0
 
+#: Longest a failed queue check waits for aiormq to finish closing its channel (seconds).
+SETTLE = 1.0
+
 Reply = tuple[bytes, str | None]
 
 
@@ -556,10 +559,14 @@ class AsyncRpcClient:
         transport = connection.transport
         if transport is None:
             raise ConnectionError("not connected")
+        before = asyncio.all_tasks()
         # A channel of its own: the broker closes it when the queue is missing.
         channel = await transport.connection.channel(publisher_confirms=False)
         try:
             declared = await channel.queue_declare(queue, passive=True)
+        except aiormq.exceptions.ChannelClosed:
+            await _settled(before)
+            raise
         finally:
             await _close_quietly(channel)
         return int(declared.consumer_count or 0)
@@ -598,6 +605,20 @@ class AsyncRpcClient:
         for future in self.pending.values():
             if not future.done():
                 future.set_exception(connection_lost("an RPC procedure"))
+
+
+async def _settled(before: set[asyncio.Task[Any]]) -> None:
+    """Let the tasks started since ``before`` finish (at most :data:`SETTLE` seconds).
+
+    A 404 reaches the caller while aiormq still closes the channel in tasks of
+    its own (rejecting the declare's inner task, gathering it). A loop that ends
+    right then (``asyncio.run(acall(...))`` raising :class:`NoRoute`) cancels
+    them, and one ends with the ``ChannelNotFoundEntity``, which asyncio logs as
+    "unhandled exception during asyncio.run() shutdown".
+    """
+    started = asyncio.all_tasks() - before - {asyncio.current_task()}
+    if started:
+        await asyncio.wait(started, timeout=SETTLE)
 
 
 async def _close_quietly(channel: Any) -> None:
