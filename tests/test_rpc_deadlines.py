@@ -23,7 +23,7 @@ from typing import Any
 import pika
 import pytest
 
-from rabbitbus import connections, frames, rpc
+from rabbitbus import connections, frames, rpc, rpc_server
 from rabbitbus.exceptions import RpcTimeout
 from tests.broker import Broker
 from tests.rpc_support import call_in_thread, serving
@@ -47,6 +47,20 @@ def dropping_lines(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
     return [r for r in records if r.getMessage().startswith(DROPPING)]
 
 
+@pytest.fixture
+def driver_path(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The correlation ids of the requests aiormq delivered (not the server's tap)."""
+    seen: list[str] = []
+    through_aiormq = rpc_server.RpcService.on_message
+
+    async def on_message(self: rpc_server.RpcService, message: Any) -> None:
+        seen.append(str(message.header.properties.correlation_id))
+        await through_aiormq(self, message)
+
+    monkeypatch.setattr(rpc_server.RpcService, "on_message", on_message)
+    return seen
+
+
 def assert_only_the_first_ten_ran(ledger: Path, broker: Broker, queue: str) -> None:
     """Once every request is settled (acked), exactly CONCURRENCY ran."""
     assert broker.wait_for(lambda: len(ran(ledger)) >= CONCURRENCY, timeout=20)
@@ -55,7 +69,7 @@ def assert_only_the_first_ten_ran(ledger: Path, broker: Broker, queue: str) -> N
 
 
 def test_def_procedure_skips_requests_that_waited_for_a_slot_past_their_deadline(
-    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture, driver_path: list[str]
 ) -> None:
     ledger = tmp_path / "ledger"
     caplog.set_level(logging.INFO, logger="rabbitbus.rpc_server")
@@ -71,6 +85,7 @@ def test_def_procedure_skips_requests_that_waited_for_a_slot_past_their_deadline
         stats = server.stats()
     assert (stats["processed"], stats["expired"]) == (CONCURRENCY, CALLS - CONCURRENCY)
     assert len(dropping_lines(caplog.records)) == 1  # once per burst, not per request
+    assert driver_path == []  # the tap read every request, deadline header included
 
 
 async def test_async_procedure_skips_requests_that_waited_for_a_slot_past_their_deadline(
@@ -91,7 +106,9 @@ async def test_async_procedure_skips_requests_that_waited_for_a_slot_past_their_
         assert server.stats()["expired"] == CALLS - CONCURRENCY
 
 
-def raw_requests(broker: Broker, name: str, ledger: Path, deadline: int | None) -> None:
+def raw_requests(
+    broker: Broker, name: str, ledger: Path, deadline: int | None, seconds: float = SLOW
+) -> None:
     """CALLS requests to ``name`` by raw pika, with a headers table the server's tap does
     not read (so aiormq delivers them: the driver path), and the caller gone after
     TIMEOUT seconds, as rabbitbus's would be."""
@@ -110,7 +127,7 @@ def raw_requests(broker: Broker, name: str, ledger: Path, deadline: int | None) 
                 expiration=str(int(TIMEOUT * 1000)),
                 headers=headers,
             )
-            body = f'{{"args": ["{ledger}", "{n}", {SLOW}]}}'.encode()
+            body = f'{{"args": ["{ledger}", "{n}", {seconds}]}}'.encode()
             channel.basic_publish("", rpc.queue_name(name), body, properties)
         connection.process_data_events(time_limit=TIMEOUT)
     finally:
@@ -119,22 +136,23 @@ def raw_requests(broker: Broker, name: str, ledger: Path, deadline: int | None) 
 
 @pytest.mark.parametrize("name", ["test.ledger", "test.aledger"])
 def test_requests_the_driver_delivers_are_skipped_past_their_deadline_too(
-    broker: Broker, tmp_path: Path, name: str
+    broker: Broker, tmp_path: Path, name: str, driver_path: list[str]
 ) -> None:
     ledger = tmp_path / "ledger"
     with serving(name, prefetch=20) as server:
         raw_requests(broker, name, ledger, rpc.deadline_after(TIMEOUT))
         assert_only_the_first_ten_ran(ledger, broker, rpc.queue_name(name))
         assert server.stats()["expired"] == CALLS - CONCURRENCY
+    assert len(driver_path) == CALLS
 
 
 def test_a_request_without_a_deadline_still_runs(broker: Broker, tmp_path: Path) -> None:
-    """Older clients send no deadline header: their requests run as before, late or not
-    (the queue's ``expiration`` is all they have)."""
+    """Older clients send no deadline header: their requests run as before (the queue's
+    ``expiration`` is all they have)."""
     ledger = tmp_path / "ledger"
     with serving("test.aledger", prefetch=20) as server:
-        raw_requests(broker, "test.aledger", ledger, None)
-        assert broker.wait_for(lambda: len(ran(ledger)) == CALLS, timeout=SLOW + 20)
+        raw_requests(broker, "test.aledger", ledger, None, seconds=0.1)
+        assert broker.wait_for(lambda: len(ran(ledger)) == CALLS, timeout=20)
         assert server.stats()["expired"] == 0
 
 
