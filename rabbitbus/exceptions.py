@@ -120,7 +120,8 @@ class RpcError(RabbitBusError):
 
 class RpcTimeout(RpcError, TimeoutError):
     """No reply arrived in time (no server, or a slow one); the request expires unexecuted
-    if no server took it, but a server that already started may still finish it."""
+    if no server took it, a server that took it does not start it past its deadline, but
+    a server that already started may still finish it."""
 
 
 class NoServer(RpcTimeout):
