@@ -26,13 +26,14 @@ _EXPORTS = {
     "ReceivedMessage": "rabbitbus.dispatch",
     "Reject": "rabbitbus.exceptions",
     "Retry": "rabbitbus.exceptions",
+    "RpcNotSent": "rabbitbus.exceptions",
 }
 
 if TYPE_CHECKING:
     from rabbitbus.bridges import bridge
     from rabbitbus.delivery import publish_on_commit
     from rabbitbus.dispatch import ReceivedMessage
-    from rabbitbus.exceptions import Reject, Retry
+    from rabbitbus.exceptions import Reject, Retry, RpcNotSent
     from rabbitbus.messages import Message
     from rabbitbus.publishing import PublishResult, apublish, apublish_many, publish, publish_many
     from rabbitbus.registry import consumer
@@ -54,6 +55,7 @@ __all__ = [
     "ReceivedMessage",
     "Reject",
     "Retry",
+    "RpcNotSent",
     "acall",
     "apublish",
     "apublish_many",

@@ -110,15 +110,16 @@ class SyncConnection:
         #: The RPC client calling over this connection (made by rabbitbus.rpc_client).
         self.rpc_client: SyncRpcClient | None = None
 
-    def get(self) -> pika.BlockingConnection:
+    def get(self, deadline: float | None = None) -> pika.BlockingConnection:
         """An open connection, connecting (with retries) if needed.
 
-        Raises :class:`BrokerUnavailable` after ``RECONNECT_TIMEOUT`` seconds.
+        Raises :class:`BrokerUnavailable` after ``RECONNECT_TIMEOUT`` seconds, or by
+        ``deadline`` (a ``time.monotonic()`` value) if that comes first.
         """
         if self.connection is not None and self._looks_dead():
             self.discard()
         if self.connection is None:
-            self.connection = self._connect()
+            self.connection = self._connect(deadline)
         self.last_used = time.monotonic()
         return self.connection
 
@@ -150,8 +151,9 @@ class SyncConnection:
             return True
         return not connection.is_open
 
-    def _connect(self) -> pika.BlockingConnection:
-        deadline = time.monotonic() + self.settings.reconnect_timeout
+    def _connect(self, deadline: float | None = None) -> pika.BlockingConnection:
+        window = time.monotonic() + self.settings.reconnect_timeout
+        deadline = window if deadline is None else min(deadline, window)
         for delay in backoff_delays():
             try:
                 connection = pika.BlockingConnection(pika_parameters(self.settings))

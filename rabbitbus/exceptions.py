@@ -120,7 +120,8 @@ class RpcError(RabbitBusError):
 
 class RpcTimeout(RpcError, TimeoutError):
     """No reply arrived in time (no server, or a slow one); the request expires unexecuted
-    if no server took it, but a server that already started may still finish it."""
+    if no server took it, a server that took it does not start it past its deadline, but
+    a server that already started may still finish it."""
 
 
 class NoServer(RpcTimeout):
@@ -133,6 +134,12 @@ class NoServer(RpcTimeout):
 
 class NoRoute(RpcError):
     """No queue serves this procedure: the broker returned the request at once."""
+
+
+class RpcNotSent(RpcError, BrokerUnavailable):
+    """The request never left this process: no connection to the broker could be had
+    within the call's timeout (or ``RECONNECT_TIMEOUT``). The procedure did not run, so
+    calling again is safe. Also a :class:`BrokerUnavailable`."""
 
 
 class RemoteError(RpcError):

@@ -8,6 +8,10 @@ check them byte for byte against pamqp and pika
 (https://www.rabbitmq.com/resources/specs/amqp0-9-1.pdf, section 4.2).
 :func:`parse_delivery` reads the one shape a reply arrives in and gives up
 (``None``) on anything else, which then goes to the driver.
+
+A request carries one header, its deadline (:data:`DEADLINE_HEADER`, see
+:mod:`rabbitbus.rpc`): a ``headers`` table of exactly that one entry is read
+here too; any other table goes to the driver.
 """
 
 from __future__ import annotations
@@ -39,12 +43,17 @@ APP_ID = 1 << 3
 CLUSTER_ID = 1 << 2
 #: Bit 0: another flags word follows (never for basic's 14 properties).
 MORE_FLAGS = 1
-#: Each property's bit and its size on the wire: 0 for a short string, else octets.
+#: Each property's bit and its size on the wire: 0 for a short string, _TABLE for a
+#: table (read only as a deadline), else octets.
+_TABLE = -1
 _PROPERTIES = (
-    (CONTENT_TYPE, 0), (CONTENT_ENCODING, 0), (DELIVERY_MODE, 1), (PRIORITY, 1),
+    (CONTENT_TYPE, 0), (CONTENT_ENCODING, 0), (HEADERS, _TABLE), (DELIVERY_MODE, 1), (PRIORITY, 1),
     (CORRELATION_ID, 0), (REPLY_TO, 0), (EXPIRATION, 0), (MESSAGE_ID, 0),
     (TIMESTAMP, 8), (TYPE, 0), (USER_ID, 0), (APP_ID, 0), (CLUSTER_ID, 0),
 )  # fmt: skip
+
+#: The header naming a request's deadline: whole milliseconds since the epoch (int64).
+DEADLINE_HEADER = "x-rabbitbus-deadline"
 
 _FRAME = struct.Struct(">BHI")
 _HEADER = struct.Struct(">HHQH")
@@ -52,6 +61,11 @@ _ACK = struct.Struct(">HHQB")
 _PUBLISH = struct.Struct(">HHH")
 _METHOD_ID = struct.Struct(">HH")
 _TAG = struct.Struct(">QB")
+_INT64 = struct.Struct(">q")
+#: The one table entry a request carries, up to its value: name, then type ``l`` (int64).
+_DEADLINE_ENTRY = bytes((len(DEADLINE_HEADER),)) + DEADLINE_HEADER.encode() + b"l"
+#: That table's size prefix: the entry and its 8-byte value.
+_DEADLINE_TABLE = struct.pack(">I", len(_DEADLINE_ENTRY) + _INT64.size) + _DEADLINE_ENTRY
 
 
 def _frame(kind: int, channel: int, payload: bytes) -> bytes:
@@ -76,18 +90,25 @@ def publish(
     message_type: str,
     reply_to: str | None = None,
     expiration: str | None = None,
+    deadline: int | None = None,
     mandatory: bool = False,
 ) -> bytes:
     """A transient ``basic.publish`` to the default exchange, its header and body frames.
 
-    The body is split into frames of at most ``body_frame_max`` bytes (the
-    connection's negotiated ``frame_max`` less :data:`FRAME_OVERHEAD`).
+    ``deadline`` (epoch milliseconds) goes in a ``headers`` table of one entry,
+    :data:`DEADLINE_HEADER`, encoded as pamqp and pika encode it. The body is
+    split into frames of at most ``body_frame_max`` bytes (the connection's
+    negotiated ``frame_max`` less :data:`FRAME_OVERHEAD`).
     Raises ``ValueError`` for a string longer than AMQP's 255-byte short strings.
     """
     method = _PUBLISH.pack(BASIC, PUBLISH, 0) + b"\x00" + _short(routing_key)
     method += b"\x01" if mandatory else b"\x00"
     flags = CONTENT_TYPE | DELIVERY_MODE | CORRELATION_ID | TYPE
-    properties = _short(content_type) + b"\x01" + _short(correlation_id)
+    properties = _short(content_type)
+    if deadline is not None:
+        flags |= HEADERS
+        properties += _DEADLINE_TABLE + _INT64.pack(deadline)
+    properties += b"\x01" + _short(correlation_id)
     if reply_to is not None:
         flags |= REPLY_TO
         properties += _short(reply_to)
@@ -118,6 +139,8 @@ class Delivery:
     reply_to: str | None
     message_id: str | None
     body: bytes
+    #: The caller's deadline (:data:`DEADLINE_HEADER`, epoch milliseconds), if it sent one.
+    deadline: int | None = None
     #: How many frames carried it (0: not read from bytes by :func:`read_delivery`).
     frames: int = 0
     #: Where its last frame ends in the data it was read from.
@@ -146,8 +169,8 @@ def read_delivery(data: bytes | bytearray, start: int, channel: int) -> Delivery
     Returns ``None`` for anything it does not read: another frame at
     ``start`` (a heartbeat, a ``basic.return``, a close), a frame of another
     channel between the delivery's frames (allowed by the spec, never seen
-    from RabbitMQ), a header with a ``headers`` table (never on a rabbitbus
-    RPC message). The caller then hands the bytes to its AMQP driver, which
+    from RabbitMQ), a header with a ``headers`` table other than a request's
+    deadline. The caller then hands the bytes to its AMQP driver, which
     deals with everything. A malformed frame raises ``ValueError`` or
     ``struct.error``.
     """
@@ -168,21 +191,27 @@ def read_delivery(data: bytes | bytearray, start: int, channel: int) -> Delivery
     if kind != HEADER or number != channel:
         return None
     _class, _weight, body_size, flags = _HEADER.unpack_from(data, position)
-    if flags & (HEADERS | MORE_FLAGS):
+    if flags & MORE_FLAGS:
         return None
     position += _HEADER.size
     strings: dict[int, str] = {}
+    deadline = None
     try:
         for bit, width in _PROPERTIES:
             if not flags & bit:
                 continue
-            if width:
+            if width == _TABLE:
+                deadline = _deadline_at(data, position)
+                if deadline is None:
+                    return None
+                position += len(_DEADLINE_TABLE) + _INT64.size
+            elif width:
                 position += width
             else:
                 length = data[position]
                 strings[bit] = bytes(data[position + 1 : position + 1 + length]).decode()
                 position += 1 + length
-    except (IndexError, UnicodeDecodeError):
+    except (IndexError, UnicodeDecodeError, struct.error):
         return None
     if position != end:
         return None
@@ -204,9 +233,19 @@ def read_delivery(data: bytes | bytearray, start: int, channel: int) -> Delivery
         reply_to=strings.get(REPLY_TO),
         message_id=strings.get(MESSAGE_ID),
         body=parts[0] if len(parts) == 1 else b"".join(parts),
+        deadline=deadline,
         frames=2 + len(parts),
         end=position,
     )
+
+
+def _deadline_at(data: bytes | bytearray, position: int) -> int | None:
+    """The deadline of a ``headers`` table at ``position`` holding only that entry, else
+    ``None``."""
+    value_at = position + len(_DEADLINE_TABLE)
+    if data[position:value_at] != _DEADLINE_TABLE:
+        return None
+    return int(_INT64.unpack_from(data, value_at)[0])
 
 
 def _frame_at(data: bytes | bytearray, start: int) -> tuple[int, int, int, int]:

@@ -12,11 +12,16 @@ serve it with ``manage.py rabbit_rpc`` and call it from a view with
 
 Wire format (JSON, never pickle). A request goes through the default
 exchange to the classic queue ``rpc.<name>`` with ``reply_to`` (direct
-reply-to), a ``correlation_id``, ``type`` ``rpc.request`` and ``expiration`` =
-the caller's timeout (see :mod:`rabbitbus.rpc_client` for how a missing queue
-is detected). Its body is ``{"args": [...], "kwargs": {...}}``. The reply's
-body is ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": {"type":
-..., "message": ..., "code": ...}}``. Only exception types passed to
+reply-to), a ``correlation_id``, ``type`` ``rpc.request``, ``expiration`` = the
+caller's timeout (see :mod:`rabbitbus.rpc_client` for how a missing queue
+is detected) and one header, :data:`rabbitbus.frames.DEADLINE_HEADER`: the caller's wall
+clock plus its timeout, in whole milliseconds since the epoch. A server
+never starts a request more than :data:`DEADLINE_GRACE` seconds past that
+deadline by its own clock (see :func:`expired`); a request without the
+header (an older client) is served as before. Its body is ``{"args":
+[...], "kwargs": {...}}``. The reply's body is ``{"ok": true, "result":
+...}`` or ``{"ok": false, "error": {"type": ..., "message": ..., "code":
+...}}``. Only exception types passed to
 :func:`register_error` are rebuilt on the caller's side; anything else raises
 :class:`~rabbitbus.exceptions.RemoteError`.
 """
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -37,6 +43,7 @@ from rabbitbus.exceptions import (
     NoServer,
     RemoteError,
     RpcError,
+    RpcNotSent,
     RpcTimeout,
 )
 from rabbitbus.messages import decode_body
@@ -51,6 +58,12 @@ REQUEST_TYPE = "rpc.request"
 REPLY_TYPE = "rpc.reply"
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 DEFAULT_TIMEOUT = 10.0
+#: Seconds past a request's deadline (by the server's clock) before a server refuses to
+#: start it: the clock skew between callers and servers this tolerates (keep clocks in
+#: sync, NTP does). A server whose clock runs up to this much ahead still serves calls
+#: their callers wait for; with clocks in sync, no request starts later than this after
+#: its caller gave up.
+DEADLINE_GRACE = 1.0
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,17 @@ def register_error(cls: E) -> E:
 # -- wire format (no I/O) --------------------------------------------------
 
 
+def deadline_after(timeout: float) -> int:
+    """The deadline of a request sent now with ``timeout``: epoch milliseconds."""
+    return int((time.time() + timeout) * 1000)
+
+
+def expired(deadline: int | None, now: float) -> bool:
+    """Whether a request with ``deadline`` (epoch ms, ``None``: an older client sent no
+    deadline) must not start at ``now`` (``time.time()``), :data:`DEADLINE_GRACE` allowed."""
+    return deadline is not None and now > deadline / 1000 + DEADLINE_GRACE
+
+
 def encode_request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     return serializers.default().dumps({"args": list(args), "kwargs": kwargs})
 
@@ -193,8 +217,13 @@ def call(
     :class:`RpcTimeout` (a ``TimeoutError``) after ``timeout`` seconds (its
     subclass :class:`NoServer` when the queue exists but no server consumes it),
     :class:`RemoteError` or a registered exception type when the procedure
-    raised, and :class:`BrokerConnectionError` when the connection was lost
+    raised, :class:`RpcNotSent` (a :class:`BrokerUnavailable`) when no broker
+    could be reached within ``timeout`` (and ``RECONNECT_TIMEOUT``): the request
+    never left; and :class:`BrokerConnectionError` when the connection was lost
     during the call (the outcome is unknown; the next call reconnects).
+    Returns or raises within ``timeout`` plus
+    :data:`~rabbitbus.rpc_client.CONSUMER_CHECK_LIMIT` once connected, whatever
+    the broker's state (down, blocked by an alarm, half-open).
     """
     from rabbitbus.rpc_client import sync_client
 
@@ -219,6 +248,7 @@ __all__ = [
     "NoServer",
     "RemoteError",
     "RpcError",
+    "RpcNotSent",
     "RpcTimeout",
     "acall",
     "call",

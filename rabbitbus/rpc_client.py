@@ -5,8 +5,9 @@ reply queue to declare, replies go straight to the consuming channel. A
 missing server queue fails the call at once with :class:`NoRoute` (the sync
 request is ``mandatory`` and comes back as a ``basic.return``; the async
 client checks the queue, see :class:`AsyncRpcClient`). Every request carries
-``expiration`` = timeout, so a server that starts later never runs a call its
-client gave up on.
+``expiration`` = timeout, so a request expires in its queue when its caller
+gives up, and its deadline (see :mod:`rabbitbus.rpc`), so a server that took
+it meanwhile does not start it either.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import aiormq.exceptions
 import pika
 import pika.exceptions
 from pamqp.commands import Basic
+from pika.adapters.blocking_connection import BlockingChannel
 
 from rabbitbus import connections, frames, messages, serializers
 from rabbitbus.exceptions import (
@@ -33,9 +35,16 @@ from rabbitbus.exceptions import (
     NoRoute,
     NoServer,
     RpcError,
+    RpcNotSent,
     RpcTimeout,
 )
-from rabbitbus.rpc import DIRECT_REPLY_TO, REQUEST_TYPE, queue_name, result_from_reply
+from rabbitbus.rpc import (
+    DIRECT_REPLY_TO,
+    REQUEST_TYPE,
+    deadline_after,
+    queue_name,
+    result_from_reply,
+)
 
 logger = logging.getLogger("rabbitbus.rpc_client")
 
@@ -48,6 +57,13 @@ RECENTLY_USED = 1.0
 #: Longest a sync client reads replies past pika (seconds) before letting pika
 #: run its timers (heartbeats) again.
 PIKA_TIMERS_EVERY = 1.0
+
+#: Longest the "does any server consume the queue?" check after a timeout may take
+#: (seconds): a call returns within its timeout plus this, whatever the broker's state.
+CONSUMER_CHECK_LIMIT = 1.0
+
+#: Longest a failed queue check waits for aiormq to finish closing its channel (seconds).
+SETTLE = 1.0
 
 Reply = tuple[bytes, str | None]
 
@@ -66,6 +82,8 @@ class Request:
     content_type: str
     correlation_id: str
     expiration: str
+    #: Epoch milliseconds after which no server starts it (``frames.DEADLINE_HEADER``).
+    deadline: int
 
 
 def request(name: str, args: Any, kwargs: dict[str, Any], timeout: float) -> Request:
@@ -81,6 +99,7 @@ def request(name: str, args: Any, kwargs: dict[str, Any], timeout: float) -> Req
         content_type=serializer.content_type,
         correlation_id=uuid.uuid4().hex,
         expiration=str(int(timeout * 1000)),
+        deadline=deadline_after(timeout),
     )
 
 
@@ -92,6 +111,7 @@ def aiormq_properties(req: Request) -> Basic.Properties:
         expiration=req.expiration,
         correlation_id=req.correlation_id,
         reply_to=DIRECT_REPLY_TO,
+        headers={frames.DEADLINE_HEADER: req.deadline},
     )
 
 
@@ -99,12 +119,24 @@ def no_route(name: str) -> NoRoute:
     return NoRoute(f"No queue serves RPC procedure {name!r} ({queue_name(name)} does not exist).")
 
 
-def timed_out(name: str, timeout: float, consumers: int | None) -> RpcTimeout:
-    """:class:`NoServer` when the queue is known to have no consumer, else :class:`RpcTimeout`."""
+def timed_out(
+    name: str, timeout: float, consumers: int | None, blocked: bool = False
+) -> RpcTimeout:
+    """:class:`NoServer` when the queue is known to have no consumer, else :class:`RpcTimeout`
+    (saying so when the broker ``blocked`` the connection for a resource alarm)."""
     message = f"No reply from RPC procedure {name!r} within {timeout:g}s"
+    if blocked:
+        return RpcTimeout(f"{message}: RabbitMQ blocks this connection (memory or disk alarm).")
     if consumers == 0:
         return NoServer(f"{message}: no server consumes {queue_name(name)}.")
     return RpcTimeout(f"{message}.")
+
+
+def not_sent(name: str, why: BaseException | str) -> RpcNotSent:
+    reason = why if isinstance(why, str) else f"{type(why).__name__}: {why}"
+    return RpcNotSent(
+        f"The call to {name!r} was not sent ({reason}); it did not run and may be retried."
+    )
 
 
 def connection_lost(name: str, exc: BaseException | None = None) -> BrokerConnectionError:
@@ -130,31 +162,62 @@ class SyncRpcClient:
 
     def call(self, name: str, args: Any, kwargs: dict[str, Any], timeout: float) -> Any:
         req = request(name, args, kwargs, timeout)
+        deadline = time.monotonic() + timeout
+        connection, channel = self._ready(name, deadline)
         self._waiting, self._reply, self._returned = req.correlation_id, None, False
         try:
-            self._roundtrip(req, time.monotonic() + timeout)
+            self._roundtrip(connection, channel, req, deadline)
         except (pika.exceptions.ChannelClosed, *connections.PIKA_CONNECTION_ERRORS) as exc:
-            self.conn.discard()
-            self.channel = None
+            self._forget()
             raise connection_lost(name, exc) from exc
         finally:
             self._waiting = None
         if self._returned:
             raise no_route(name)
         if self._reply is None:
-            raise timed_out(name, timeout, self._consumers(req.routing_key))
+            blocked = self.conn.blocked
+            consumers = None if blocked else self._consumers(req.routing_key)
+            raise timed_out(name, timeout, consumers, blocked)
         return result_from_reply(*self._reply)
 
+    def _ready(self, name: str, deadline: float) -> tuple[pika.BlockingConnection, Any]:
+        """The connection and reply channel, (re)connecting until ``deadline``; nothing is
+        sent yet, so failing raises :class:`RpcNotSent`."""
+        delays = connections.backoff_delays(base=0.05, cap=0.5)
+        while True:
+            try:
+                return self._channel(deadline)
+            except BrokerUnavailable as exc:
+                raise not_sent(name, exc) from exc
+            except (pika.exceptions.ChannelClosed, *connections.PIKA_CONNECTION_ERRORS) as exc:
+                self._forget()
+                delay = next(delays)
+                if time.monotonic() + delay >= deadline:
+                    raise not_sent(name, exc) from exc
+                time.sleep(delay)
+
+    def _forget(self) -> None:
+        self.conn.discard()
+        self.channel = None
+
     def _consumers(self, queue: str) -> int | None:
-        """How many servers consume ``queue`` (None if that cannot be told): after a timeout."""
+        """How many servers consume ``queue``, asked after a timeout on the connection as it
+        is (never reconnecting), for at most :data:`CONSUMER_CHECK_LIMIT` seconds; ``None``
+        if that cannot be told in time (a half-open connection, say) or at all."""
+        connection = self.conn.connection
+        if connection is None or not connection.is_open:
+            return None
         try:
-            with self.conn.get().channel() as channel:  # its own: a 404 closes it
-                return int(channel.queue_declare(queue, passive=True).method.consumer_count)
+            return consumer_count(connection, queue, CONSUMER_CHECK_LIMIT)
+        except TimeoutError:
+            self._forget()  # it answers nothing in time: the next call starts afresh
+            return None
         except (pika.exceptions.AMQPError, *connections.PIKA_CONNECTION_ERRORS):
             return None
 
-    def _roundtrip(self, req: Request, deadline: float) -> None:
-        connection, channel = self._channel()
+    def _roundtrip(
+        self, connection: pika.BlockingConnection, channel: Any, req: Request, deadline: float
+    ) -> None:
         publish_in_one_write(channel._impl, req)
         reader = self._reader
         if reader is None or reader.channel is not channel:
@@ -172,7 +235,7 @@ class SyncRpcClient:
                 if reader is not None:
                     reader.pika_ran = time.monotonic()
 
-    def _channel(self) -> tuple[pika.BlockingConnection, Any]:
+    def _channel(self, deadline: float) -> tuple[pika.BlockingConnection, Any]:
         channel, now = self.channel, time.monotonic()
         if (
             channel is not None
@@ -183,7 +246,7 @@ class SyncRpcClient:
             # Skip the idle-death probe (a poll per call) while calls come back to back.
             self.conn.last_used = now
             return channel.connection, channel
-        connection = self.conn.get()
+        connection = self.conn.get(deadline)
         if channel is None or not channel.is_open or channel.connection is not connection:
             channel = connection.channel()
             channel.add_on_return_callback(self._on_return)
@@ -207,6 +270,33 @@ class SyncRpcClient:
     def _on_return(self, _channel: Any, _method: Any, properties: Any, _body: bytes) -> None:
         if properties.correlation_id == self._waiting:
             self._returned = True
+
+
+def consumer_count(connection: pika.BlockingConnection, queue: str, limit: float) -> int | None:
+    """The consumer count of ``queue`` by a passive declare on a channel of its own (a 404
+    closes it: ``None``). Raises ``TimeoutError`` when no answer comes within ``limit``
+    seconds. pika's blocking ``channel()`` waits without limit, so this opens it as that
+    does (pika 1.x internals: the ``_impl`` channel with its ``BlockingChannel`` cookie)
+    but runs the connection's I/O for at most ``limit``."""
+    answer: list[int] = []
+
+    def opened(impl: Any) -> None:
+        impl.queue_declare(
+            queue, passive=True, callback=lambda ok: answer.append(ok.method.consumer_count)
+        )
+
+    impl = connection._impl.channel(on_open_callback=opened)
+    channel = BlockingChannel(impl, connection)
+    impl._set_cookie(channel)
+    give_up = time.monotonic() + limit
+    while not answer and not channel.is_closed:
+        if time.monotonic() >= give_up:
+            raise TimeoutError(f"no answer to a passive declare within {limit:g}s")
+        # Short slices: a callback on an _impl channel does not end pika's wait.
+        connection.process_data_events(time_limit=0.005)
+    if channel.is_open:
+        channel.close()
+    return int(answer[0]) if answer else None
 
 
 class ReplyReader:
@@ -303,6 +393,7 @@ def publish_in_one_write(channel: Any, req: Request) -> None:
         message_type=REQUEST_TYPE,
         reply_to=DIRECT_REPLY_TO,
         expiration=req.expiration,
+        deadline=req.deadline,
         mandatory=True,
     )
     write_now(connection, data)
@@ -370,21 +461,33 @@ class AsyncRpcClient:
             raise RpcError(f"Over {MAX_PENDING} RPC calls in flight on this loop.")
         cid = req.correlation_id
         future = self.pending[cid] = asyncio.get_running_loop().create_future()
+        channel = None
         try:
             async with asyncio.timeout(timeout):
-                await self._publish(name, req)
+                channel = await self._ready(name, req.routing_key)
+                await self._publish(channel, name, req)
                 reply = await future
         except TimeoutError:
+            if channel is None:
+                raise not_sent(name, f"not connected within its timeout of {timeout:g}s") from None
             self.routed.discard(req.routing_key)  # the queue may be gone: check again
-            raise timed_out(name, timeout, await self._consumers(req.routing_key)) from None
+            raise await self._timed_out(name, timeout, req.routing_key) from None
         finally:
             self.pending.pop(cid, None)
         return result_from_reply(*reply)
 
-    async def _publish(self, name: str, req: Request) -> None:
+    async def _ready(self, name: str, queue: str) -> aiormq.Channel:
+        """The reply channel, once ``queue`` is known to exist; :class:`RpcNotSent` if
+        there is no broker to send to."""
         channel = self._channel
-        if channel is None or channel.is_closed or req.routing_key not in self.routed:
-            channel = await self._ready_to_send(name, req.routing_key)
+        if channel is not None and not channel.is_closed and queue in self.routed:
+            return channel
+        try:
+            return await self._ready_to_send(name, queue)
+        except BrokerUnavailable as exc:
+            raise not_sent(name, exc) from exc
+
+    async def _publish(self, channel: aiormq.Channel, name: str, req: Request) -> None:
         try:
             # wait=False: no drain future per request; the write is queued in order.
             await channel.basic_publish(
@@ -427,12 +530,28 @@ class AsyncRpcClient:
                 raise connection_lost(name, exc) from exc
             self.routed.add(queue)
 
-    async def _consumers(self, queue: str) -> int | None:
-        """How many servers consume ``queue`` (None if that cannot be told): after a timeout."""
+    async def _timed_out(self, name: str, timeout: float, queue: str) -> RpcTimeout:
+        """The error of a call that got no reply in time: asks whether any server consumes
+        ``queue`` (at most :data:`CONSUMER_CHECK_LIMIT` seconds; not on a blocked connection,
+        where the broker reads nothing)."""
+        if self._blocked():
+            return timed_out(name, timeout, None, blocked=True)
         try:
-            return await self._declare_passive(queue)
-        except (aiormq.exceptions.AMQPError, ConnectionError, OSError):
-            return None
+            async with asyncio.timeout(CONSUMER_CHECK_LIMIT):
+                consumers: int | None = await self._declare_passive(queue)
+        except (TimeoutError, aiormq.exceptions.AMQPError, ConnectionError, OSError):
+            consumers = None
+        return timed_out(name, timeout, consumers)
+
+    def _blocked(self) -> bool:
+        """Whether RabbitMQ blocks the connection for a resource alarm (aiormq keeps that in
+        a private event, cleared on ``connection.blocked``)."""
+        robust = self.conn.connection
+        transport = robust.transport if robust is not None else None
+        if transport is None:
+            return False
+        unblocked = getattr(transport.connection, "_Connection__connection_unblocked", None)
+        return isinstance(unblocked, asyncio.Event) and not unblocked.is_set()
 
     async def _declare_passive(self, queue: str) -> int:
         """The consumer count of ``queue``; raises ``ChannelNotFoundEntity`` if it is missing."""
@@ -440,10 +559,14 @@ class AsyncRpcClient:
         transport = connection.transport
         if transport is None:
             raise ConnectionError("not connected")
+        before = asyncio.all_tasks()
         # A channel of its own: the broker closes it when the queue is missing.
         channel = await transport.connection.channel(publisher_confirms=False)
         try:
             declared = await channel.queue_declare(queue, passive=True)
+        except aiormq.exceptions.ChannelClosed:
+            await _settled(before)
+            raise
         finally:
             await _close_quietly(channel)
         return int(declared.consumer_count or 0)
@@ -482,6 +605,20 @@ class AsyncRpcClient:
         for future in self.pending.values():
             if not future.done():
                 future.set_exception(connection_lost("an RPC procedure"))
+
+
+async def _settled(before: set[asyncio.Task[Any]]) -> None:
+    """Let the tasks started since ``before`` finish (at most :data:`SETTLE` seconds).
+
+    A 404 reaches the caller while aiormq still closes the channel in tasks of
+    its own (rejecting the declare's inner task, gathering it). A loop that ends
+    right then (``asyncio.run(acall(...))`` raising :class:`NoRoute`) cancels
+    them, and one ends with the ``ChannelNotFoundEntity``, which asyncio logs as
+    "unhandled exception during asyncio.run() shutdown".
+    """
+    started = asyncio.all_tasks() - before - {asyncio.current_task()}
+    if started:
+        await asyncio.wait(started, timeout=SETTLE)
 
 
 async def _close_quietly(channel: Any) -> None:

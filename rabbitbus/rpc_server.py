@@ -9,12 +9,18 @@ Requests without ``reply_to`` or ``correlation_id`` are rejected unexecuted
 and fire-and-forget work belongs on a consumer queue. Replies go only to
 ``reply_to`` addresses starting with one of ``RPC_REPLY_TO_PREFIXES``, so a
 request cannot make the server publish into an arbitrary application queue.
+
+A request is never started past its caller's deadline (:func:`rabbitbus.rpc.expired`),
+whether it waited in the queue, in the prefetch buffer or for a free slot: it is
+acked unanswered (its caller has given up), counted as ``expired`` in the
+service's stats, and logged at INFO once per burst of such requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -31,6 +37,7 @@ from rabbitbus.rpc import (
     Procedure,
     decode_request,
     error_reply,
+    expired,
     ok_reply,
     registered,
     rpc_queue,
@@ -43,6 +50,9 @@ logger = logging.getLogger("rabbitbus.rpc_server")
 #: Defaults of ``rabbit_rpc --prefetch`` and ``--concurrency``.
 PREFETCH = 20
 CONCURRENCY = 10
+#: Seconds without an expired request after which the next one starts a new burst (and
+#: a new log line).
+BURST_GAP = 10.0
 
 
 def request_problem(reply_to: str | None, correlation_id: str | None) -> str | None:
@@ -132,7 +142,8 @@ class RpcService:
         self.channel: aiormq.abc.AbstractChannel | None = None
         self.consumer_tag: str | None = None
         self.stopping = False
-        self.counts = {"processed": 0, "failed": 0, "retried": 0, "rejected": 0}
+        self.counts = {"processed": 0, "failed": 0, "retried": 0, "rejected": 0, "expired": 0}
+        self.expired_at = -BURST_GAP  # monotonic time of the last expired request
         self.tap: amqp_tap.DeliveryTap | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -185,9 +196,26 @@ class RpcService:
                         channel, request, requeue=True
                     )  # not started: another server takes it
                     return
+                if expired(request.deadline, time.time()):
+                    await self._drop_expired(channel, request)
+                    return
                 await self._serve(channel, request)
         finally:
             self.in_flight.__exit__()
+
+    async def _drop_expired(self, channel: aiormq.Channel, request: frames.Delivery) -> None:
+        """Ack ``request`` unstarted: its caller has given up. One INFO line per burst."""
+        self.counts["expired"] += 1
+        now = time.monotonic()
+        if now - self.expired_at > BURST_GAP:
+            logger.info(
+                "Dropping RPC requests to %s that waited past their callers' deadlines "
+                "(not run; %d so far, counted as 'expired')",
+                self.proc.name,
+                self.counts["expired"],
+            )
+        self.expired_at = now
+        await _write(channel, frames.ack(channel.number, request.delivery_tag), self.tap)
 
     async def _serve(self, channel: aiormq.Channel, request: frames.Delivery) -> None:
         problem = request_problem(request.reply_to, request.correlation_id)
@@ -214,7 +242,14 @@ def delivery_of(message: aiormq.abc.DeliveredMessage) -> frames.Delivery:
         reply_to=properties.reply_to,
         message_id=properties.message_id,
         body=message.body,
+        deadline=_deadline(properties.headers),
     )
+
+
+def _deadline(headers: dict[str, Any] | None) -> int | None:
+    """The deadline header of a request aiormq delivered (``None``: none, or not a number)."""
+    value = (headers or {}).get(frames.DEADLINE_HEADER)
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 async def _reply_and_ack(
@@ -244,7 +279,12 @@ async def _reply_and_ack(
     if channel.is_closed:
         logger.info("Could not reply to RPC %s (channel closed)", request.correlation_id)
         return
-    payload = frames.publish(
+    await _write(channel, _reply(channel, request, body), tap)
+
+
+def _reply(channel: aiormq.Channel, request: frames.Delivery, body: bytes) -> bytes:
+    """The frames of the reply to ``request`` and of its ack."""
+    return frames.publish(
         channel.number,
         str(request.reply_to),
         body,
@@ -253,6 +293,13 @@ async def _reply_and_ack(
         correlation_id=str(request.correlation_id),
         message_type=REPLY_TYPE,
     ) + frames.ack(channel.number, request.delivery_tag)
+
+
+async def _write(channel: aiormq.Channel, payload: bytes, tap: amqp_tap.DeliveryTap | None) -> None:
+    """Send whole frames: straight to the socket when aiormq has nothing queued, else
+    after what it has (nothing is sent on a closed channel: the broker requeues)."""
+    if channel.is_closed:
+        return
     writer = tap.writer if tap is not None else None
     if writer is not None and channel.connection.write_queue.empty() and not writer.is_closing():
         writer.write(payload)

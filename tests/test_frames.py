@@ -33,11 +33,22 @@ def pamqp_publish(channel: int, routing_key: str, body: bytes, size: int, **prop
         [
             Basic.Publish(exchange="", routing_key=routing_key, mandatory=props.pop("mandatory")),
             ContentHeader(
-                properties=Basic.Properties(delivery_mode=1, **props), body_size=len(body)
+                properties=Basic.Properties(delivery_mode=1, **with_headers(props)),
+                body_size=len(body),
             ),
             *(ContentBody(body[i : i + chunk]) for i in range(0, len(body), chunk)),
         ],
     ).payload
+
+
+def with_headers(props: dict[str, Any]) -> dict[str, Any]:
+    """``props`` with a ``deadline`` turned into the headers table it travels in."""
+    deadline = props.pop("deadline", None)
+    return props if deadline is None else {**props, "headers": {frames.DEADLINE_HEADER: deadline}}
+
+
+#: Epoch milliseconds (pamqp and pika encode these as int64, ``l``).
+deadlines = st.none() | st.integers(2**32, 2**63 - 1)
 
 
 @given(
@@ -50,6 +61,7 @@ def pamqp_publish(channel: int, routing_key: str, body: bytes, size: int, **prop
     message_type=prop,
     reply_to=optional_prop,
     expiration=optional_prop,
+    deadline=deadlines,
     mandatory=st.booleans(),
 )
 def test_publish_marshals_as_pamqp_does(
@@ -76,6 +88,7 @@ def test_an_rpc_request_marshals_as_pika_does() -> None:
         expiration="10000",
         correlation_id="c0ffee",
         reply_to="amq.rabbitmq.reply-to",
+        headers={frames.DEADLINE_HEADER: 1796308992721},
     )
     method = spec.Basic.Publish(exchange="", routing_key="rpc.fib", mandatory=True)
     reference = b"".join(
@@ -95,6 +108,7 @@ def test_an_rpc_request_marshals_as_pika_does() -> None:
         message_type="rpc.request",
         reply_to="amq.rabbitmq.reply-to",
         expiration="10000",
+        deadline=1796308992721,
         mandatory=True,
     )
     assert ours == reference
@@ -110,7 +124,8 @@ def test_a_short_string_over_255_bytes_is_refused() -> None:
 
 # -- reading deliveries ------------------------------------------------------
 
-#: Any property a delivery may carry but a headers table (which makes the reader give up).
+#: Any property a delivery may carry; its only header, if any, is a request's deadline
+#: (any other headers table makes the reader give up).
 delivery_properties = st.fixed_dictionaries(
     {},
     optional={
@@ -128,6 +143,7 @@ delivery_properties = st.fixed_dictionaries(
         "message_type": prop,
         "user_id": prop,
         "app_id": prop,
+        "deadline": deadlines,
     },
 )
 
@@ -147,7 +163,7 @@ def pamqp_delivery(
                 exchange="",
                 routing_key="rpc.fib",
             ),  # fmt: skip
-            ContentHeader(properties=Basic.Properties(**props), body_size=len(body)),
+            ContentHeader(properties=Basic.Properties(**with_headers(props)), body_size=len(body)),
             *(ContentBody(body[i : i + chunk]) for i in range(0, len(body), chunk)),
         ],
     ).payload
@@ -172,6 +188,7 @@ def test_a_delivery_reads_as_pamqp_marshals_it(
     assert delivery.correlation_id == props.get("correlation_id")
     assert delivery.reply_to == props.get("reply_to")
     assert delivery.message_id == props.get("message_id")
+    assert delivery.deadline == props.get("deadline")
     assert delivery.end == len(data)
     assert delivery.frames == 2 + -(-len(body) // (size - frames.FRAME_OVERHEAD))
 
@@ -188,11 +205,16 @@ def test_what_the_reader_leaves_to_the_driver() -> None:
     reply = pamqp_delivery(3, 7, b"{}", correlation_id="c")
     heartbeat = b"\x08\x00\x00\x00\x00\x00\x00\xce"
     with_headers = pamqp_delivery(3, 7, b"{}", headers={"x": 1})
+    deadline_and_more = {frames.DEADLINE_HEADER: 2**40, "x": 1}
+    with_deadline_and_more = pamqp_delivery(3, 7, b"{}", headers=deadline_and_more)
+    small_deadline = pamqp_delivery(3, 7, b"{}", headers={frames.DEADLINE_HEADER: 5})
     returned = ChannelFrame.marshall(
         3, [Basic.Return(reply_code=312, reply_text="NO_ROUTE", exchange="", routing_key="q")]
     ).payload
     assert frames.parse_delivery(reply, 4) is None  # another channel
     assert frames.parse_delivery(with_headers, 3) is None
+    assert frames.parse_delivery(with_deadline_and_more, 3) is None
+    assert frames.parse_delivery(small_deadline, 3) is None  # not an int64: the driver reads it
     assert frames.parse_delivery(returned + reply[len(returned) :], 3) is None
     assert frames.parse_delivery(heartbeat + reply, 3) is None
     assert frames.parse_delivery(reply + heartbeat, 3) is None  # not only the delivery

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import pickle
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -18,6 +21,7 @@ from rabbitbus.exceptions import BrokerConnectionError, NoRoute, RpcTimeout
 from tests.broker import Broker, unique
 from tests.rpc_support import raw_server, reply, serving
 from tests.testapp import rabbit as testapp_rabbit
+from tests.workers import ROOT
 
 OK = b'{"ok":true,"result":"right"}'
 
@@ -242,3 +246,28 @@ async def test_acall_to_a_deleted_queue_times_out_once_then_fails_at_once(
     with pytest.raises(NoRoute):
         await rpc.acall(name, timeout=5)
     assert rpc_client.async_client().pending == {}
+
+
+ONE_OFF_ACALL = """
+import asyncio, django
+django.setup()
+from rabbitbus import rpc
+try:
+    asyncio.run(rpc.acall("nobody.serves.this", timeout=5))
+except rpc.NoRoute:
+    print("NoRoute")
+"""
+
+
+def test_a_one_off_loop_ending_in_no_route_ends_silently() -> None:
+    """``asyncio.run(acall(...))`` to a procedure with no queue: ``NoRoute``, then the
+    loop ends without aiormq's ChannelNotFoundEntity logged as an unhandled exception
+    (it was, every run, before rpc_client._settled)."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    done = subprocess.run(
+        [sys.executable, "-c", ONE_OFF_ACALL],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.stdout.strip() == "NoRoute", done.stderr
+    assert "unhandled exception" not in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr

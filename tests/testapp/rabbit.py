@@ -77,6 +77,25 @@ def touch(path: str, delay: float = 0) -> str:
     return path
 
 
+@rpc.procedure("test.ledger")
+def ledger(path: str, token: str, seconds: float) -> str:
+    """Append ``token`` to the file ``path`` as it starts (a ledger of which requests ran,
+    across processes), then take ``seconds``."""
+    with open(path, "a") as file:
+        file.write(token + "\n")
+    time.sleep(seconds)
+    return token
+
+
+@rpc.procedure("test.aledger")
+async def aledger(path: str, token: str, seconds: float) -> str:
+    """``test.ledger`` as an ``async def``."""
+    with open(path, "a") as file:
+        file.write(token + "\n")
+    await asyncio.sleep(seconds)
+    return token
+
+
 PREFIX = os.environ.get("RABBITBUS_TEST_WORKER_PREFIX")
 
 if PREFIX:
