@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from demo_shop.catalog.rabbit import UnknownProduct
 from rabbitbus import acall, call
 from rabbitbus.exceptions import BrokerConnectionError, NoRoute, NoServer, RpcError, RpcTimeout
 
@@ -17,20 +18,48 @@ def quote(cart: Mapping[str, int]) -> tuple[dict[str, Any] | None, str]:
     """``(quote, "")`` from the catalog service, or ``(None, what went wrong in words)``."""
     try:
         return call(PROCEDURE, dict(cart), timeout=TIMEOUT), ""
-    except (RpcError, BrokerConnectionError) as exc:
+    except (RpcError, BrokerConnectionError, UnknownProduct) as exc:
         return None, explain(exc)
+
+
+def refusal(cart: Mapping[str, int]) -> str:
+    """Why the catalog refuses to sell ``cart`` now, in words; "" when it does not refuse.
+
+    A catalog that cannot answer refuses nothing: the order is placed (its
+    message waits in the outbox) and the inventory service decides.
+    """
+    try:
+        return shortages(call(PROCEDURE, dict(cart), timeout=TIMEOUT))
+    except UnknownProduct as exc:
+        return explain(exc)
+    except (RpcError, BrokerConnectionError):
+        return ""
+
+
+def shortages(answer: Mapping[str, Any]) -> str:
+    """What a quote flagged as short, with how many are left ("" when nothing is)."""
+    short = [line for line in answer["lines"] if not line["available"]]
+    return " ".join(f"Not enough {line['name']}: {left(line)}." for line in short)
+
+
+def left(line: Mapping[str, Any]) -> str:
+    """``"only 1 left"`` or ``"none left"`` for a quote line."""
+    in_stock = int(line.get("in_stock", 0))
+    return f"only {in_stock} left" if in_stock else "none left"
 
 
 async def aquote(cart: Mapping[str, int]) -> tuple[dict[str, Any] | None, str]:
     """The async twin of :func:`quote`."""
     try:
         return await acall(PROCEDURE, dict(cart), timeout=TIMEOUT), ""
-    except (RpcError, BrokerConnectionError) as exc:
+    except (RpcError, BrokerConnectionError, UnknownProduct) as exc:
         return None, explain(exc)
 
 
 def explain(error: BaseException) -> str:
     """A sentence for the shopper; the details stay in the logs."""
+    if isinstance(error, UnknownProduct):
+        return f"Your cart holds a product the shop does not sell ({error}): empty the cart."
     if isinstance(error, NoRoute | NoServer):
         why = "the price service is not running"
     elif isinstance(error, RpcTimeout):
