@@ -59,8 +59,8 @@ class ExceptionReporterFilter(SafeExceptionReporterFilter):
         return [(name, _MaskedRepr(value)) for name, value in variables]
 
 
-def url_passwords(raw: Any) -> set[str]:
-    """The passwords inside the URLs of a raw ``RABBITBUS`` setting (as written there)."""
+def url_credentials(raw: Any) -> set[str]:
+    """The ``scheme://user:password@`` parts of the URLs in a raw ``RABBITBUS`` setting."""
     raw = raw if isinstance(raw, dict) else {}
     connections = raw.get("CONNECTIONS")
     blocks = list(connections.values()) if isinstance(connections, dict) else []
@@ -71,8 +71,7 @@ def url_passwords(raw: Any) -> set[str]:
             more = block.get("URLS")
             urls += [block.get("URL"), *(more if isinstance(more, list | tuple) else ())]
     matches = (_CREDENTIALS.search(url) for url in urls if isinstance(url, str))
-    found = {match.group(0)[len(match["head"]) : -1] for match in matches if match}
-    return found - {""}
+    return {match.group(0) for match in matches if match and not match.group(0).endswith(":@")}
 
 
 @register("rabbitbus")
@@ -81,12 +80,12 @@ def check_error_reports(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     from django.conf import settings
 
     raw = getattr(settings, "RABBITBUS", {})
-    passwords = url_passwords(raw)
-    if not passwords:
+    credentials = url_credentials(raw)
+    if not credentials:
         return []
     reporter_filter = import_string(settings.DEFAULT_EXCEPTION_REPORTER_FILTER)()
     shown = repr(reporter_filter.cleanse_setting("RABBITBUS", raw))
-    if not any(password in shown for password in passwords):
+    if not any(credential in shown for credential in credentials):
         return []
     return [
         Warning(

@@ -91,6 +91,7 @@ def test_mask_credentials_masks_every_url_in_a_text() -> None:
         {"CONNECTIONS": {"default": {"URL": "amqp://u:secret@h/"}}},
         {"CONNECTIONS": {"default": {"URLS": ["amqp://h1/", "amqp://u:secret@h2/"]}}},
         {"MANAGEMENT": {"URL": "http://u:secret@h:15672"}},
+        {"CONNECTIONS": {"default": {"URL": "amqp://guest:guest@h/"}}},  # password = user
     ],
 )
 def test_a_filter_that_shows_a_url_password_is_w070(rabbitbus: dict[str, Any]) -> None:

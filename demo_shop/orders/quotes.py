@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from demo_shop.catalog.rabbit import UnknownProduct
@@ -12,14 +13,39 @@ from rabbitbus.exceptions import BrokerConnectionError, NoRoute, NoServer, RpcEr
 PROCEDURE = "catalog.quote"
 #: A shopper waits this long at most for prices before the page explains.
 TIMEOUT = 2.0
+#: A page's status when the catalog refused the cart, or did not answer.
+REFUSED, UNAVAILABLE = 409, 503
 
 
-def quote(cart: Mapping[str, int]) -> tuple[dict[str, Any] | None, str]:
-    """``(quote, "")`` from the catalog service, or ``(None, what went wrong in words)``."""
+@dataclass(frozen=True)
+class Answer:
+    """The catalog's quote for a cart, or what went wrong in words and the page's status."""
+
+    quote: dict[str, Any] | None
+    problem: str = ""
+    status: int = 200  # or REFUSED, UNAVAILABLE
+
+
+def quote(cart: Mapping[str, int]) -> Answer:
+    """The catalog service's quote for ``cart`` (sku -> quantity)."""
     try:
-        return call(PROCEDURE, dict(cart), timeout=TIMEOUT), ""
+        return Answer(call(PROCEDURE, dict(cart), timeout=TIMEOUT))
     except (RpcError, BrokerConnectionError, UnknownProduct) as exc:
-        return None, explain(exc)
+        return failed(exc)
+
+
+async def aquote(cart: Mapping[str, int]) -> Answer:
+    """The async twin of :func:`quote`."""
+    try:
+        return Answer(await acall(PROCEDURE, dict(cart), timeout=TIMEOUT))
+    except (RpcError, BrokerConnectionError, UnknownProduct) as exc:
+        return failed(exc)
+
+
+def failed(error: BaseException) -> Answer:
+    """The answer for a catalog that refused the cart or did not answer."""
+    status = REFUSED if isinstance(error, UnknownProduct) else UNAVAILABLE
+    return Answer(None, explain(error), status)
 
 
 def refusal(cart: Mapping[str, int]) -> str:
@@ -28,12 +54,10 @@ def refusal(cart: Mapping[str, int]) -> str:
     A catalog that cannot answer refuses nothing: the order is placed (its
     message waits in the outbox) and the inventory service decides.
     """
-    try:
-        return shortages(call(PROCEDURE, dict(cart), timeout=TIMEOUT))
-    except UnknownProduct as exc:
-        return explain(exc)
-    except (RpcError, BrokerConnectionError):
-        return ""
+    answer = quote(cart)
+    if answer.quote is not None:
+        return shortages(answer.quote)
+    return answer.problem if answer.status == REFUSED else ""
 
 
 def shortages(answer: Mapping[str, Any]) -> str:
@@ -46,14 +70,6 @@ def left(line: Mapping[str, Any]) -> str:
     """``"only 1 left"`` or ``"none left"`` for a quote line."""
     in_stock = int(line.get("in_stock", 0))
     return f"only {in_stock} left" if in_stock else "none left"
-
-
-async def aquote(cart: Mapping[str, int]) -> tuple[dict[str, Any] | None, str]:
-    """The async twin of :func:`quote`."""
-    try:
-        return await acall(PROCEDURE, dict(cart), timeout=TIMEOUT), ""
-    except (RpcError, BrokerConnectionError, UnknownProduct) as exc:
-        return None, explain(exc)
 
 
 def explain(error: BaseException) -> str:

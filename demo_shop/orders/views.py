@@ -64,9 +64,9 @@ def empty_cart(request: HttpRequest) -> HttpResponse:
 
 async def cart(request: HttpRequest) -> HttpResponse:
     items = await request.session.aget(CART, {})
-    quote, problem = await quotes.aquote(items) if items else (None, "")
-    context = {"items": items, "quote": quote, "problem": problem}
-    return render(request, "shop/cart.html", context, status=503 if problem else 200)
+    answer = await quotes.aquote(items) if items else quotes.Answer(None)
+    context = {"items": items, "quote": answer.quote, "problem": answer.problem}
+    return render(request, "shop/cart.html", context, status=answer.status)
 
 
 def checkout(request: HttpRequest) -> HttpResponse:
@@ -79,10 +79,10 @@ def checkout(request: HttpRequest) -> HttpResponse:
 def _checkout_page(
     request: HttpRequest, items: dict[str, int], form: CheckoutForm, **context: Any
 ) -> HttpResponse:
-    """The checkout page with a fresh quote; 503 when it cannot be had."""
-    quote, problem = quotes.quote(items) if items else (None, "")
-    status = context.pop("status", 503 if problem else 200)
-    context.update(items=items, quote=quote, problem=problem, form=form)
+    """The checkout page with a fresh quote (its status unless ``status`` is given)."""
+    answer = quotes.quote(items) if items else quotes.Answer(None)
+    status = context.pop("status", answer.status)
+    context.update(items=items, quote=answer.quote, problem=answer.problem, form=form)
     return render(request, "shop/checkout.html", context, status=status)
 
 
