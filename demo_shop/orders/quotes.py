@@ -48,13 +48,12 @@ def failed(error: BaseException) -> Answer:
     return Answer(None, explain(error), status)
 
 
-def refusal(cart: Mapping[str, int]) -> str:
-    """Why the catalog refuses to sell ``cart`` now, in words; "" when it does not refuse.
+def refusal(answer: Answer) -> str:
+    """Why the catalog's ``answer`` refuses to sell the cart now, in words; "" if it does not.
 
-    A catalog that cannot answer refuses nothing: the order is placed (its
+    A catalog that did not answer refuses nothing: the order is placed (its
     message waits in the outbox) and the inventory service decides.
     """
-    answer = quote(cart)
     if answer.quote is not None:
         return shortages(answer.quote)
     return answer.problem if answer.status == REFUSED else ""

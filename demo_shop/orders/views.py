@@ -77,10 +77,15 @@ def checkout(request: HttpRequest) -> HttpResponse:
 
 
 def _checkout_page(
-    request: HttpRequest, items: dict[str, int], form: CheckoutForm, **context: Any
+    request: HttpRequest,
+    items: dict[str, int],
+    form: CheckoutForm,
+    answer: quotes.Answer | None = None,
+    **context: Any,
 ) -> HttpResponse:
-    """The checkout page with a fresh quote (its status unless ``status`` is given)."""
-    answer = quotes.quote(items) if items else quotes.Answer(None)
+    """The checkout page with ``answer`` or a fresh quote; its status unless ``status``."""
+    if answer is None:
+        answer = quotes.quote(items) if items else quotes.Answer(None)
     status = context.pop("status", answer.status)
     context.update(items=items, quote=answer.quote, problem=answer.problem, form=form)
     return render(request, "shop/checkout.html", context, status=status)
@@ -91,9 +96,10 @@ def _place(request: HttpRequest, items: dict[str, int], form: CheckoutForm) -> H
         return _empty(request)
     if not form.is_valid():
         return _checkout_page(request, items, form, status=400)
-    refusal = quotes.refusal(items)
+    answer = quotes.quote(items)
+    refusal = quotes.refusal(answer)
     if refusal:
-        return _checkout_page(request, items, form, error=refusal, status=409)
+        return _checkout_page(request, items, form, answer, error=refusal, status=409)
     try:
         order = place_order(form.cleaned_data["email"], form.cleaned_data["card_number"], items)
     except EmptyCart:
