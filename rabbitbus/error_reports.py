@@ -83,7 +83,10 @@ def check_error_reports(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     credentials = url_credentials(raw)
     if not credentials:
         return []
-    reporter_filter = import_string(settings.DEFAULT_EXCEPTION_REPORTER_FILTER)()
+    try:
+        reporter_filter = import_string(settings.DEFAULT_EXCEPTION_REPORTER_FILTER)()
+    except ImportError:
+        return []  # Django fails loudly on its own setting at the first error
     shown = repr(reporter_filter.cleanse_setting("RABBITBUS", raw))
     if not any(credential in shown for credential in credentials):
         return []
