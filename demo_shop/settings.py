@@ -8,7 +8,8 @@ import django
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "demo-only-not-secret")  # noqa: S105
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+# Off unless asked for (scripts/demo.sh asks): error pages show code and settings.
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
 
 INSTALLED_APPS = [
@@ -37,6 +38,9 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# Error pages and error e-mails never show the password inside a RABBITBUS URL.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "rabbitbus.error_reports.ExceptionReporterFilter"
 
 ROOT_URLCONF = "demo_shop.urls"
 

@@ -16,6 +16,7 @@ class RabbitBusConfig(AppConfig):
             bridge_checks,
             bridges,
             checks,
+            error_reports,
             topology_checks,
         )
         from rabbitbus.monitoring import register_topology

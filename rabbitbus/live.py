@@ -38,8 +38,10 @@ REFUSED = 4403
 class MessageStreamConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     """Forwards messages from ``exchange`` (bound with :meth:`binding_keys`) to a WebSocket.
 
-    Override :meth:`authorize` (default: everyone), :meth:`binding_keys` and
-    :meth:`forward`; :meth:`subscribed` runs once messages are flowing, so a
+    Secure by default: :meth:`authorize` lets in active staff only, so a
+    subclass says who may listen. Override it (a stream for everyone says so in
+    one line: ``async def authorize(self): return True``), :meth:`binding_keys`
+    and :meth:`forward`; :meth:`subscribed` runs once messages are flowing, so a
     snapshot sent there misses nothing. The exchange must exist (declared by
     ``rabbit_setup``) unless :meth:`open_exchange` is overridden.
     """
@@ -61,7 +63,10 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await self.subscribed()
 
     async def authorize(self) -> bool:
-        return True
+        """Whether this socket may listen (checked before the handshake completes;
+        refused with close code 4403). Default: active staff only."""
+        user = self.scope.get("user")
+        return bool(user is not None and user.is_active and user.is_staff)
 
     def binding_keys(self) -> Sequence[str]:
         return ["#"]

@@ -68,15 +68,20 @@ DEADLINE_GRACE = 1.0
 
 @dataclass(frozen=True)
 class Procedure:
-    """A registered remote procedure."""
+    """A registered remote procedure; ``concurrency`` caps its requests running at once."""
 
     name: str
     func: Callable[..., Any]
     is_async: bool
+    concurrency: int | None = None
 
     @property
     def queue(self) -> str:
         return queue_name(self.name)
+
+    def slots(self, server_concurrency: int) -> int:
+        """How many requests may run at once: the server's ``--concurrency``, or fewer."""
+        return min(server_concurrency, self.concurrency or server_concurrency)
 
 
 _procedures: dict[str, Procedure] = {}
@@ -95,18 +100,27 @@ def rpc_queue(name: str) -> topology.Queue:
     return topology.Queue(queue_name(name), type="classic", durable=True)
 
 
-def procedure(name: str) -> Callable[[F], F]:
+def procedure(name: str, *, concurrency: int | None = None) -> Callable[[F], F]:
     """Register the decorated ``def`` or ``async def`` as remote procedure ``name``.
 
-    Its queue joins the topology registry, so ``rabbit_setup`` declares it.
-    Raises :class:`ConfigurationError` if another function already owns ``name``.
+    ``concurrency`` caps how many of its requests a server runs at once, below
+    the server's ``--concurrency`` (each procedure has its own queue, channel
+    and slots, so a slow one capped low cannot take the CPU and threads its
+    faster neighbours need). Its queue joins the topology registry, so
+    ``rabbit_setup`` declares it. Raises :class:`ConfigurationError` if another
+    function already owns ``name`` or ``concurrency`` is not a positive int.
     """
+    if concurrency is not None and (
+        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+    ):
+        raise ConfigurationError(f"RPC procedure {name!r}: concurrency must be an int >= 1.")
 
     def decorate(func: F) -> F:
         existing = _procedures.get(name)
         if existing is not None and existing.func.__qualname__ != func.__qualname__:
             raise ConfigurationError(f"RPC procedure {name!r} is already registered.")
-        _procedures[name] = Procedure(name, func, asyncio.iscoroutinefunction(func))
+        is_async = asyncio.iscoroutinefunction(func)
+        _procedures[name] = Procedure(name, func, is_async, concurrency)
         topology.registry.add(rpc_queue(name))
         return func
 

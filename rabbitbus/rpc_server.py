@@ -135,7 +135,7 @@ class RpcService:
         self.proc = proc
         self.name = f"rpc:{proc.name}"
         self.prefetch = prefetch
-        self.concurrency = concurrency
+        self.concurrency = concurrency = proc.slots(concurrency)  # the procedure's cap, if lower
         self.threads = Threads(concurrency, "rabbitbus-rpc")
         self.slots = asyncio.Semaphore(concurrency)
         self.in_flight = InFlight()

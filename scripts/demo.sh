@@ -12,6 +12,8 @@ if ! rabbit_up && ! ensure_rabbitmq; then
 fi
 ensure_rabbitmq_management 2>/dev/null || true
 export DJANGO_SETTINGS_MODULE=demo_shop.settings
+# A local demo shows Django's debug pages (DJANGO_DEBUG=0 turns them off; compose runs without).
+export DJANGO_DEBUG="${DJANGO_DEBUG:-1}"
 PY=.venv/bin/python
 $PY manage.py migrate --no-input -v0
 $PY manage.py shop_seed

@@ -10,6 +10,7 @@ for a healthy broker and database, and they set only environment variables
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 import shlex
 from pathlib import Path
@@ -21,6 +22,7 @@ import yaml
 from django.conf import settings
 from django.core.management import get_commands
 
+import demo_shop.settings as demo_settings
 from demo_shop import processes
 from rabbitbus import registry
 
@@ -156,3 +158,19 @@ def test_the_urls_point_at_the_compose_broker_and_database(services: dict[str, A
         "/" + postgres["POSTGRES_DB"],
     )
     assert urlsplit(environment["RABBITBUS_URL"]).hostname == "rabbitmq"
+
+
+def test_compose_runs_without_debug_and_with_named_hosts(services: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        environment = services[name]["environment"]
+        assert environment["DJANGO_DEBUG"] == "0", name
+        assert "*" not in environment["DJANGO_ALLOWED_HOSTS"].split(","), name
+
+
+def test_the_demo_settings_leave_debug_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DJANGO_DEBUG", raising=False)
+    assert importlib.reload(demo_settings).DEBUG is False
+    monkeypatch.setenv("DJANGO_DEBUG", "1")
+    assert importlib.reload(demo_settings).DEBUG is True
+    monkeypatch.delenv("DJANGO_DEBUG")
+    importlib.reload(demo_settings)

@@ -6,14 +6,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
+from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Permission, User
 from django.test import Client
+from django.urls import path
 
 from demo_shop.asgi import application
 from rabbitbus import connections, monitoring
-from rabbitbus.live import DashboardConsumer
+from rabbitbus.live import DashboardConsumer, MessageStreamConsumer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -90,3 +93,23 @@ async def test_staff_receives_snapshots_and_events() -> None:
         assert event == {"type": "event", "kind": "worker.stats", "data": {"processed": 5}}
     finally:
         await communicator.disconnect()
+
+
+class UnsaidStream(MessageStreamConsumer):
+    """A subclass that does not say who may listen."""
+
+    exchange = "amq.topic"
+
+
+UNSAID = AuthMiddlewareStack(URLRouter([path("ws/unsaid/", UnsaidStream.as_asgi())]))
+
+
+@pytest.mark.parametrize(("is_staff", "accepted"), [(None, False), (False, False), (True, True)])
+async def test_a_stream_that_does_not_say_who_may_listen_takes_staff_only(
+    is_staff: bool | None, accepted: bool
+) -> None:
+    headers = [] if is_staff is None else [(b"cookie", await session_cookie(is_staff, False))]
+    communicator = WebsocketCommunicator(UNSAID, "/ws/unsaid/", headers=headers)
+    connected, code = await communicator.connect(timeout=10)
+    await communicator.disconnect()
+    assert (connected, code if not connected else None) == (accepted, None if accepted else 4403)

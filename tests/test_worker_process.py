@@ -303,7 +303,8 @@ def start_with_rpc(workers: list, broker: Broker, prefix: str, db_path: Path) ->
 def test_list_with_rpc_prints_the_procedures_too(prefix: str, tmp_path: Path) -> None:
     out = listing(prefix, tmp_path, "--rpc", "fib")
     assert "tests.testapp.rabbit.apply_effect (sync)" in out
-    assert "rpc:fib (sync) queue=rpc.fib (classic) prefetch=20 concurrency=10" in out
+    # fib is registered with concurrency=2 (below the server's 10): the listing shows its cap.
+    assert "rpc:fib (sync) queue=rpc.fib (classic) prefetch=20 concurrency=2" in out
 
 
 def test_rpc_option_answers_calls_beside_the_consumers(

@@ -21,7 +21,7 @@ class UnknownProduct(LookupError):
 def quote(cart: Mapping[str, int]) -> dict[str, Any]:
     """Price ``cart`` (sku -> quantity) at today's prices.
 
-    Returns ``{"lines": [{sku, name, quantity, unit_price, subtotal, available}],
+    Returns ``{"lines": [{sku, name, quantity, unit_price, subtotal, available, in_stock}],
     "total", "available"}``, amounts as decimal strings. Raises
     :class:`UnknownProduct` for a sku the catalog does not have.
     """
@@ -47,4 +47,5 @@ def _line(product: Product, quantity: int) -> dict[str, Any]:
         "unit_price": str(product.price),
         "subtotal": str(product.price * quantity),
         "available": product.stock >= quantity,
+        "in_stock": product.stock,
     }

@@ -53,4 +53,7 @@ def _take(sku: str, quantity: int) -> None:
     # One conditional UPDATE: two workers can never both take the last unit.
     taken = Product.objects.filter(sku=sku, stock__gte=quantity).update(stock=F("stock") - quantity)
     if not taken:
-        raise OutOfStock(f"{sku} is out of stock.")
+        left = Product.objects.filter(sku=sku).values_list("stock", flat=True).first() or 0
+        if not left:
+            raise OutOfStock(f"{sku} is out of stock.")
+        raise OutOfStock(f"Not enough {sku}: only {left} left, {quantity} wanted.")

@@ -9,6 +9,7 @@ from channels.db import database_sync_to_async
 from django.urls import path
 
 from demo_shop import bus
+from demo_shop.orders import access
 from demo_shop.orders.models import Order
 from rabbitbus.live import MessageStreamConsumer
 
@@ -32,14 +33,23 @@ class OrderStatusConsumer(MessageStreamConsumer):
     """Sends ``{"type": "order", ...order_state}`` on connect and after each status change.
 
     Each ``order.status.<id>`` event triggers a fresh read, so the page never
-    shows a half-applied change, whatever order events arrive in.
+    shows a half-applied change, whatever order events arrive in. Only the
+    visitor who may see the order's page may listen (:mod:`demo_shop.orders.access`);
+    anyone else, and any id that cannot be one, is refused at the handshake.
     """
 
     exchange = bus.EXCHANGE
 
     @property
     def order_id(self) -> int:
-        return int(self.scope["url_route"]["kwargs"]["pk"])
+        return access.parse_id(self.scope["url_route"]["kwargs"]["pk"]) or 0
+
+    async def authorize(self) -> bool:
+        return await database_sync_to_async(access.may_see)(
+            self.scope.get("user"),
+            self.scope.get("session"),
+            self.scope["url_route"]["kwargs"]["pk"],
+        )
 
     def binding_keys(self) -> Sequence[str]:
         return [f"order.status.{self.order_id}"]
@@ -56,5 +66,6 @@ class OrderStatusConsumer(MessageStreamConsumer):
 
 
 websocket_urlpatterns = [
-    path("ws/orders/<int:pk>/", OrderStatusConsumer.as_asgi()),
+    # <str:pk>: "-1" or "abc" reach the consumer and are refused, not a routing error.
+    path("ws/orders/<str:pk>/", OrderStatusConsumer.as_asgi()),
 ]

@@ -16,10 +16,9 @@ from demo_shop.orders.models import Order
 from demo_shop.orders.services import place_order
 from rabbitbus import connections
 from tests.broker import Broker
+from tests.demo.visitors import ORIGIN, cookie, owner, staff
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ORIGIN = (b"origin", b"http://testserver")
 
 
 @pytest.fixture(autouse=True)
@@ -42,10 +41,17 @@ def move(order: Order, status: str, reason: str = "") -> None:
 
 
 async def watch(pk: int) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, f"/ws/orders/{pk}/", headers=[ORIGIN])
+    """The order's socket, opened by the session that placed it (or by staff)."""
+    order = await database_sync_to_async(Order.objects.filter(pk=pk).first)()
+    visitor = await database_sync_to_async(owner)(order) if order else await staff_client()
+    headers = [ORIGIN, cookie(visitor)]
+    communicator = WebsocketCommunicator(application, f"/ws/orders/{pk}/", headers=headers)
     connected, _ = await communicator.connect(timeout=10)
     assert connected
     return communicator
+
+
+staff_client = database_sync_to_async(staff)
 
 
 async def next_state(communicator: WebsocketCommunicator) -> dict[str, Any]:

@@ -104,7 +104,7 @@ async def test_cart_shows_the_quote_from_the_catalog_service() -> None:
 def assert_quoted(content: bytes) -> None:
     assert b'id="quote"' in content
     assert b"622.00" in content
-    assert b"not enough in stock" in content
+    assert b"not enough in stock: only 1 left" in content
 
 
 def test_checkout_offers_the_order_button_only_with_a_quote(shopper: Client) -> None:

@@ -227,13 +227,13 @@ def test_a_shopper_places_an_order_through_the_views(
 ) -> None:
     shopper = make_shopper()
     try:
-        placed = shopper.place(OrderSpec("RB-TEE", 2, "sim-x-1@example.com", "4000123"))
+        placed = shopper.place(OrderSpec("RB-TEE", 2, "sim-x-1@example.com", "4000000000000123"))
     finally:
         shopper.close()
     order = Order.objects.get(pk=placed)
     assert (order.email, order.card_number, order.status) == (
         "sim-x-1@example.com",
-        "4000123",
+        "4000000000000123",
         "placed",
     )
     assert [(line.product.sku, line.quantity) for line in order.lines.all()] == [("RB-TEE", 2)]
@@ -243,7 +243,7 @@ def test_a_shopper_places_an_order_through_the_views(
 def test_the_in_process_shopper_uses_a_host_the_settings_allow(quotes: None) -> None:
     shopper = ClientShopper()
     try:
-        placed = shopper.place(OrderSpec("RB-MUG", 1, "sim-x-1@example.com", "4242"))
+        placed = shopper.place(OrderSpec("RB-MUG", 1, "sim-x-1@example.com", "4242424242424242"))
     finally:
         shopper.close()
     assert Order.objects.filter(pk=placed).exists()
@@ -255,7 +255,7 @@ def test_without_the_price_service_the_run_stops_with_the_pages_words(
     shopper = make_shopper()
     try:
         with pytest.raises(CheckoutFailed) as caught:
-            shopper.place(OrderSpec("RB-TEE", 1, "sim-x-1@example.com", "4242"))
+            shopper.place(OrderSpec("RB-TEE", 1, "sim-x-1@example.com", "4242424242424242"))
     finally:
         shopper.close()
     # "is not running", or "did not answer" once an earlier test's server left its queue.

@@ -12,6 +12,8 @@ from demo_shop.orders.models import Order
 
 pytestmark = pytest.mark.django_db
 
+FORM = {"email": "a@example.com", "card_number": "4242424242424242"}
+
 
 @pytest.fixture(autouse=True)
 def seeded() -> None:
@@ -21,7 +23,7 @@ def seeded() -> None:
 def test_cart_to_checkout_places_an_order(client: Client) -> None:
     client.post("/cart/add/RB-MUG/", {"quantity": 2})
     client.post("/cart/add/RB-SOCK/", {"quantity": 1})
-    response = client.post("/checkout/", {"email": "a@example.com", "card_number": "4242"})
+    response = client.post("/checkout/", FORM)
     order = Order.objects.get()
     assert response.status_code == 302
     assert response["Location"] == f"/orders/{order.pk}/"
@@ -34,7 +36,7 @@ def test_cart_to_checkout_places_an_order(client: Client) -> None:
 
 
 def test_checkout_with_an_empty_cart_says_so(client: Client) -> None:
-    response = client.post("/checkout/", {"email": "a@example.com", "card_number": "4242"})
+    response = client.post("/checkout/", FORM)
     assert response.status_code == 400
     assert b"The cart is empty." in response.content
     assert not Order.objects.exists()
@@ -42,7 +44,7 @@ def test_checkout_with_an_empty_cart_says_so(client: Client) -> None:
 
 def test_order_status_json(client: Client) -> None:
     client.post("/cart/add/RB-TEE/")
-    client.post("/checkout/", {"email": "a@example.com", "card_number": "4242"})
+    client.post("/checkout/", FORM)
     order = Order.objects.get()
     data = client.get(f"/orders/{order.pk}/status.json").json()
     assert data["status"] == "placed"
