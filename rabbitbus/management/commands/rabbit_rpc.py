@@ -7,8 +7,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from rabbitbus import rpc_server
+from rabbitbus.console import Console, run_watched
 from rabbitbus.event_loop import add_loop_argument
 from rabbitbus.exceptions import RabbitBusError
+from rabbitbus.runtime import Runtime
 
 
 class Command(BaseCommand):
@@ -29,13 +31,17 @@ class Command(BaseCommand):
         add_loop_argument(parser)
 
     def handle(self, *args: Any, names: list[str], connection: str, **options: Any) -> None:
+        loop = options["loop"]
+        console = Console(self.stdout, options["verbosity"], loop)
         try:
-            rpc_server.run(
-                names,
-                alias=connection,
-                prefetch=options["prefetch"],
-                concurrency=options["concurrency"],
-                loop=options["loop"],
+            chosen = rpc_server.services(
+                names, prefetch=options["prefetch"], concurrency=options["concurrency"]
             )
+            runtime = Runtime(chosen, alias=connection)
+            work = [f"serves {line}" for line in rpc_server.summary(chosen)]
+            run_watched(
+                console, runtime, "RPC server", work,
+                lambda: rpc_server.run(names, alias=connection, loop=loop, runtime=runtime),
+            )  # fmt: skip
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
