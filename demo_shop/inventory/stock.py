@@ -49,6 +49,12 @@ def release(order_id: int) -> bool:
     return True
 
 
+def described(order_id: int) -> str:
+    """The order's reserved lines in words, e.g. ``2 x RB-MUG, 1 x RB-TEE``."""
+    reservation = Reservation.objects.get(order_id=order_id)
+    return ", ".join(f"{line['quantity']} x {line['sku']}" for line in reservation.lines)
+
+
 def _take(sku: str, quantity: int) -> None:
     # One conditional UPDATE: two workers can never both take the last unit.
     taken = Product.objects.filter(sku=sku, stock__gte=quantity).update(stock=F("stock") - quantity)

@@ -64,8 +64,10 @@ def orders(request: HttpRequest) -> HttpResponse:
 
 
 def order(request: HttpRequest, pk: int) -> HttpResponse:
-    found = get_object_or_404(Order.objects.prefetch_related("lines__product", "history"), pk=pk)
-    return render(request, "shop/order.html", {"order": found})
+    found = get_object_or_404(
+        Order.objects.prefetch_related("lines__product", "history", "timeline"), pk=pk
+    )
+    return render(request, "shop/order.html", {"order": found, "state": order_state(found)})
 
 
 def order_status(request: HttpRequest, pk: int) -> JsonResponse:

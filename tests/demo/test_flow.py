@@ -19,6 +19,7 @@ from django.test import Client
 from demo_shop.billing.models import Invoice, Payment
 from demo_shop.catalog.models import Product
 from demo_shop.inventory.models import Reservation
+from demo_shop.orders import timeline
 from demo_shop.orders.models import Order
 from rabbitbus import outbox, publishing
 from rabbitbus.models import OutboxMessage
@@ -75,6 +76,23 @@ def test_an_order_is_confirmed_with_stock_taken_and_one_invoice_emailed(
     assert stock("RB-MUG") == STOCK - 2
     assert Invoice.objects.get(order=order).amount == order.total
     assert shop.emails() == [("ok@example.com", f"Your invoice for order #{order.pk}")]
+    assert Counter(story(order)) == Counter(
+        [
+            ("order.placed", "checkout"),
+            ("order.placed", "inventory"),
+            ("order.placed", "billing"),
+            ("stock.reserved", "orders"),
+            ("payment.captured", "orders"),
+            ("order.paid", "billing"),
+            ("invoice.sent", "orders"),
+        ]
+    )
+    assert story(order)[-1] == ("invoice.sent", "orders")
+
+
+def story(order: Order) -> list[tuple[str, str]]:
+    """The order's timeline as (message, service), in time order."""
+    return [(entry.message, entry.service) for entry in order.timeline.all()]
 
 
 def test_out_of_stock_cancels_without_an_invoice_and_refunds(shop: ShopServices) -> None:
@@ -102,6 +120,9 @@ def test_a_declined_card_cancels_and_releases_the_stock(shop: ShopServices) -> N
     )
     assert released and stock("RB-HOOD") == STOCK
     assert not Invoice.objects.filter(order=order).exists()
+    undone = order.timeline.get(message="stock.release")
+    assert (undone.service, undone.outcome) == ("inventory", "put 3 x RB-HOOD back in stock")
+    assert timeline.settled(Order.objects.get(pk=pk))
 
 
 def test_order_placed_delivered_twice_reserves_and_bills_once(shop: ShopServices) -> None:
