@@ -13,8 +13,10 @@ import uuid
 from collections import Counter
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connections as db_connections
 from django.test import Client
+from django.urls import reverse
 
 from demo_shop.billing.models import Invoice, Payment
 from demo_shop.catalog.models import Product
@@ -178,3 +180,28 @@ def _place_many(placed: list[int], carts: list[tuple[dict[str, int], str]]) -> N
             time.sleep(0.05)
     finally:
         db_connections.close_all()
+
+
+def test_a_dead_letter_on_purpose_is_read_fixed_and_replayed_to_a_confirmed_order(
+    shop: ShopServices,
+) -> None:
+    """The demo's documented dead letter: a product on stocktake, as a user meets it."""
+    dlq = "inventory.orders.dlq"
+    pk = checkout({"RB-CRATE": 1})
+    assert shop.broker.wait_for(lambda: shop.broker.queue_depth(dlq) == 1, timeout=60), shop.log(
+        "inventory"
+    )
+    assert Order.objects.get(pk=pk).status == "placed"  # waiting for its stock
+    admin = Client()
+    admin.force_login(User.objects.create_superuser("dl-admin", "dl@example.com", "pw"))
+    page = admin.get(reverse("admin:rabbitbus_dashboard_dlq", args=[dlq])).content.decode()
+    assert "StocktakeInProgress" in page and "RB-CRATE is on stocktake" in page
+    crate = Product.objects.get(sku="RB-CRATE")
+    fields = {"sku": crate.sku, "name": crate.name, "price": crate.price, "stock": crate.stock}
+    fixed = admin.post(reverse("admin:catalog_product_change", args=[crate.pk]), fields)
+    assert fixed.status_code == 302 and not Product.objects.get(sku="RB-CRATE").stocktake
+    replay = reverse("admin:rabbitbus_dashboard_dlq_replay", args=[dlq])
+    assert admin.post(replay, {"all": "1", "confirm": "yes"}).status_code == 302
+    assert wait_final(shop, pk)[pk].status == "confirmed"
+    assert shop.broker.queue_depth(dlq) == 0 and stock("RB-CRATE") == STOCK - 1
+    assert ("order.placed", "inventory") in story(Order.objects.get(pk=pk))
