@@ -81,7 +81,7 @@ def cancel(order: Order, reason: str) -> str:
     if order.payment_state == Order.PaymentState.CAPTURED:
         bus.emit("payment.refund", order.pk)
         undo.append("asked billing to refund")
-    return "; ".join(["order cancelled", *undo])
+    return "; ".join([f"order cancelled ({reason})", *undo])
 
 
 def _charge_complete(order: Order) -> str:
