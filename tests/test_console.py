@@ -108,3 +108,26 @@ def test_rabbit_outbox_tells_each_row_at_v2_and_labels_its_summary(broker: Broke
     quiet = io.StringIO()
     call_command("rabbit_outbox", "--once", "-v", "0", stdout=quiet)
     assert quiet.getvalue() == ""
+
+
+def test_rabbit_outbox_greets_and_labels_its_summary_at_exit(prefix: str, db_path: Path) -> None:
+    relay = subprocess.Popen(
+        [sys.executable, "manage.py", "rabbit_outbox"],
+        cwd=ROOT,
+        env=worker_env(prefix, db_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert relay.stdout is not None
+        greeting = [relay.stdout.readline() for _ in range(4)]  # flushed line by line
+    finally:
+        out = stop(relay)
+    assert greeting[0] == "rabbitbus outbox relay\n"
+    assert greeting[1].startswith(
+        "  relays outbox rows of database 'default' (sqlite), 500 per batch"
+    )
+    assert f"pid {relay.pid}" in greeting[2]
+    assert out.splitlines()[-1].startswith("Stopped outbox relay after ")
+    assert out.splitlines()[-1].endswith(": 0 published, 0 failed for good.")
