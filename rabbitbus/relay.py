@@ -108,9 +108,10 @@ class Relay:
                     self._record_failure(row, error)
             outbox.release(transient, self.relay_id, self.using)
         self.published += len(confirmed)
-        for row in rows:
-            if row.message_id in confirmed:
-                self._tell(f"published to {row.exchange or '(default)'}:{row.routing_key}", row)
+        if self.observer is not None:  # no per-row work on the hot path unless asked
+            for row in rows:
+                if row.message_id in confirmed:
+                    self._tell(f"published to {row.exchange or '(default)'}:{row.routing_key}", row)
 
     def _tell(self, outcome: str, row: OutboxMessage) -> None:
         if self.observer is not None:

@@ -7,6 +7,7 @@ in the same process, on the same runtime.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -80,7 +81,7 @@ class Command(BaseCommand):
         work = [f"consumes {line}" for line in worker.summary(specs)]
         work += [f"serves {line}" for line in rpc_server.summary(procedures)]
         title = "consumer worker" + (" and RPC server" if procedures else "")
-        run = lambda: worker.run(specs, alias=alias, loop=loop, runtime=runtime)  # noqa: E731
+        run = functools.partial(worker.run, specs, alias=alias, loop=loop, runtime=runtime)
         run_watched(Console(self.stdout, options["verbosity"], loop), runtime, title, work, run)
 
     def _check(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -39,9 +40,7 @@ class Command(BaseCommand):
             )
             runtime = Runtime(chosen, alias=connection)
             work = [f"serves {line}" for line in rpc_server.summary(chosen)]
-            run_watched(
-                console, runtime, "RPC server", work,
-                lambda: rpc_server.run(names, alias=connection, loop=loop, runtime=runtime),
-            )  # fmt: skip
+            run = functools.partial(rpc_server.run, names, loop=loop, runtime=runtime)
+            run_watched(console, runtime, "RPC server", work, run)
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
