@@ -1,5 +1,6 @@
 """Settings for the demo shop, a Django project that uses rabbitbus."""
 
+import logging
 import os
 from pathlib import Path
 
@@ -126,21 +127,35 @@ _MAIL_DIR = os.environ.get("DJANGO_EMAIL_FILE_PATH", str(BASE_DIR / "var" / "mai
 if django.VERSION >= (6, 1):
     MAILERS = {
         "default": {
-            "BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+            "BACKEND": "demo_shop.mail.EmailBackend",
             "OPTIONS": {"file_path": _MAIL_DIR},
         }
     }
 else:
-    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_BACKEND = "demo_shop.mail.EmailBackend"
     EMAIL_FILE_PATH = _MAIL_DIR
 DEFAULT_FROM_EMAIL = "shop@example.com"
+
+
+def _not_daphne_http2_notice(record: logging.LogRecord) -> bool:
+    # daphne says at every start that HTTP/2 is off (it needs Twisted's http2 and tls
+    # extras, and TLS, which the demo does not terminate): noise for a demo user.
+    return not record.getMessage().startswith("HTTP/2 support not enabled")
+
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {
+        "no_http2_notice": {
+            "()": "django.utils.log.CallbackFilter",
+            "callback": _not_daphne_http2_notice,
+        },
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
+        "daphne.server": {"filters": ["no_http2_notice"]},
         "rabbitbus": {"handlers": ["console"], "level": "INFO"},
         "demo_shop": {"handlers": ["console"], "level": "INFO"},
         # pika logs every connection step at INFO; rabbitbus logs what matters.

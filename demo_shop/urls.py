@@ -1,10 +1,14 @@
 """URLs of the demo shop."""
 
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("demo_shop.orders.urls")),
     path("rpc/", include("demo_shop.tutorial.urls")),
+    # Browsers ask for /favicon.ico on every page that links none (the admin's included).
+    path("favicon.ico", RedirectView.as_view(url=static("shop/favicon.svg"), permanent=True)),
 ]

@@ -106,10 +106,18 @@ def _dead_letter(method: Any, properties: Any, body: bytes) -> DeadLetter:
     )
 
 
+def known() -> list[str]:
+    """The dead-letter queues rabbitbus knows (settings and registered consumers), sorted."""
+    return [name for name in monitoring.known_queues() if monitoring.is_dlq(name)]
+
+
 def check_queue(name: str) -> None:
-    """Raise :class:`QueueNotFound` unless ``name`` is a dead-letter queue rabbitbus knows."""
-    if not monitoring.is_dlq(name) or name not in monitoring.known_queues():
-        raise QueueNotFound(f"{name!r} is not a known dead-letter queue.")
+    """Raise :class:`QueueNotFound` (naming the known ones) unless ``name`` is a known DLQ."""
+    queues = known()
+    if name not in queues:
+        raise QueueNotFound(
+            f"{name!r} is not a known dead-letter queue; known: {', '.join(queues) or 'none'}."
+        )
 
 
 @contextmanager

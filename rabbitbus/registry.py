@@ -161,11 +161,27 @@ def add(spec: ConsumerSpec) -> None:
 
 
 def select(names: Sequence[str] = ()) -> list[ConsumerSpec]:
-    """The named consumers (all when ``names`` is empty); unknown names raise."""
+    """The named consumers (all when ``names`` is empty).
+
+    A name is a consumer's full name, or its handler's function name when only
+    one consumer has that function name. Raises :class:`ConfigurationError`
+    for an unknown name (listing the registered ones) or an ambiguous one
+    (listing the candidates).
+    """
     if not names:
         return list(consumers.values())
-    unknown = [name for name in names if name not in consumers]
-    if unknown:
-        known = ", ".join(consumers) or "none"
-        raise ConfigurationError(f"Unknown consumer(s) {', '.join(unknown)}; registered: {known}.")
-    return [consumers[name] for name in names]
+    return [find(name) for name in names]
+
+
+def find(name: str) -> ConsumerSpec:
+    """The consumer called ``name``, or whose function is called ``name``; see :func:`select`."""
+    if name in consumers:
+        return consumers[name]
+    candidates = [spec for spec in consumers.values() if spec.handler.__name__ == name]
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        listed = ", ".join(spec.name for spec in candidates)
+        raise ConfigurationError(f"Consumer name {name!r} is ambiguous: it could be {listed}.")
+    known = ", ".join(consumers) or "none"
+    raise ConfigurationError(f"Unknown consumer {name!r}; registered: {known}.")

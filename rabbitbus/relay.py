@@ -29,6 +29,7 @@ from django.db import connections, transaction
 
 from rabbitbus import connections as rabbit_connections
 from rabbitbus import outbox, publishing
+from rabbitbus.console import Observer
 from rabbitbus.exceptions import BrokerConnectionError, ExchangeNotFound, PublishTimeout
 from rabbitbus.models import OutboxMessage
 
@@ -61,6 +62,8 @@ class Relay:
         self.options = {**outbox.options(), **(options or {})}
         self.published = 0
         self.failed = 0
+        #: Told of each row published or failed for good (``rabbit_outbox -v 2``).
+        self.observer: Observer | None = None
         self._hang_before_mark = bool(os.environ.get(DEBUG_HANG_ENV))
         self._last_prune = 0.0
         #: The failure of the previous iteration, as "Type: message" (its traceback was logged).
@@ -105,10 +108,19 @@ class Relay:
                     self._record_failure(row, error)
             outbox.release(transient, self.relay_id, self.using)
         self.published += len(confirmed)
+        if self.observer is not None:  # no per-row work on the hot path unless asked
+            for row in rows:
+                if row.message_id in confirmed:
+                    self._tell(f"published to {row.exchange or '(default)'}:{row.routing_key}", row)
+
+    def _tell(self, outcome: str, row: OutboxMessage) -> None:
+        if self.observer is not None:
+            self.observer("relay", outcome, row.message_id)
 
     def _record_failure(self, row: OutboxMessage, error: BaseException) -> None:
         if outbox.record_failure(row, error, self.relay_id, self.using, self.options):
             self.failed += 1
+            self._tell(f"failed for good ({type(error).__name__})", row)
             logger.error(
                 "Outbox message %s failed for good after %d attempts: %s",
                 row.message_id,

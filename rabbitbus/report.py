@@ -13,16 +13,27 @@ def _n(value: int | float | None, rate: bool = False) -> str:
     return f"{value:.1f}/s" if rate else str(value)
 
 
+#: Width of the queue-name column, then (header, width) of each figure column.
+NAME_WIDTH = 40
+COLUMNS = (("ready", 8), ("unacked", 8), ("consumers", 9), ("publish", 10), ("deliver", 10))
+
+
+def _row(name: str, cells: tuple[str, ...]) -> str:
+    figures = " ".join(f"{cell:>{width}}" for cell, (_, width) in zip(cells, COLUMNS, strict=True))
+    return f"  {name:<{NAME_WIDTH}} {figures}"
+
+
+def header() -> str:
+    """The column headers, aligned with :func:`queue_line`'s figures (rates are per second)."""
+    return _row("name", tuple(title for title, _ in COLUMNS))
+
+
 def queue_line(queue: QueueStats) -> str:
     if not queue.exists:
-        return f"  {queue.name:<40} (missing on the broker)"
-    figures = (queue.ready, queue.unacked, queue.consumers)
+        return f"  {queue.name:<{NAME_WIDTH}} (missing on the broker)"
+    figures = (_n(queue.ready), _n(queue.unacked), _n(queue.consumers))
     rates = (_n(queue.publish_rate, True), _n(queue.deliver_rate, True))
-    return (
-        f"  {queue.name:<40} "
-        + " ".join(f"{_n(v):>8}" for v in figures)
-        + (f" {rates[0]:>10} {rates[1]:>10}")
-    )
+    return _row(queue.name, (*figures, *rates))
 
 
 def lines(snapshot: Overview) -> Iterator[str]:
@@ -34,10 +45,12 @@ def lines(snapshot: Overview) -> Iterator[str]:
     if snapshot.note:
         yield f"Note: {snapshot.note}"
     yield ""
-    yield f"Queues:  {'name':<40} {'ready':>8} {'unacked':>8} {'consumers':>8} "
+    yield "Queues:"
+    yield header()
     yield from (queue_line(queue) for queue in snapshot.queues if not queue.dead_letter)
     yield ""
     yield "Dead-letter queues:"
+    yield header()
     yield from (queue_line(queue) for queue in snapshot.dead_letters)
     yield ""
     yield "Workers:"

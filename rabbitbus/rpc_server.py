@@ -31,6 +31,7 @@ from django.db import close_old_connections
 
 from rabbitbus import amqp_tap, event_loop, frames, serializers, topology
 from rabbitbus.conf import settings
+from rabbitbus.console import Observer
 from rabbitbus.exceptions import ConfigurationError, DecodeError, SerializationError
 from rabbitbus.rpc import (
     REPLY_TYPE,
@@ -144,6 +145,8 @@ class RpcService:
         self.stopping = False
         self.counts = {"processed": 0, "failed": 0, "retried": 0, "rejected": 0, "expired": 0}
         self.expired_at = -BURST_GAP  # monotonic time of the last expired request
+        #: Told of each request's outcome (``rabbit_rpc -v 2``); see rabbitbus.console.
+        self.observer: Observer | None = None
         self.tap: amqp_tap.DeliveryTap | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -229,6 +232,9 @@ class RpcService:
         ok, body = await handle(self.proc, request.body, request.content_type, self.threads)
         self.counts["processed" if ok else "failed"] += 1
         await _reply_and_ack(channel, request, body, self.tap)
+        if self.observer is not None:
+            told = "answered" if ok else "answered with an error"
+            self.observer(self.name, told, request.message_id)
 
 
 def delivery_of(message: aiormq.abc.DeliveredMessage) -> frames.Delivery:
@@ -343,12 +349,16 @@ def run(
     prefetch: int = PREFETCH,
     concurrency: int = CONCURRENCY,
     loop: str | None = None,
+    runtime: Runtime | None = None,
 ) -> None:
     """Serve ``names`` (all if empty) until SIGTERM/SIGINT, then drain and return.
 
     ``loop`` names the event loop (:mod:`rabbitbus.event_loop`; default: the setting).
+    ``runtime``: a runtime of :func:`services` made beforehand (to watch it), else a new one.
     """
     from rabbitbus import health
 
-    chosen = services(names, prefetch=prefetch, concurrency=concurrency)
-    event_loop.run(health.serve(Runtime(chosen, alias=alias), kind="rpc"), loop)
+    if runtime is None:
+        chosen = services(names, prefetch=prefetch, concurrency=concurrency)
+        runtime = Runtime(chosen, alias=alias)
+    event_loop.run(health.serve(runtime, kind="rpc"), loop)

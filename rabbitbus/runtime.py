@@ -23,7 +23,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import aiormq
@@ -70,6 +70,8 @@ class Runtime:
         self.ready = False
         self.connection: aiormq.abc.AbstractConnection | None = None
         self.reconnects = 0
+        #: Called with each connection once every service started on it (the worker's banner).
+        self.on_connected: list[Callable[[aiormq.abc.AbstractConnection], None]] = []
         self._signals = 0
 
     async def run(self, *, handle_signals: bool = True) -> None:
@@ -107,6 +109,8 @@ class Runtime:
             await self._close(connection)
             return True
         self.ready = True
+        for callback in self.on_connected:
+            callback(connection)
         await self._wait_closed_or_stopped(connection)
         self.ready = False
         return not self.stopping.is_set()

@@ -22,6 +22,7 @@ from pamqp import commands
 
 from rabbitbus import connections, dispatch, publishing, retries, topology
 from rabbitbus.acks import ChannelAcks
+from rabbitbus.console import Observer
 from rabbitbus.exceptions import TopologyError
 from rabbitbus.messages import PERSISTENT, Envelope
 from rabbitbus.registry import ConsumerSpec
@@ -55,6 +56,8 @@ class ConsumerService:
         self.idle = asyncio.Event()
         self.idle.set()
         self.counts = {"processed": 0, "failed": 0, "retried": 0, "dead_lettered": 0}
+        #: Told of each message's outcome (``rabbit_consume -v 2``); see rabbitbus.console.
+        self.observer: Observer | None = None
 
     # -- Service -----------------------------------------------------------
 
@@ -158,13 +161,19 @@ class ConsumerService:
             outcome = await self._dispatch(raw)
             if outcome.action == dispatch.DATABASE_DOWN:
                 await self._requeue(acks, tag)  # stopping: the next worker runs it
+                told = "held through a database outage, requeued"
             elif outcome.action == dispatch.ACK:
                 self.counts["processed"] += 1
                 acks.ack(tag)
+                told = "processed"
             elif await self._park(raw, outcome):
                 acks.ack(tag)
+                told = _parked(outcome)
             else:
                 await self._requeue(acks, tag)
+                told = "failed, requeued"
+            if self.observer is not None:
+                self.observer(self.name, told, raw.message_id)
 
     async def _dispatch(self, raw: dispatch.Raw) -> dispatch.Outcome:
         """The handler's outcome, holding the message through a database outage (with
@@ -221,6 +230,13 @@ class ConsumerService:
                 raw.headers, outcome.error or "unknown", attempt, origin
             )
         return copy_envelope(raw, queue, headers)
+
+
+def _parked(outcome: dispatch.Outcome) -> str:
+    where = "retried later" if outcome.action == dispatch.RETRY else "dead-lettered"
+    error = outcome.error
+    why = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else error
+    return f"failed ({why or 'unknown'}), {where}"
 
 
 def channel_close_reason(error: BaseException) -> str:
@@ -290,12 +306,14 @@ def run(
     alias: str = "default",
     services: Sequence[Service] = (),
     loop: str | None = None,
+    runtime: Runtime | None = None,
 ) -> None:
     """Run ``specs`` and any other ``services`` (RPC servers) until SIGTERM/SIGINT,
-    then drain and return (blocking). ``loop``: see :mod:`rabbitbus.event_loop`."""
+    then drain and return (blocking). ``loop``: see :mod:`rabbitbus.event_loop`.
+    ``runtime``: one made by :func:`consumer_runtime` (to watch it), else a new one."""
     from rabbitbus import event_loop
 
-    event_loop.run(serve(specs, alias=alias, services=services), loop)
+    event_loop.run(serve(specs, alias=alias, services=services, runtime=runtime), loop)
 
 
 async def serve(

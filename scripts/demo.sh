@@ -40,6 +40,9 @@ cat <<MSG
   RPC (Fibonacci): http://127.0.0.1:8000/rpc/fib/30/
   Admin:           http://127.0.0.1:8000/admin/   (admin / admin)
   Invoices:        var/mail/ (one file per email)
+  Dead letter:     order the "Carrot crate (on stocktake)": inventory dead-letters it to
+                   inventory.orders.dlq; untick Stocktake on the product in the admin, then
+                   replay it from Admin > RabbitMQ (docs/dead-letter-demo.md)
   Ctrl-C stops everything.
 
 MSG

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +13,7 @@ from rabbitbus import connections
 from tests import broker as broker_module
 from tests.broker import UPSTREAM, Broker, unique
 from tests.fault_proxy import FaultProxy
+from tests.workers import migrate
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -69,6 +72,34 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "postgres" in item.keywords:
             item.add_marker(skip)
+
+
+# -- worker subprocesses (tests.workers) ------------------------------------------
+
+
+@pytest.fixture
+def prefix() -> str:
+    """Queue-name prefix of this test's worker subprocesses (their consumers' queues)."""
+    return unique("wp")
+
+
+@pytest.fixture
+def db_path(tmp_path: Path, prefix: str) -> Path:
+    """A migrated SQLite file the test and its worker subprocesses share."""
+    path = tmp_path / "worker.sqlite3"
+    migrate(prefix, path)
+    return path
+
+
+@pytest.fixture
+def workers() -> Iterator[list[subprocess.Popen[str]]]:
+    """Every worker a test starts; killed at the end if still running."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
 
 
 @pytest.fixture

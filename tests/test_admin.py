@@ -92,6 +92,13 @@ def test_browse_escapes_and_keeps_messages(broker: Broker, shop: Shop) -> None:
     assert broker.wait_for(lambda: broker.queue_depth(shop.dlq) == 1)
 
 
+def test_an_empty_dlq_says_so_and_offers_no_action(shop: Shop) -> None:
+    client = client_for(staff("view_dashboard"))
+    page = client.get(reverse("admin:rabbitbus_dashboard_dlq", args=[shop.dlq])).content.decode()
+    assert f"<code>{shop.dlq}</code> is empty" in page
+    assert "The first 0" not in page and "Replay" not in page and "Purge" not in page
+
+
 @pytest.mark.parametrize("action", ["replay", "discard", "purge"])
 def test_get_on_a_destructive_url_is_refused(broker: Broker, shop: Shop, action: str) -> None:
     dead_letter(broker, shop, "m1")

@@ -131,9 +131,23 @@ def test_rabbit_dlq_replay_needs_a_selection(shop: Shop) -> None:
         call_command("rabbit_dlq", "replay", shop.dlq)
 
 
-def test_rabbit_dlq_unknown_queue(shop: Shop) -> None:
-    with pytest.raises(CommandError, match="not a known dead-letter queue"):
+def test_rabbit_dlq_unknown_queue_names_the_known_ones(shop: Shop) -> None:
+    with pytest.raises(CommandError, match="not a known dead-letter queue") as raised:
         call_command("rabbit_dlq", "list", "other.dlq")
+    assert shop.dlq in str(raised.value)
+
+
+def test_bare_rabbit_dlq_list_lists_the_known_queues(shop: Shop) -> None:
+    out = io.StringIO()
+    call_command("rabbit_dlq", "list", stdout=out)
+    assert f"  {shop.dlq}\n" in out.getvalue()
+    assert f"  {shop.queue}\n" not in out.getvalue()
+
+
+def test_rabbit_dlq_replay_without_a_queue_names_the_known_ones(shop: Shop) -> None:
+    with pytest.raises(CommandError, match="needs a dead-letter queue") as raised:
+        call_command("rabbit_dlq", "replay", "--all")
+    assert shop.dlq in str(raised.value)
 
 
 def test_rabbit_dlq_discard(broker: Broker, shop: Shop) -> None:

@@ -249,7 +249,7 @@ def test_rabbit_outbox_command_drains_once(broker: Broker, exchange: str, queue:
     outbox.enqueue(exchange, "order.placed", {})
     out = io.StringIO()
     call_command("rabbit_outbox", "--once", stdout=out)
-    assert out.getvalue().strip() == "1 published, 0 failed for good."
+    assert out.getvalue().strip() == "Outbox relay, once: 1 published, 0 failed for good."
     assert len(drain(broker, queue)) == 1
 
 

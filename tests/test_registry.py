@@ -98,6 +98,38 @@ def test_rabbit_consume_refuses_unknown_names() -> None:
         call_command("rabbit_consume", "nope", stdout=io.StringIO())
 
 
+def handler_named(function_name: str) -> object:
+    def handler(message: ReceivedMessage) -> None: ...
+
+    handler.__name__ = function_name
+    return handler
+
+
+@pytest.mark.usefixtures("clean_registry")
+def test_rabbit_consume_takes_an_unambiguous_function_name() -> None:
+    rabbitbus.consumer(queue="reg.fn", name="shipping.rabbit.returns")(handler_named("returns"))
+    out = io.StringIO()
+    call_command("rabbit_consume", "returns", "--list", stdout=out)
+    assert out.getvalue().startswith("shipping.rabbit.returns (sync) queue=reg.fn ")
+
+
+@pytest.mark.usefixtures("clean_registry")
+def test_an_ambiguous_function_name_lists_the_candidates() -> None:
+    rabbitbus.consumer(queue="reg.fn1", name="shipping.rabbit.returns")(handler_named("returns"))
+    rabbitbus.consumer(queue="reg.fn2", name="billing.rabbit.returns")(handler_named("returns"))
+    with pytest.raises(CommandError, match="ambiguous") as raised:
+        call_command("rabbit_consume", "returns", "--list", stdout=io.StringIO())
+    assert "shipping.rabbit.returns, billing.rabbit.returns" in str(raised.value)
+
+
+@pytest.mark.usefixtures("clean_registry")
+def test_an_unknown_name_lists_the_registered_consumers() -> None:
+    rabbitbus.consumer(queue="reg.fn3", name="shipping.rabbit.returns")(handler_named("returns"))
+    with pytest.raises(CommandError, match="Unknown consumer 'nope'") as raised:
+        call_command("rabbit_consume", "nope", stdout=io.StringIO())
+    assert "shipping.rabbit.returns" in str(raised.value)
+
+
 @pytest.mark.usefixtures("clean_registry")
 def test_rabbit_consume_list_applies_overrides() -> None:
     rabbitbus.consumer(queue="reg.list", name="lister", bindings=[("shop", "#")])(lambda m: None)

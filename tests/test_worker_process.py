@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,32 +15,9 @@ import pytest
 
 from rabbitbus import publish_many, rpc
 from rabbitbus.messages import Message
-from tests.broker import Broker, unique
+from tests.broker import Broker
 from tests.rpc_support import call_in_thread
-from tests.workers import ROOT, migrate, spawn_worker, worker_env
-
-
-@pytest.fixture
-def prefix() -> str:
-    return unique("wp")
-
-
-@pytest.fixture
-def db_path(tmp_path: Path, prefix: str) -> Path:
-    path = tmp_path / "worker.sqlite3"
-    migrate(prefix, path)
-    return path
-
-
-@pytest.fixture
-def workers() -> Iterator[list[subprocess.Popen[str]]]:
-    """Every worker a test starts; killed at the end if still running."""
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=10)
+from tests.workers import ROOT, spawn_worker, worker_env
 
 
 def start(

@@ -10,6 +10,13 @@ class Product(models.Model):
     name = models.CharField(max_length=200)
     price = models.DecimalField(max_digits=10, decimal_places=2)
     stock = models.PositiveIntegerField(default=0)
+    #: The demo's dead letter on purpose (see docs/dead-letter-demo.md).
+    stocktake = models.BooleanField(
+        default=False,
+        help_text="Demo: while ticked, the inventory cannot reserve this product: an order "
+        "for it fails, is retried, then dead-lettered to inventory.orders.dlq. Untick it, then "
+        "replay the dead letter from the RabbitMQ page of the admin.",
+    )
 
     class Meta:
         ordering = ["name"]

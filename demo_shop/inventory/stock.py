@@ -16,16 +16,26 @@ class OutOfStock(Exception):  # noqa: N818 - named like the domain
     """A line asks for more than is on the shelf."""
 
 
+class StocktakeInProgress(RuntimeError):  # noqa: N818 - named like the domain
+    """A product is being counted: nothing can be reserved until its stocktake is over.
+
+    Not the order's fault, so not a rejection: the handler fails, the message is
+    retried and then dead-lettered, to be replayed once the stocktake is over.
+    """
+
+
 def reserve(order_id: int, lines: Iterable[Mapping[str, Any]]) -> Reservation:
     """Take every line's quantity off the shelf, or none of them.
 
     Returns the order's reservation: ``reserved``, or ``rejected`` with the
     reason. Idempotent: an order with a reservation keeps the one it has.
+    Raises :class:`StocktakeInProgress` while a product of the order is on stocktake.
     """
     existing = Reservation.objects.filter(order_id=order_id).first()
     if existing is not None:
         return existing
     wanted = [{"sku": line["sku"], "quantity": int(line["quantity"])} for line in lines]
+    _check_no_stocktake([line["sku"] for line in wanted])
     try:
         with transaction.atomic():  # a savepoint: a short line undoes the earlier ones
             for line in wanted:
@@ -47,6 +57,23 @@ def release(order_id: int) -> bool:
     reservation.status = Reservation.Status.RELEASED
     reservation.save(update_fields=["status"])
     return True
+
+
+def _check_no_stocktake(skus: list[str]) -> None:
+    counted = list(
+        Product.objects.filter(sku__in=skus, stocktake=True).values_list("sku", flat=True)
+    )
+    if counted:
+        raise StocktakeInProgress(
+            f"{', '.join(counted)} is on stocktake, so it cannot be reserved. Untick "
+            "'Stocktake' on the product in the admin, then replay this message."
+        )
+
+
+def described(order_id: int) -> str:
+    """The order's reserved lines in words, e.g. ``2 x RB-MUG, 1 x RB-TEE``."""
+    reservation = Reservation.objects.get(order_id=order_id)
+    return ", ".join(f"{line['quantity']} x {line['sku']}" for line in reservation.lines)
 
 
 def _take(sku: str, quantity: int) -> None:

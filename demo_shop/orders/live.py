@@ -9,18 +9,31 @@ from channels.db import database_sync_to_async
 from django.urls import path
 
 from demo_shop import bus
-from demo_shop.orders import access
+from demo_shop.orders import access, timeline
 from demo_shop.orders.models import Order
 from rabbitbus.live import MessageStreamConsumer
 
 
 def order_state(order: Order) -> dict[str, Any]:
-    """What an order page shows: status, reason and history (also ``status.json``)."""
+    """What an order page shows (also ``status.json``): status, reason, the history of
+    its status and the timeline of its messages (:func:`demo_shop.orders.timeline.entries`)."""
     history = [
-        {"status": change.status, "reason": change.reason, "at": change.at.isoformat()}
+        {
+            "status": change.status,
+            "reason": change.reason,
+            "at": change.at.isoformat(),
+            "clock": timeline.clock(change.at),
+        }
         for change in order.history.all()
     ]
-    return {"id": order.pk, "status": order.status, "reason": order.reason, "history": history}
+    return {
+        "id": order.pk,
+        "status": order.status,
+        "reason": order.reason,
+        "history": history,
+        "timeline": timeline.entries(order),
+        "settled": timeline.settled(order),
+    }
 
 
 @database_sync_to_async

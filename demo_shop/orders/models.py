@@ -1,4 +1,4 @@
-"""Orders, their lines, and the history of their status."""
+"""Orders, their lines, the history of their status and the timeline of their messages."""
 
 from __future__ import annotations
 
@@ -83,3 +83,33 @@ class StatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order}: {self.status}"
+
+
+class TimelineEntry(models.Model):
+    """One message about an order, handled by one service: the order page's story.
+
+    Each service writes its entry in its handler's transaction (see
+    :mod:`demo_shop.orders.timeline`), so an entry exists exactly when the
+    handling it describes was committed.
+    """
+
+    #: Messages that undo what a service did for an order the saga cancelled.
+    COMPENSATIONS = ("stock.release", "payment.refund")
+
+    order = models.ForeignKey(Order, related_name="timeline", on_delete=models.CASCADE)
+    message = models.CharField(max_length=64, help_text="The routing key, e.g. order.placed.")
+    service = models.CharField(max_length=32, help_text="Who handled (or sent) the message.")
+    outcome = models.CharField(max_length=200)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        verbose_name_plural = "timeline entries"
+
+    def __str__(self) -> str:
+        return f"{self.order}: {self.message} by {self.service}"
+
+    @property
+    def undoes(self) -> bool:
+        """Whether this message is a compensation (it undoes earlier work)."""
+        return self.message in self.COMPENSATIONS

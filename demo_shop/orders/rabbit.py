@@ -6,8 +6,8 @@ from typing import Any
 
 import rabbitbus
 from demo_shop import bus
-from demo_shop.orders import saga
-from demo_shop.orders.models import Order, StatusChange
+from demo_shop.orders import saga, timeline
+from demo_shop.orders.models import Order, StatusChange, TimelineEntry
 from demo_shop.orders.signals import order_placed
 from rabbitbus import ReceivedMessage, Reject
 
@@ -44,16 +44,29 @@ rabbitbus.bridge(
     type="order.placed",
 )
 
-# Live status for order pages: a transient event nobody may be listening to.
-rabbitbus.bridge(
-    StatusChange,
-    exchange=bus.EXCHANGE,
-    routing_key=lambda change, event: f"order.status.{change.order_id}",
-    events=["created"],
-    payload=status_payload,
-    type="order.status",
-    options={"mandatory": False, "persistent": False},
-)
+
+def timeline_payload(entry: TimelineEntry, event: str, **kwargs: Any) -> dict[str, Any]:
+    return {"order_id": entry.order_id, "message": entry.message, "at": entry.at.isoformat()}
+
+
+def _announce(model: type[StatusChange | TimelineEntry], payload: Any, kind: str) -> None:
+    """Announce each new ``model`` row on ``order.status.<id>``: the order page's live feed.
+
+    A transient event nobody may be listening to; the page reads the order afresh on each.
+    """
+    rabbitbus.bridge(
+        model,
+        exchange=bus.EXCHANGE,
+        routing_key=lambda instance, event: f"order.status.{instance.order_id}",
+        events=["created"],
+        payload=payload,
+        type=kind,
+        options={"mandatory": False, "persistent": False},
+    )
+
+
+_announce(StatusChange, status_payload, "order.status")
+_announce(TimelineEntry, timeline_payload, "order.timeline")
 
 
 @rabbitbus.consumer(
@@ -62,10 +75,11 @@ rabbitbus.bridge(
     bindings=[(bus.EXCHANGE, key) for key in saga.HANDLERS],
     **bus.CONSUMER_OPTIONS,
 )
-def on_outcome(message: ReceivedMessage) -> None:
+@timeline.records("orders")
+def on_outcome(message: ReceivedMessage) -> str:
     """Inventory and billing answered: move the order on (see :mod:`demo_shop.orders.saga`)."""
     react = saga.HANDLERS.get(message.routing_key)
     if react is None:
         raise Reject(f"orders has no handler for {message.routing_key!r}")
     order = Order.objects.select_for_update().get(pk=message.body["order_id"])
-    react(order, message.body)
+    return str(react(order, message.body))

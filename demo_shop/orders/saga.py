@@ -25,65 +25,78 @@ logger = logging.getLogger("demo_shop.orders")
 Status = Order.Status
 
 
-def stock_reserved(order: Order) -> None:
+def stock_reserved(order: Order) -> str:
     order.stock_state = Order.StockState.RESERVED
     order.save(update_fields=["stock_state"])
     if order.status == Status.CANCELLED:
         bus.emit("stock.release", order.pk)
-    elif order.status == Status.PLACED:
+        return "order already cancelled: asked inventory to release the stock"
+    if order.status == Status.PLACED:
         order.move_to(Status.RESERVED)
-        _charge_complete(order)
+        return _charge_complete(order) or "order reserved; waiting for the payment"
+    return f"order already {order.status}"
 
 
-def payment_captured(order: Order) -> None:
+def payment_captured(order: Order) -> str:
     order.payment_state = Order.PaymentState.CAPTURED
     order.save(update_fields=["payment_state"])
     if order.status == Status.CANCELLED:
         bus.emit("payment.refund", order.pk)
-    else:
-        _charge_complete(order)
+        return "order already cancelled: asked billing to refund"
+    return _charge_complete(order) or "payment noted; waiting for the stock"
 
 
-def stock_rejected(order: Order, reason: str) -> None:
+def stock_rejected(order: Order, reason: str) -> str:
     order.stock_state = Order.StockState.REJECTED
     order.save(update_fields=["stock_state"])
-    cancel(order, reason or "Out of stock.")
+    return cancel(order, reason or "Out of stock.")
 
 
-def payment_declined(order: Order, reason: str) -> None:
+def payment_declined(order: Order, reason: str) -> str:
     order.payment_state = Order.PaymentState.DECLINED
     order.save(update_fields=["payment_state"])
-    cancel(order, reason or "Payment declined.")
+    return cancel(order, reason or "Payment declined.")
 
 
-def invoice_sent(order: Order) -> None:
+def invoice_sent(order: Order) -> str:
     if order.status == Status.PAID:
         order.move_to(Status.CONFIRMED)
+        return "order confirmed"
+    return f"order {order.status}: nothing to do"
 
 
-def cancel(order: Order, reason: str) -> None:
-    """Cancel the order and undo what inventory and billing already did."""
+def cancel(order: Order, reason: str) -> str:
+    """Cancel the order and undo what inventory and billing already did; returns what it did."""
     if order.status == Status.CANCELLED:
-        return
+        return "order already cancelled"
     if order.status in (Status.PAID, Status.CONFIRMED):
         # Both sides said yes before: a late "no" contradicts them. Keep the order.
         logger.warning("Order %s is %s; ignoring cancellation: %s", order.pk, order.status, reason)
-        return
+        return f"order already {order.status}: cancellation ignored"
     order.move_to(Status.CANCELLED, reason)
+    undo = []
     if order.stock_state == Order.StockState.RESERVED:
         bus.emit("stock.release", order.pk)
+        undo.append("asked inventory to release the stock")
     if order.payment_state == Order.PaymentState.CAPTURED:
         bus.emit("payment.refund", order.pk)
+        undo.append("asked billing to refund")
+    return "; ".join([f"order cancelled ({reason})", *undo])
 
 
-def _charge_complete(order: Order) -> None:
-    """Stock reserved and payment captured: the order is paid; billing sends the invoice."""
+def _charge_complete(order: Order) -> str:
+    """Stock reserved and payment captured: the order is paid; billing sends the invoice.
+
+    Returns what happened, or "" while one of the two is still missing.
+    """
     if order.status == Status.RESERVED and order.payment_state == Order.PaymentState.CAPTURED:
         order.move_to(Status.PAID)
         bus.emit("order.paid", order.pk, amount=str(order.total), email=order.email)
+        return "order paid; asked billing for the invoice"
+    return ""
 
 
-#: Routing key -> what to do, for the orders consumer.
+#: Routing key -> what to do (returns the outcome in words), for the orders consumer.
 HANDLERS = {
     "stock.reserved": lambda order, body: stock_reserved(order),
     "stock.rejected": lambda order, body: stock_rejected(order, body.get("reason", "")),

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from django.db import transaction
 
 from demo_shop.catalog.models import Product
+from demo_shop.orders import timeline
 from demo_shop.orders.models import Order
 from demo_shop.orders.signals import order_placed
 
@@ -33,4 +34,5 @@ def place_order(email: str, card_number: str, cart: Mapping[str, int]) -> Order:
             order.lines.create(product=product, quantity=wanted[sku], unit_price=product.price)
         order.history.create(status=order.status)
         order_placed.send(sender=Order, instance=order)
+        timeline.record(order.pk, "order.placed", "checkout", "sent to inventory and billing")
     return order

@@ -126,8 +126,9 @@ def _visible_order(request: HttpRequest, pk: int, queryset: Any = Order.objects)
 
 
 def order(request: HttpRequest, pk: int) -> HttpResponse:
-    queryset = Order.objects.prefetch_related("lines__product", "history")
-    return render(request, "shop/order.html", {"order": _visible_order(request, pk, queryset)})
+    queryset = Order.objects.prefetch_related("lines__product", "history", "timeline")
+    found = _visible_order(request, pk, queryset)
+    return render(request, "shop/order.html", {"order": found, "state": order_state(found)})
 
 
 def order_status(request: HttpRequest, pk: int) -> JsonResponse:

@@ -13,12 +13,15 @@ import uuid
 from collections import Counter
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connections as db_connections
 from django.test import Client
+from django.urls import reverse
 
 from demo_shop.billing.models import Invoice, Payment
 from demo_shop.catalog.models import Product
 from demo_shop.inventory.models import Reservation
+from demo_shop.orders import timeline
 from demo_shop.orders.models import Order
 from demo_shop.orders.services import place_order
 from rabbitbus import outbox, publishing
@@ -76,6 +79,23 @@ def test_an_order_is_confirmed_with_stock_taken_and_one_invoice_emailed(
     assert stock("RB-MUG") == STOCK - 2
     assert Invoice.objects.get(order=order).amount == order.total
     assert shop.emails() == [("ok@example.com", f"Your invoice for order #{order.pk}")]
+    assert Counter(story(order)) == Counter(
+        [
+            ("order.placed", "checkout"),
+            ("order.placed", "inventory"),
+            ("order.placed", "billing"),
+            ("stock.reserved", "orders"),
+            ("payment.captured", "orders"),
+            ("order.paid", "billing"),
+            ("invoice.sent", "orders"),
+        ]
+    )
+    assert story(order)[-1] == ("invoice.sent", "orders")
+
+
+def story(order: Order) -> list[tuple[str, str]]:
+    """The order's timeline as (message, service), in time order."""
+    return [(entry.message, entry.service) for entry in order.timeline.all()]
 
 
 def test_out_of_stock_cancels_without_an_invoice_and_refunds(shop: ShopServices) -> None:
@@ -105,6 +125,9 @@ def test_a_declined_card_cancels_and_releases_the_stock(shop: ShopServices) -> N
     )
     assert released and stock("RB-HOOD") == STOCK
     assert not Invoice.objects.filter(order=order).exists()
+    undone = order.timeline.get(message="stock.release")
+    assert (undone.service, undone.outcome) == ("inventory", "put 3 x RB-HOOD back in stock")
+    assert timeline.settled(Order.objects.get(pk=pk))
 
 
 def test_order_placed_delivered_twice_reserves_and_bills_once(shop: ShopServices) -> None:
@@ -160,3 +183,28 @@ def _place_many(placed: list[int], carts: list[tuple[dict[str, int], str]]) -> N
             time.sleep(0.05)
     finally:
         db_connections.close_all()
+
+
+def test_a_dead_letter_on_purpose_is_read_fixed_and_replayed_to_a_confirmed_order(
+    shop: ShopServices,
+) -> None:
+    """The demo's documented dead letter: a product on stocktake, as a user meets it."""
+    dlq = "inventory.orders.dlq"
+    pk = checkout({"RB-CRATE": 1})
+    assert shop.broker.wait_for(lambda: shop.broker.queue_depth(dlq) == 1, timeout=60), shop.log(
+        "inventory"
+    )
+    assert Order.objects.get(pk=pk).status == "placed"  # waiting for its stock
+    admin = Client()
+    admin.force_login(User.objects.create_superuser("dl-admin", "dl@example.com", "pw"))
+    page = admin.get(reverse("admin:rabbitbus_dashboard_dlq", args=[dlq])).content.decode()
+    assert "StocktakeInProgress" in page and "RB-CRATE is on stocktake" in page
+    crate = Product.objects.get(sku="RB-CRATE")
+    fields = {"sku": crate.sku, "name": crate.name, "price": crate.price, "stock": crate.stock}
+    fixed = admin.post(reverse("admin:catalog_product_change", args=[crate.pk]), fields)
+    assert fixed.status_code == 302 and not Product.objects.get(sku="RB-CRATE").stocktake
+    replay = reverse("admin:rabbitbus_dashboard_dlq_replay", args=[dlq])
+    assert admin.post(replay, {"all": "1", "confirm": "yes"}).status_code == 302
+    assert wait_final(shop, pk)[pk].status == "confirmed"
+    assert shop.broker.queue_depth(dlq) == 0 and stock("RB-CRATE") == STOCK - 1
+    assert ("order.placed", "inventory") in story(Order.objects.get(pk=pk))

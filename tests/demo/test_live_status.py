@@ -95,3 +95,27 @@ async def test_an_unknown_order_says_missing() -> None:
     finally:
         await communicator.disconnect()
     assert state == {"type": "order", "id": 999_999, "missing": True}
+
+
+@database_sync_to_async
+def record(order: Order, message: str, service: str, outcome: str) -> None:
+    from demo_shop.orders import timeline
+
+    timeline.record(order.pk, message, service, outcome)
+
+
+async def test_each_timeline_entry_is_pushed_to_the_page() -> None:
+    order = await new_order()
+    communicator = await watch(order.pk)
+    try:
+        first = await next_state(communicator)
+        await record(order, "stock.reserved", "orders", "order reserved")
+        state = await next_state(communicator)
+    finally:
+        await communicator.disconnect()
+    assert [entry["message"] for entry in first["timeline"]] == ["order.placed"]
+    assert [(e["message"], e["service"]) for e in state["timeline"]] == [
+        ("order.placed", "checkout"),
+        ("stock.reserved", "orders"),
+    ]
+    assert state["settled"] is False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 import pytest
 
@@ -44,9 +45,37 @@ def test_one_click_order_turns_confirmed_live(shop: ShopServices) -> None:
                 "document.getElementById('status').textContent === 'confirmed'", timeout=30000
             )
             assert page.evaluate("window.shopMarker") == "not reloaded"
-            history = page.locator("#history li").all_inner_texts()
-            assert [item.strip() for item in history] == ["placed", "reserved", "paid", "confirmed"]
+            history = page.locator("#history .status-name").all_inner_texts()
+            assert history == ["placed", "reserved", "paid", "confirmed"]
+            # The timeline filled in live, ending with the invoice the saga heard of.
+            page.wait_for_function(
+                "document.querySelectorAll('#timeline tbody tr').length === 7", timeout=30000
+            )
+            last = page.locator("#timeline tbody tr").last.locator("td").all_inner_texts()
+            assert last[2:] == ["invoice.sent", "orders", "order confirmed"]
+            assert last[1].startswith("+") and last[1].endswith(" s")
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "shop-order-confirmed.png"), full_page=True)
+            declined_order_shows_what_was_undone(page, url)
+            page.screenshot(path=str(ARTIFACTS / "shop-order-cancelled.png"), full_page=True)
         finally:
             browser.close()
+
+
+def declined_order_shows_what_was_undone(page: Any, url: str) -> None:
+    """A declined card: the page turns cancelled, then shows the stock put back, live."""
+    page.goto(f"{url}/")
+    page.locator("tr", has_text="Rabbit hoodie").get_by_role("button").click()
+    page.wait_for_url("**/cart/")
+    page.click("#to-checkout")
+    page.fill("input[name=card_number]", "4000000000000002")
+    page.click("#place-order")
+    page.wait_for_url("**/orders/*/")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#undone-list li')].some(li => li.textContent.includes("
+        "'inventory: put 1 x RB-HOOD back in stock'))",
+        timeout=30000,
+    )
+    assert page.locator("#status").inner_text() == "cancelled"
+    undo_rows = page.locator("#timeline tbody tr.undo").all_inner_texts()
+    assert len(undo_rows) == 1 and "stock.release" in undo_rows[0]

@@ -98,7 +98,7 @@ def test_an_empty_shelf_says_to_seed() -> None:
 
 
 @pytest.mark.django_db
-def test_the_shelf_has_only_plentiful_products() -> None:
+def test_the_shelf_has_only_plentiful_products_not_on_stocktake() -> None:
     call_command("shop_seed", stdout=io.StringIO())
     Product.objects.filter(sku="RB-SOCK").update(stock=simulation.PLENTIFUL - 1)
     assert simulation.shelf() == ["RB-HOOD", "RB-MUG", "RB-TEE"]

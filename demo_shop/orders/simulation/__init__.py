@@ -72,8 +72,9 @@ def check(options: Options) -> None:
 
 
 def shelf() -> list[str]:
-    """The skus a simulated shopper may buy; raises :class:`CommandError` when none."""
-    plentiful = Product.objects.filter(stock__gte=PLENTIFUL).order_by("sku")
+    """The skus a simulated shopper may buy (plentiful, not on stocktake: the demo's dead
+    letter on purpose is for people); raises :class:`CommandError` when none."""
+    plentiful = Product.objects.filter(stock__gte=PLENTIFUL, stocktake=False).order_by("sku")
     skus = list(plentiful.values_list("sku", flat=True))
     if not skus:
         raise CommandError(

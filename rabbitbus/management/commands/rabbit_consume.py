@@ -7,11 +7,13 @@ in the same process, on the same runtime.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from rabbitbus import health, registry, rpc_server, worker
+from rabbitbus.console import Console, run_watched
 from rabbitbus.event_loop import add_loop_argument
 from rabbitbus.exceptions import RabbitBusError
 
@@ -62,12 +64,25 @@ class Command(BaseCommand):
             self.stdout.write("\n".join(worker.summary(specs) + rpc_server.summary(procedures)))
             return None
         try:
-            worker.run(
-                specs, alias=options["connection"], services=procedures, loop=options["loop"]
-            )
+            self._run(specs, procedures, options)
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
         return None
+
+    def _run(
+        self,
+        specs: list[registry.ConsumerSpec],
+        procedures: list[rpc_server.RpcService],
+        options: dict[str, Any],
+    ) -> None:
+        """Serve until stopped, greeting first and summing up after (see rabbitbus.console)."""
+        alias, loop = options["connection"], options["loop"]
+        runtime = worker.consumer_runtime(specs, alias=alias, services=procedures)
+        work = [f"consumes {line}" for line in worker.summary(specs)]
+        work += [f"serves {line}" for line in rpc_server.summary(procedures)]
+        title = "consumer worker" + (" and RPC server" if procedures else "")
+        run = functools.partial(worker.run, specs, alias=alias, loop=loop, runtime=runtime)
+        run_watched(Console(self.stdout, options["verbosity"], loop), runtime, title, work, run)
 
     def _check(self) -> None:
         ok, message = health.check()

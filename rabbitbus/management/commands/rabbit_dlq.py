@@ -1,4 +1,7 @@
-"""``manage.py rabbit_dlq list|replay|purge|discard QUEUE``: dead letters without a browser."""
+"""``manage.py rabbit_dlq list|replay|purge|discard QUEUE``: dead letters without a browser.
+
+``rabbit_dlq list`` without a queue lists the known dead-letter queues.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("action", choices=["list", "replay", "discard", "purge"])
-        parser.add_argument("queue", help="A dead-letter queue rabbitbus knows (name ends .dlq).")
+        parser.add_argument(
+            "queue",
+            nargs="?",
+            help="A dead-letter queue rabbitbus knows (name ends .dlq); "
+            "'list' without one lists them.",
+        )
         parser.add_argument("--id", action="append", dest="ids", help="Only this message id.")
         parser.add_argument("--all", action="store_true", help="Every message (replay/discard).")
         parser.add_argument("--limit", type=int, default=50, help="How many to list.")
@@ -23,6 +31,8 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         action, queue, alias = options["action"], options["queue"], options["connection"]
+        if queue is None:
+            return self._known(action)
         if action in ("replay", "discard") and not (options["ids"] or options["all"]):
             raise CommandError(f"{action} needs --id MESSAGE_ID (repeatable) or --all.")
         try:
@@ -36,6 +46,18 @@ class Command(BaseCommand):
                 self.stdout.write(f"{action.capitalize()}ed {count} message(s).")
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
+
+    def _known(self, action: str) -> None:
+        queues = deadletters.known()
+        if action != "list":
+            raise CommandError(
+                f"{action} needs a dead-letter queue; known: {', '.join(queues) or 'none'}."
+            )
+        self.stdout.write("Known dead-letter queues (rabbit_dlq list QUEUE shows one):")
+        for name in queues:
+            self.stdout.write(f"  {name}")
+        if not queues:
+            self.stdout.write("  (none: no consumer is registered)")
 
     def _list(self, letters: list[deadletters.DeadLetter]) -> None:
         for letter in letters:

@@ -7,8 +7,10 @@ import threading
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections as db_connections
 
 from rabbitbus import connections, outbox
+from rabbitbus.console import Console
 from rabbitbus.exceptions import RabbitBusError
 from rabbitbus.relay import Relay
 
@@ -40,17 +42,33 @@ class Command(BaseCommand):
             return
         overrides = {"BATCH_SIZE": batch_size} if batch_size else {}
         relay = Relay(using=database, options=overrides)
+        console = Console(self.stdout, options["verbosity"])
+        relay.observer = console.message
         try:
             if options["once"]:
                 while relay.run_once():
                     pass
             else:
+                self._greet(console, relay)
                 relay.run(_stop_on_signals())
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
         finally:
             connections.close_all()
-        self.stdout.write(f"{relay.published} published, {relay.failed} failed for good.")
+        figures = f"{relay.published} published, {relay.failed} failed for good"
+        if options["once"]:
+            console.say(f"Outbox relay, once: {figures}.")
+        else:
+            console.say(f"Stopped outbox relay after {console.uptime()}: {figures}.")
+
+    @staticmethod
+    def _greet(console: Console, relay: Relay) -> None:
+        vendor = db_connections[relay.using].vendor
+        work = [
+            f"relays outbox rows of database {relay.using!r} ({vendor}), "
+            f"{relay.options['BATCH_SIZE']} per batch, idle wait {relay.options['IDLE_INTERVAL']}s"
+        ]
+        console.greet("outbox relay", work, alias="default", loop=None)
 
     def _status(self, database: str) -> None:
         counts, failed = outbox.status(using=database)

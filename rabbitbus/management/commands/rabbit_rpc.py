@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from rabbitbus import rpc_server
+from rabbitbus.console import Console, run_watched
 from rabbitbus.event_loop import add_loop_argument
 from rabbitbus.exceptions import RabbitBusError
+from rabbitbus.runtime import Runtime
 
 
 class Command(BaseCommand):
@@ -29,13 +32,15 @@ class Command(BaseCommand):
         add_loop_argument(parser)
 
     def handle(self, *args: Any, names: list[str], connection: str, **options: Any) -> None:
+        loop = options["loop"]
+        console = Console(self.stdout, options["verbosity"], loop)
         try:
-            rpc_server.run(
-                names,
-                alias=connection,
-                prefetch=options["prefetch"],
-                concurrency=options["concurrency"],
-                loop=options["loop"],
+            chosen = rpc_server.services(
+                names, prefetch=options["prefetch"], concurrency=options["concurrency"]
             )
+            runtime = Runtime(chosen, alias=connection)
+            work = [f"serves {line}" for line in rpc_server.summary(chosen)]
+            run = functools.partial(rpc_server.run, names, loop=loop, runtime=runtime)
+            run_watched(console, runtime, "RPC server", work, run)
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
