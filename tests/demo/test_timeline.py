@@ -16,6 +16,7 @@ from demo_shop.orders import timeline
 from demo_shop.orders.live import order_state
 from demo_shop.orders.models import Order
 from demo_shop.orders.services import place_order
+from tests.demo.visitors import owner
 
 pytestmark = pytest.mark.django_db
 
@@ -63,7 +64,7 @@ def test_a_cancelled_order_waits_for_the_side_not_heard_yet(order: Order) -> Non
 def test_the_order_page_renders_the_timeline_and_what_was_undone(order: Order) -> None:
     cancel_with(order, Order.StockState.RESERVED, Order.PaymentState.DECLINED)
     timeline.record(order.pk, "stock.release", "inventory", "put 2 x <b>RB-MUG</b> back in stock")
-    page = Client().get(f"/orders/{order.pk}/").content.decode()
+    page = owner(order).get(f"/orders/{order.pk}/").content.decode()
     assert '<tr class="undo">' in page and "<code>stock.release</code>" in page
     assert "put 2 x &lt;b&gt;RB-MUG&lt;/b&gt; back in stock" in page  # escaped
     undone = page.split('<div id="undone">', 1)[1].split("</div>", 1)[0]
