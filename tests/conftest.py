@@ -107,3 +107,19 @@ def proxy() -> Iterator[FaultProxy]:
     """A fault proxy in front of the broker (pass-through until told otherwise)."""
     with FaultProxy(upstream=UPSTREAM) as running:
         yield running
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_stray_database_sessions(django_db_setup: None, django_db_blocker: object) -> Iterator[None]:
+    """Before the test database is dropped, end the sessions a finished worker
+    subprocess may still hold (PostgreSQL refuses to drop a database in use)."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:  # type: ignore[attr-defined]
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
