@@ -38,3 +38,19 @@ def test_a_postgres_url_keeps_every_part(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_without_a_url_the_demo_uses_its_own_sqlite_file(monkeypatch: pytest.MonkeyPatch) -> None:
     entry = database(monkeypatch, None)
     assert entry["NAME"] == str(SETTINGS.parent.parent / "db.sqlite3")
+
+
+def test_with_debug_off_collected_static_files_are_served(settings: Any, tmp_path: Path) -> None:
+    """As in docker-compose.yml: DEBUG off, files from collectstatic, served by WhiteNoise."""
+    from django.core.management import call_command
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+    from whitenoise.middleware import WhiteNoiseMiddleware
+
+    settings.DEBUG = False
+    settings.STATIC_ROOT = tmp_path / "static"
+    call_command("collectstatic", "--no-input", verbosity=0)
+    served = WhiteNoiseMiddleware(get_response=lambda request: HttpResponse(status=404))
+    response = served(RequestFactory().get("/static/rabbitbus/charts.js"))
+    assert response.status_code == 200
+    assert b"rabbitbusCharts" in b"".join(response.streaming_content)
