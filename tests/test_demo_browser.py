@@ -132,6 +132,7 @@ def check_dashboard(page: Any, url: str, env: dict[str, str]) -> None:
     page.goto(f"{url}/admin/rabbitbus/dashboard/")
     header = page.evaluate("getComputedStyle(document.getElementById('header')).backgroundColor")
     assert header == ADMIN_HEADER, "the admin's CSS does not apply"
+    assert "queues by management API" in page.inner_text("#rb-broker")
     page.wait_for_function(
         "document.getElementById('rb-live').textContent === 'WebSocket'", timeout=20000
     )
@@ -181,3 +182,6 @@ def test_the_demo_as_demo_sh_runs_it(demo: tuple[str, dict[str, str]]) -> None:
             check_topology(page, url)
         finally:
             browser.close()
+    banner = (ARTIFACTS / "demo.log").read_text()
+    assert "RabbitMQ UI:     http://127.0.0.1:15672/" in banner
+    assert "management plugin enabled" in banner
