@@ -62,20 +62,15 @@ class ManagementApi:
         """
         query = f"columns={QUEUE_COLUMNS}"
         if history:
-            query = f"columns={QUEUE_COLUMNS},{HISTORY_COLUMNS}&" + (
-                f"lengths_age={history}&lengths_incr={SAMPLE_SECONDS}"
-                f"&msg_rates_age={history}&msg_rates_incr={SAMPLE_SECONDS}"
-            )
+            query += f",{HISTORY_COLUMNS}"
+            for kind in ("lengths", "msg_rates"):
+                query += f"&{kind}_age={history}&{kind}_incr={SAMPLE_SECONDS}"
         rows = self.get(f"queues/{quote(vhost, safe='')}?{query}")
         return {row["name"]: row for row in rows}
 
     def bindings(self, vhost: str) -> list[dict[str, Any]]:
         """Every binding in ``vhost`` (``source``, ``destination``, ``routing_key`` ...)."""
         return list(self.get(f"bindings/{quote(vhost, safe='')}"))
-
-    def exchanges(self, vhost: str) -> dict[str, dict[str, Any]]:
-        """Exchange name -> the API's exchange object (``type``, ``durable`` ...)."""
-        return {row["name"]: row for row in self.get(f"exchanges/{quote(vhost, safe='')}")}
 
 
 def configured() -> ManagementApi | None:

@@ -73,10 +73,11 @@ class QueueStats:
     consumers: int | None = None
     publish_rate: float | None = None
     deliver_rate: float | None = None
-    dead_letter: bool = False
-    retry: bool = False
     #: the management API's recent samples (see rabbitbus.history), else None
     history: dict[str, list[list[float]]] | None = None
+    #: by name: a dead-letter queue (DLQ_SUFFIX), a retry delay queue (``.retry.<ms>``)
+    dead_letter: bool = field(init=False, default=False)
+    retry: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self.dead_letter = is_dlq(self.name)
