@@ -153,6 +153,18 @@ def check_dashboard(page: Any, url: str, env: dict[str, str]) -> None:
     assert page.evaluate("window.rabbitbusMarker") == "not reloaded"
     assert float(page.locator(f'{row} td[data-field="publish_rate"]').inner_text()) >= 0
     save(page, "dashboard")
+    check_queue_filters(page)
+
+
+def check_queue_filters(page: Any) -> None:
+    """Many queues stay readable: retry queues only when asked for, a filter by name."""
+    visible = "#rb-queues tr[data-queue]:visible"
+    assert page.locator(f"{visible}.rb-retry").count() == 0
+    page.check("#rb-show-retry")
+    assert page.locator(f"{visible}.rb-retry").count() >= 3
+    page.fill("#rb-filter", "orders.saga")
+    names = page.locator(visible).evaluate_all("rows => rows.map(row => row.dataset.queue)")
+    assert names and all(name.startswith("orders.saga") for name in names)
 
 
 def check_topology(page: Any, url: str) -> None:

@@ -25,7 +25,7 @@ def enable_with(plugins_command: str, tmp_path: Path) -> subprocess.CompletedPro
 def test_a_failed_enable_is_reported_with_the_tools_words(tmp_path: Path) -> None:
     result = enable_with('echo "plugins file not writable" >&2; exit 2', tmp_path)
     assert result.returncode != 0
-    assert "Enabling RabbitMQ's management plugin" in result.stdout
+    assert "Enabling RabbitMQ's management plugin" in result.stdout and "15672" in result.stdout
     assert "Could not enable the management plugin" in result.stderr
     assert "plugins file not writable" in result.stderr
 
