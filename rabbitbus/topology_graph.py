@@ -81,14 +81,17 @@ def build(
     consumers: dict[str, str],
     procedures: dict[str, str],
     broker_bindings: Sequence[dict[str, Any]] = (),
+    connected: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """The picture's data. ``consumers`` and ``procedures`` map a name to its queue."""
+    """The picture's data. ``consumers`` and ``procedures`` map a name to its queue;
+    ``connected`` (from the broker, when known) maps a queue to its consumer count, given
+    to each handler as ``connected`` (else None)."""
     bindings = _bindings(known, broker_bindings)
     exchanges = {name: ex.type for name, ex in known.exchanges.items()}
     for binding in bindings:
         exchanges.setdefault(binding["exchange"], "?")
     handlers = [
-        {"name": name, "kind": kind, "queue": queue}
+        {"name": name, "kind": kind, "queue": queue, "connected": (connected or {}).get(queue)}
         for kind, named in (("consumer", consumers), ("procedure", procedures))
         for name, queue in sorted(named.items())
     ]
@@ -100,24 +103,30 @@ def build(
     }
 
 
-def current(alias: str = "default") -> dict[str, Any]:
-    """:func:`build` for this process's registry and, when configured, the broker's bindings.
-
-    Adds ``note``: empty, or why the broker's own bindings are left out.
-    """
-    from rabbitbus import registry, rpc
+def _from_broker(alias: str) -> tuple[list[dict[str, Any]], dict[str, int] | None, str]:
+    """``(bindings, consumer count per queue, note)`` from the management API, if any."""
     from rabbitbus.conf import settings
+
+    api = mgmt.configured()
+    if api is None:
+        return [], None, NO_API
+    vhost = settings.connection(alias).endpoints[0].vhost
+    try:
+        queues = api.queues(vhost)
+        bindings = api.bindings(vhost)
+    except ManagementApiError as exc:
+        logger.warning("Management API unavailable (%s); drawing the known topology", exc)
+        return [], None, f"Management API unavailable ({exc}): only the known topology is drawn."
+    return bindings, {name: int(row.get("consumers") or 0) for name, row in queues.items()}, ""
+
+
+def current(alias: str = "default") -> dict[str, Any]:
+    """:func:`build` for this process's registry and, when configured, the broker's bindings
+    and consumer counts. Adds ``note``: empty, or why the broker's view is left out."""
+    from rabbitbus import registry, rpc
 
     consumers = {spec.name: spec.queue for spec in registry.consumers.values()}
     procedures = {name: proc.queue for name, proc in rpc.registered().items()}
-    api, broker_bindings, note = mgmt.configured(), [], ""
-    if api is None:
-        note = NO_API
-    else:
-        try:
-            broker_bindings = api.bindings(settings.connection(alias).endpoints[0].vhost)
-        except ManagementApiError as exc:
-            logger.warning("Management API unavailable (%s); drawing the known topology", exc)
-            note = f"Management API unavailable ({exc}): only the known topology is drawn."
-    graph = build(topology.configured(), consumers, procedures, broker_bindings)
+    bindings, connected, note = _from_broker(alias)
+    graph = build(topology.configured(), consumers, procedures, bindings, connected)
     return {**graph, "note": note}

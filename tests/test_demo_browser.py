@@ -96,6 +96,7 @@ def place_order(page: Any, url: str) -> None:
     """Buy the first product through the shop's own pages, as a customer would."""
     page.goto(f"{url}/")
     page.locator("button[type=submit]").first.click()
+    page.wait_for_url("**/cart/")  # the cart is in the session once its page shows
     page.goto(f"{url}/checkout/")
     page.click("#place-order")
     page.wait_for_url(re.compile(r".*/orders/\d+/$"))
@@ -169,10 +170,12 @@ def check_queue_filters(page: Any) -> None:
 
 def check_topology(page: Any, url: str) -> None:
     page.click("text=Topology")
-    page.wait_for_function("Number(document.getElementById('rb-topology').dataset.drawn) > 0")
+    page.wait_for_url("**/dashboard/topology/")
+    page.wait_for_function("Number(document.getElementById('rb-topology')?.dataset.drawn) > 0")
     for name in ("shop", "inventory.orders", "inventory", "catalog.quote"):
         assert page.locator(f'#rb-topology g.rb-node[data-name="{name}"]').count() >= 1, name
     assert page.locator("#rb-topology .rb-kind-retry").count() >= 3
+    assert "1 connected" in page.text_content('#rb-topology g.rb-node[data-name="inventory"]')
     dead = page.locator('#rb-topology .rb-kind-dead-letter[data-name="inventory.orders.dlq"] rect')
     assert dead.evaluate("rect => getComputedStyle(rect).stroke") == ERROR_FG
     assert page.locator("#rb-topology text.rb-key", has_text="order.placed").count() >= 1

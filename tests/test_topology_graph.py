@@ -36,9 +36,15 @@ def test_bindings_and_handlers_link_exchanges_queues_and_code() -> None:
         {"exchange": "shop", "queue": "work", "key": "order.*", "source": "registry"}
     ]
     assert graph["handlers"] == [
-        {"name": "app.rabbit.work", "kind": "consumer", "queue": "work"},
-        {"name": "fib", "kind": "procedure", "queue": "rpc.fib"},
+        {"name": "app.rabbit.work", "kind": "consumer", "queue": "work", "connected": None},
+        {"name": "fib", "kind": "procedure", "queue": "rpc.fib", "connected": None},
     ]
+
+
+def test_handlers_say_how_many_consumers_the_broker_sees() -> None:
+    consumers, procedures = {"app.rabbit.work": "work"}, {"fib": "rpc.fib"}
+    graph = build(consumer_topology(), consumers, procedures, [], {"work": 2})
+    assert [h["connected"] for h in graph["handlers"]] == [2, None]
 
 
 def test_the_brokers_bindings_of_known_queues_are_added() -> None:

@@ -126,6 +126,11 @@
     });
   }
 
+  function connectedText(count) {
+    if (count === null || count === undefined) { return ""; }
+    return count ? ", " + count + " connected" : ", none connected";
+  }
+
   function handlers(svg, queues) {
     var stacked = {};
     graph.handlers.forEach(function (handler) {
@@ -133,7 +138,9 @@
       if (!queue) { return; }
       var y = queue.y + (stacked[handler.queue] || 0);
       stacked[handler.queue] = (stacked[handler.queue] || 0) + MAIN + 6;
-      var place = box(svg, "handler", y, MAIN, "rb-handler rb-" + handler.kind, handler.name, handler.kind);
+      var idle = handler.connected === 0 ? " rb-idle" : "";
+      var place = box(svg, "handler", y, MAIN, "rb-handler rb-" + handler.kind + idle, handler.name,
+        handler.kind + connectedText(handler.connected));
       el("path", {"class": "rb-edge", "marker-end": "url(#rb-arrow)",
         d: "M" + (queue.x + queue.width) + " " + queue.middle + " H" + (place.x - 2)}, svg);
     });
