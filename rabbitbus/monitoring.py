@@ -75,13 +75,14 @@ class QueueStats:
     deliver_rate: float | None = None
     #: the management API's recent samples (see rabbitbus.history), else None
     history: dict[str, list[list[float]]] | None = None
-    #: by name: a dead-letter queue (DLQ_SUFFIX), a retry delay queue (``.retry.<ms>``)
-    dead_letter: bool = field(init=False, default=False)
-    retry: bool = field(init=False, default=False)
+    #: a dead-letter queue (by DLQ_SUFFIX), a retry delay queue (``.retry.<ms>``): by name
+    #: unless given
+    dead_letter: bool = False
+    retry: bool = False
 
     def __post_init__(self) -> None:
-        self.dead_letter = is_dlq(self.name)
-        self.retry = is_retry(self.name)
+        self.dead_letter = self.dead_letter or is_dlq(self.name)
+        self.retry = self.retry or is_retry(self.name)
 
 
 @dataclass
