@@ -2,12 +2,13 @@
 
 import os
 
-from demo_shop.settings import _database_from_url
+import dj_database_url
+
 from tests.settings import *  # noqa: F403
 
 _url = os.environ.get("BENCH_DATABASE_URL", "")
 if _url.startswith("postgres"):
-    DATABASES = {"default": _database_from_url(_url)}
+    DATABASES = {"default": dj_database_url.parse(_url)}
 elif _url:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": _url}}
 

@@ -4,6 +4,7 @@ import logging
 import os
 from pathlib import Path
 
+import dj_database_url
 import django
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -32,6 +33,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's CSS, the dashboard's JS) served by the app itself,
+    # under daphne as under any WSGI server: https://whitenoise.readthedocs.io/
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -64,38 +68,19 @@ WSGI_APPLICATION = "demo_shop.wsgi.application"
 ASGI_APPLICATION = "demo_shop.asgi.application"
 
 
-def _database_from_url(url: str) -> dict:
-    """postgres://user:password@host:port/name -> a DATABASES entry."""
-    from urllib.parse import unquote, urlsplit
-
-    parts = urlsplit(url)
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": parts.path.lstrip("/"),
-        "USER": unquote(parts.username or ""),
-        "PASSWORD": unquote(parts.password or ""),
-        "HOST": parts.hostname or "",
-        "PORT": str(parts.port or ""),
-    }
-
-
-DATABASES: dict[str, dict] = {
-    "default": (
-        _database_from_url(os.environ["DATABASE_URL"])
-        if os.environ.get("DATABASE_URL")
-        else {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": BASE_DIR / "db.sqlite3",
-            # Web, workers and relay write from separate processes: take the write
-            # lock at BEGIN (no deadlock on upgrade), wait for it, let readers in.
-            "OPTIONS": {
-                "timeout": 20,
-                "transaction_mode": "IMMEDIATE",
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
-        }
-    )
+# Web, workers and relay write from separate processes: take the write lock at
+# BEGIN (no deadlock on upgrade), wait for it, let readers in.
+_SQLITE_OPTIONS = {
+    "timeout": 20,
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
 }
+# DATABASE_URL as https://github.com/jazzband/dj-database-url reads it
+# (postgres://user:password@host:port/name, sqlite:////absolute/path.sqlite3, ...).
+_DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+DATABASES: dict[str, dict] = {"default": dict(dj_database_url.parse(_DATABASE_URL))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = _SQLITE_OPTIONS
 # Workers handle messages one after another: keep the connection, check it before use.
 DATABASES["default"].update(CONN_MAX_AGE=60, CONN_HEALTH_CHECKS=True)
 
@@ -105,6 +90,12 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
+# `manage.py collectstatic` (scripts/demo.sh, the Dockerfile) gathers them here for WhiteNoise.
+STATIC_ROOT = BASE_DIR / "var" / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -120,6 +111,13 @@ RABBITBUS = {
     "EXCHANGES": {"shop": {"TYPE": "topic"}},
     # Each step of an order is one outbox hop: keep an idle relay's wait short.
     "OUTBOX": {"IDLE_INTERVAL": 0.25},
+    # The dashboard's rates, unacked counts and charts come from the management API
+    # (scripts/demo.sh enables the plugin; docker-compose.yml's broker image has it).
+    "MANAGEMENT": {
+        "URL": os.environ.get("RABBITBUS_MANAGEMENT_URL", "http://127.0.0.1:15672"),
+        "USER": "guest",
+        "PASSWORD": os.environ.get("RABBITBUS_MANAGEMENT_PASSWORD", "guest"),
+    },
 }
 
 # Invoices are emailed; the demo writes them to files (one per email) instead of sending them.

@@ -41,6 +41,7 @@ class DashboardAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return [
             path("", view(admin_views.dashboard), name=f"{prefix}_changelist"),
             path("data/", view(admin_views.data), name=f"{prefix}_data"),
+            path("topology/", view(admin_views.topology), name=f"{prefix}_topology"),
             path("dlq/<str:queue>/", view(admin_views.browse), name=f"{prefix}_dlq"),
             *(
                 path(

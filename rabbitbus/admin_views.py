@@ -1,4 +1,4 @@
-"""Views behind the admin dashboard: overview, JSON data, dead-letter browse and actions.
+"""Views behind the admin dashboard: overview, JSON data, topology, dead-letter browse and actions.
 
 Every view runs inside ``AdminSite.admin_view`` (staff login, CSRF). Reading
 needs ``rabbitbus.view_dashboard``; each destructive action needs its own
@@ -19,7 +19,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_POST
 
-from rabbitbus import deadletters, monitoring
+from rabbitbus import deadletters, monitoring, topology_graph
 from rabbitbus.exceptions import QueueNotFound, RabbitBusError
 from rabbitbus.models import Dashboard
 
@@ -66,6 +66,13 @@ def data(request: HttpRequest) -> JsonResponse:
     """The overview as JSON, for pages that cannot use the WebSocket."""
     _require(request, "rabbitbus.view_dashboard")
     return JsonResponse(monitoring.as_json(monitoring.overview()))
+
+
+def topology(request: HttpRequest) -> HttpResponse:
+    """Exchanges -> bindings -> queues -> consumers and procedures, drawn by topology.js."""
+    _require(request, "rabbitbus.view_dashboard")
+    context = _context(request, "RabbitMQ topology", graph=topology_graph.current())
+    return TemplateResponse(request, "admin/rabbitbus/topology.html", context)
 
 
 def browse(request: HttpRequest, queue: str) -> HttpResponse:

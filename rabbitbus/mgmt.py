@@ -20,6 +20,10 @@ from rabbitbus.exceptions import ManagementApiError
 
 DEFAULT_TIMEOUT = 3.0
 QUEUE_COLUMNS = "name,messages_ready,messages_unacknowledged,consumers,message_stats"
+HISTORY_COLUMNS = "messages_ready_details,messages_unacknowledged_details"
+#: Spacing of history samples; the broker keeps 5 s samples for ~10 minutes by default
+#: (https://www.rabbitmq.com/docs/management#sample-retention).
+SAMPLE_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -49,10 +53,24 @@ class ManagementApi:
         except (OSError, ValueError) as exc:
             raise ManagementApiError(f"{method} /api/{path}: {type(exc).__name__}") from exc
 
-    def queues(self, vhost: str) -> dict[str, dict[str, Any]]:
-        """Queue name -> the API's queue object, for every queue in ``vhost``."""
-        rows = self.get(f"queues/{quote(vhost, safe='')}?columns={QUEUE_COLUMNS}")
+    def queues(self, vhost: str, history: int = 0) -> dict[str, dict[str, Any]]:
+        """Queue name -> the API's queue object, for every queue in ``vhost``.
+
+        With ``history`` (seconds), each object also carries the broker's samples of
+        its depths and message counters over that window, one every
+        :data:`SAMPLE_SECONDS` (``*_details["samples"]``, newest first).
+        """
+        query = f"columns={QUEUE_COLUMNS}"
+        if history:
+            query += f",{HISTORY_COLUMNS}"
+            for kind in ("lengths", "msg_rates"):
+                query += f"&{kind}_age={history}&{kind}_incr={SAMPLE_SECONDS}"
+        rows = self.get(f"queues/{quote(vhost, safe='')}?{query}")
         return {row["name"]: row for row in rows}
+
+    def bindings(self, vhost: str) -> list[dict[str, Any]]:
+        """Every binding in ``vhost`` (``source``, ``destination``, ``routing_key`` ...)."""
+        return list(self.get(f"bindings/{quote(vhost, safe='')}"))
 
 
 def configured() -> ManagementApi | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -18,7 +19,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from rabbitbus import connections, mgmt, topology
+from rabbitbus import connections, history, mgmt, topology
 from rabbitbus.exceptions import ManagementApiError, RabbitBusError
 
 logger = logging.getLogger("rabbitbus.monitoring")
@@ -45,9 +46,22 @@ def is_dlq(name: str) -> bool:
     return name.endswith(option("DLQ_SUFFIX", DLQ_SUFFIX))
 
 
+_RETRY = re.compile(r"\.retry\.\d+$")
+
+
+def is_retry(name: str) -> bool:
+    """Whether ``name`` is a retry delay queue (``<queue>.retry.<ms>``, see retries.py)."""
+    return bool(_RETRY.search(name))
+
+
+def _natural(name: str) -> list[tuple[int, int | str]]:
+    """Sort key: numeric parts by value (``q.retry.200`` before ``q.retry.1600``)."""
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in name.split(".")]
+
+
 def known_queues() -> list[str]:
-    """Every queue rabbitbus knows (settings plus the code registry), sorted."""
-    return sorted(topology.configured().queues)
+    """Every queue rabbitbus knows (settings plus the code registry), sorted naturally."""
+    return sorted(topology.configured().queues, key=_natural)
 
 
 @dataclass
@@ -59,7 +73,16 @@ class QueueStats:
     consumers: int | None = None
     publish_rate: float | None = None
     deliver_rate: float | None = None
+    #: the management API's recent samples (see rabbitbus.history), else None
+    history: dict[str, list[list[float]]] | None = None
+    #: a dead-letter queue (by DLQ_SUFFIX), a retry delay queue (``.retry.<ms>``): by name
+    #: unless given
     dead_letter: bool = False
+    retry: bool = False
+
+    def __post_init__(self) -> None:
+        self.dead_letter = self.dead_letter or is_dlq(self.name)
+        self.retry = self.retry or is_retry(self.name)
 
 
 @dataclass
@@ -87,7 +110,7 @@ def _rate(row: dict[str, Any], key: str) -> float:
 
 def _from_api(name: str, row: dict[str, Any] | None) -> QueueStats:
     if row is None:
-        return QueueStats(name, exists=False, dead_letter=is_dlq(name))
+        return QueueStats(name, exists=False)
     return QueueStats(
         name,
         ready=int(row.get("messages_ready") or 0),
@@ -95,7 +118,7 @@ def _from_api(name: str, row: dict[str, Any] | None) -> QueueStats:
         consumers=int(row.get("consumers") or 0),
         publish_rate=_rate(row, "publish"),
         deliver_rate=_rate(row, "deliver_get"),
-        dead_letter=is_dlq(name),
+        history=history.queue_history(row),
     )
 
 
@@ -103,7 +126,7 @@ def queues_from_api(api: mgmt.ManagementApi, names: list[str], alias: str) -> li
     """Queue figures with rates, from the management API."""
     from rabbitbus.conf import settings
 
-    rows = api.queues(settings.connection(alias).endpoints[0].vhost)
+    rows = api.queues(settings.connection(alias).endpoints[0].vhost, history=history.WINDOW)
     return [_from_api(name, rows.get(name)) for name in names]
 
 
@@ -123,11 +146,10 @@ def queues_from_declares(names: list[str], alias: str) -> list[QueueStats]:
             try:
                 ok = channel.queue_declare(name, passive=True).method
             except pika.exceptions.ChannelClosedByBroker:
-                stats.append(QueueStats(name, exists=False, dead_letter=is_dlq(name)))
+                stats.append(QueueStats(name, exists=False))
                 channel = connection.channel()
                 continue
             stats.append(QueueStats(name, ready=ok.message_count, consumers=ok.consumer_count))
-            stats[-1].dead_letter = is_dlq(name)
     finally:
         if channel.is_open:
             channel.close()

@@ -19,9 +19,19 @@ ensure_rabbitmq() {
     fi
 }
 
+# ensure_rabbitmq_management: enable RabbitMQ's management plugin (the HTTP API behind the
+# dashboard's rates and charts, and the UI on :15672) unless it is on; says why when it fails.
 ensure_rabbitmq_management() {
-    rabbitmq-plugins -q is_enabled rabbitmq_management >/dev/null 2>&1 \
-        || rabbitmq-plugins -q enable rabbitmq_management >/dev/null
+    local out
+    rabbitmq-plugins -q is_enabled rabbitmq_management >/dev/null 2>&1 && return 0
+    echo "Enabling RabbitMQ's management plugin (rabbitmq-plugins enable rabbitmq_management):"
+    echo "its UI and HTTP API listen on port 15672, on every interface unless rabbitmq.conf"
+    echo "sets management.tcp.ip; it stays enabled after the demo (rabbitmq-plugins disable ...)."
+    if ! out=$(rabbitmq-plugins -q enable rabbitmq_management 2>&1); then
+        echo "Could not enable the management plugin: the dashboard shows no rates or charts." >&2
+        echo "$out" >&2
+        return 1
+    fi
 }
 
 ensure_postgresql() {

@@ -201,3 +201,12 @@ def test_dashboard_marks_stale_workers(shop: Shop) -> None:
     page = client_for(staff("view_dashboard")).get(reverse("admin:rabbitbus_dashboard_changelist"))
     html = page.content.decode()
     assert 'class="rb-stale"' in html and "w-old" in html and "<strong>stale</strong>" in html
+
+
+def test_topology_page_embeds_the_graph_for_viewers_only(shop: Shop) -> None:
+    url = reverse("admin:rabbitbus_dashboard_topology")
+    assert client_for(staff()).get(url).status_code == 403
+    page = client_for(staff("view_dashboard")).get(url).content.decode()
+    assert 'id="rb-topology-data"' in page and f'"{shop.queue}"' in page
+    assert "rabbitbus/topology.js" in page
+    assert "only the known topology is drawn" in page and "hunter2" not in page

@@ -174,3 +174,24 @@ def test_the_demo_settings_leave_debug_off_unless_asked(monkeypatch: pytest.Monk
     assert importlib.reload(demo_settings).DEBUG is True
     monkeypatch.delenv("DJANGO_DEBUG")
     importlib.reload(demo_settings)
+
+
+def test_the_image_collects_the_static_files_whitenoise_serves() -> None:
+    runs = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if "manage.py" in line]
+    assert any("collectstatic --no-input" in line for line in runs)
+    assert "whitenoise.middleware.WhiteNoiseMiddleware" in settings.MIDDLEWARE
+
+
+def test_the_image_installs_no_benchmark_dependency() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    requirements = (ROOT / "requirements.txt").read_text()
+    marker = "# --- dev/bench only"
+    assert marker in requirements and "celery" in requirements.split(marker)[1]
+    assert "celery" not in requirements.split(marker)[0]
+    assert "/^# --- dev\\/bench only/,$d" in dockerfile
+
+
+def test_the_management_api_is_the_compose_brokers(services: dict[str, Any]) -> None:
+    url = services["web"]["environment"]["RABBITBUS_MANAGEMENT_URL"]
+    assert urlsplit(url).hostname == "rabbitmq"
+    assert "15672:15672" in services["rabbitmq"]["ports"]

@@ -238,3 +238,18 @@ def test_rabbit_status_fails_when_the_broker_is_unreachable() -> None:
     ):
         call_command("rabbit_status", stdout=out)
     assert "Broker: UNREACHABLE" in out.getvalue()
+
+
+def test_management_api_gives_each_queue_its_recent_history(broker: Broker, shop: Shop) -> None:
+    publish_raw(broker, shop, 2)
+    with override_settings(
+        RABBITBUS=rabbitbus_settings(QUEUES=shop.queues_setting(), MANAGEMENT=MANAGEMENT)
+    ):
+        # Samples follow the broker's stats interval (5 s by default).
+        def history() -> dict[str, list[list[float]]]:
+            return by_name(monitoring.broker_overview())[shop.queue].history or {}
+
+        assert broker.wait_for(lambda: any(p[1] == 2 for p in history().get("depth", [])), 30)
+        depth = history()["depth"]
+    times = [point[0] for point in depth]
+    assert times == sorted(times) and len(times) >= 2
