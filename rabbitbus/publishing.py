@@ -231,7 +231,7 @@ async def apublish_many(
         return outcome
 
     tasks = [asyncio.ensure_future(send(envelope)) for envelope in envelopes]
-    await _until_done_or_stalled(tasks, progress_at, timeout or conn.settings.publish_timeout)
+    await _until_done_or_stalled(tasks, progress_at, timeout or conn.settings.publish_timeout, conn)
     return _result(
         envelopes,
         {
@@ -249,12 +249,27 @@ def _stalled(envelope: Envelope, conn: connections.AsyncConnection) -> BaseExcep
 
 
 async def _until_done_or_stalled(
-    tasks: Sequence[asyncio.Future[Outcome]], progress_at: list[float], timeout: float
+    tasks: Sequence[asyncio.Future[Outcome]],
+    progress_at: list[float],
+    timeout: float,
+    conn: connections.AsyncConnection,
 ) -> None:
+    """Wait for ``tasks``; cancel the rest once no confirm came for ``timeout`` seconds
+    while connected, or once the connection has been lost for ``RECONNECT_TIMEOUT``
+    (one window for the whole batch, as the sync ``publish_many`` has)."""
     pending: set[asyncio.Future[Outcome]] = set(tasks)
+    lost_at: float | None = None
     while pending:
         _, pending = await asyncio.wait(pending, timeout=min(timeout, 1.0))
-        if pending and time.monotonic() - progress_at[0] >= timeout:
+        now = time.monotonic()
+        if conn.ready:
+            lost_at = None
+        else:
+            lost_at = lost_at or now
+            progress_at[0] = now  # waiting for a reconnect is not a stall
+        stalled = now - progress_at[0] >= timeout
+        gone = lost_at is not None and now - lost_at >= conn.settings.reconnect_timeout
+        if pending and (stalled or gone):
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
