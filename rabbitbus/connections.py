@@ -279,8 +279,10 @@ def aio_pika_url(endpoint: Endpoint, cs: ConnectionSettings) -> str:
 
 
 async def _connect_robust(
-    endpoint: Endpoint, cs: ConnectionSettings
+    endpoint: Endpoint, cs: ConnectionSettings, timeout: float | None = None
 ) -> aio_pika.abc.AbstractRobustConnection:
+    """A connected robust connection to ``endpoint``; the attempt lasts at most ``timeout``
+    (default ``CONNECTION_TIMEOUT``)."""
     connection = _RobustConnection(
         make_url(aio_pika_url(endpoint, cs)),
         ssl_context=cs.ssl_context() if endpoint.tls else None,
@@ -289,7 +291,7 @@ async def _connect_robust(
         **tls_options(endpoint, cs),
     )
     try:
-        await connection.connect(timeout=cs.connection_timeout)
+        await connection.connect(timeout=timeout or cs.connection_timeout)
     except BaseException:
         # Close it here: aio-pika's __del__ would leave an un-awaited close().
         await connection.close()
@@ -302,12 +304,51 @@ async def _connect_robust(
 
 class _RobustConnection(aio_pika.RobustConnection):
     """aio-pika's robust connection, passing TLS ``server_hostname`` on to aiormq
-    (aio-pika keeps only the keyword arguments its ``PARAMETERS`` name)."""
+    (aio-pika keeps only the keyword arguments its ``PARAMETERS`` name), whose
+    reconnect task ends when it is cancelled.
+
+    aio-pika swallows a cancel that reaches its reconnect task during a
+    reconnect attempt unless ``close()`` was called first, and tries again.
+    ``asyncio.run`` (and so ``async_to_sync``) cancels every task when the main
+    one ends and then waits for them all: a loop that ended while a reconnect
+    attempt was under way (a broker that accepts TCP and stays silent) never
+    finished. Only ``close()`` and a loop's end cancel that task, so a cancel
+    here always means "closing": the attempt is abandoned at once.
+    """
 
     PARAMETERS = (
         *aio_pika.RobustConnection.PARAMETERS,
         ConnectionParameter(name="server_hostname", parser=str, is_kwarg=True),
     )
+
+    @property  # type: ignore[override]
+    def _close_called(self) -> bool:
+        # aio-pika reads this flag in its reconnect task (the task's private name,
+        # mangled as aio-pika's own class spells it) to decide whether a cancel ends it.
+        task = asyncio.current_task()
+        reconnecting: asyncio.Task[None] | None = getattr(
+            self, "_RobustConnection__reconnection_task", None
+        )
+        if task is None or task is not reconnecting:
+            return self._close_asked
+        return self._close_asked or task.cancelling() > 0
+
+    @_close_called.setter
+    def _close_called(self, value: bool) -> None:
+        self._close_asked = value
+
+    @property
+    def blocked(self) -> bool:
+        """Whether the broker blocks this connection's publishers now (a resource alarm).
+
+        aiormq tracks ``connection.blocked`` only in a private event, which its
+        writer waits on; no public API tells.
+        """
+        transport = self.transport
+        unblocked = transport and getattr(
+            transport.connection, "_Connection__connection_unblocked", None
+        )
+        return isinstance(unblocked, asyncio.Event) and not unblocked.is_set()
 
 
 class _ConnectionLog:
@@ -382,6 +423,30 @@ class AsyncConnection:
                         ) from exc
         return self.channel
 
+    @property
+    def ready(self) -> bool:
+        """False while the robust connection is lost and reconnecting."""
+        connection = self.connection
+        return connection is None or connection.connected.is_set()
+
+    @property
+    def blocked(self) -> bool:
+        """Whether the broker blocks publishing on this connection (memory or disk alarm)."""
+        connection = self.connection
+        return isinstance(connection, _RobustConnection) and connection.blocked
+
+    async def wait_ready(self, deadline: float) -> None:
+        """Wait until the lost connection is back, at the latest until ``deadline``
+        (``loop.time()``); raises :class:`BrokerUnavailable` then."""
+        connection = self.connection
+        if connection is None:
+            return
+        try:
+            async with asyncio.timeout_at(deadline):
+                await connection.ready()
+        except TimeoutError as exc:
+            raise unavailable(self.settings, exc) from exc
+
     async def _connect(self) -> aio_pika.abc.AbstractRobustConnection:
         cs = self.settings
         deadline = time.monotonic() + cs.reconnect_timeout
@@ -389,8 +454,10 @@ class AsyncConnection:
         last_error: BaseException | None = None
         while time.monotonic() < deadline:
             for endpoint in cs.endpoints:
+                # An attempt never outlasts the window: a silent peer holds it till its timeout.
+                attempt = max(0.1, min(cs.connection_timeout, deadline - time.monotonic()))
                 try:
-                    return await _connect_robust(endpoint, cs)
+                    return await _connect_robust(endpoint, cs, attempt)
                 except (TimeoutError, ConnectionError, OSError) as exc:
                     if refused_certificate(exc):
                         raise unavailable(cs, exc) from exc

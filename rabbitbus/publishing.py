@@ -99,10 +99,12 @@ def publish(
 def publish_many(
     batch: Iterable[Message], *, connection: str = "default", timeout: float | None = None
 ) -> PublishResult:
-    """Publish a batch with pipelined confirms; never raises for one message.
+    """Publish a batch with pipelined confirms; never raises once encoding succeeded.
 
     Encoding errors raise before anything is sent. Returns a
-    :class:`PublishResult` telling which ids were confirmed and why others failed.
+    :class:`PublishResult`: every confirmed id, and every other id with the error
+    that stopped it (``BrokerUnavailable`` when the broker stayed away for
+    ``RECONNECT_TIMEOUT``, ``PublishTimeout``, ``BrokerBlocked``, ``Unroutable``...).
     """
     envelopes = [messages.build(message) for message in batch]
     return _result(envelopes, _send(envelopes, connection, timeout))
@@ -113,13 +115,19 @@ def publish_envelopes(
 ) -> PublishResult:
     """Publish already-built envelopes (the outbox relay's bytes) with pipelined confirms.
 
-    Same outcomes as :func:`publish_many`; raises :class:`BrokerUnavailable`
-    when no broker answers within ``RECONNECT_TIMEOUT``.
+    Same outcomes as :func:`publish_many`, but raises :class:`BrokerUnavailable`
+    when no broker answered within ``RECONNECT_TIMEOUT`` (the relay then gives
+    its rows back and backs off).
     """
-    return _result(envelopes, _send(envelopes, connection, timeout))
+    outcomes = _send(envelopes, connection, timeout)
+    for outcome in outcomes.values():
+        if isinstance(outcome, BrokerUnavailable):
+            raise outcome
+    return _result(envelopes, outcomes)
 
 
 def _send(envelopes: Sequence[Envelope], alias: str, timeout: float | None) -> dict[str, Outcome]:
+    """An outcome for every envelope; never raises, never forgets a confirm."""
     conn = connections.get_sync(alias)
     cs = conn.settings
     outcomes: dict[str, Outcome] = {}
@@ -136,29 +144,25 @@ def _send(envelopes: Sequence[Envelope], alias: str, timeout: float | None) -> d
                 # The broker closed the channel over some messages (a missing
                 # exchange); send the innocent rest again on a new channel.
                 settled = len(outcomes)
-                pending = [e for e in pending if e.message_id not in outcomes]
+                pending = _unsettled(pending, outcomes)
                 continue
-        except BrokerUnavailable:
-            raise  # reconnecting took the whole window already
+        except BrokerUnavailable as exc:
+            return _fail(pending, outcomes, exc)  # reconnecting took the whole window already
         except connections.PIKA_CONNECTION_ERRORS as exc:
             conn.discard()
             if channel is not None:
                 outcomes.update(channel.outcomes)
             if isinstance(exc, connections.pika.exceptions.ConnectionBlockedTimeout):
-                error: BaseException = connections.blocked(cs)
-                return {
-                    **outcomes,
-                    **{e.message_id: error for e in pending if e.message_id not in outcomes},
-                }
+                return _fail(pending, outcomes, connections.blocked(cs), exc)
             reconnect_deadline = reconnect_deadline or time.monotonic() + cs.reconnect_timeout
             if time.monotonic() >= reconnect_deadline:
-                raise connections.unavailable(cs, exc) from exc
+                return _fail(pending, outcomes, connections.unavailable(cs, exc), exc)
             logger.warning(
                 "Connection %r lost while publishing (%s); resending unconfirmed messages",
                 alias,
                 type(exc).__name__,
             )
-            pending = [e for e in pending if e.message_id not in outcomes]
+            pending = _unsettled(pending, outcomes)
             time.sleep(next(delays))
             continue
         blocked = connections.blocked(cs) if conn.blocked else None
@@ -166,6 +170,21 @@ def _send(envelopes: Sequence[Envelope], alias: str, timeout: float | None) -> d
             outcomes.setdefault(envelope.message_id, _timed_out(envelope, blocked))
         pending = []
     return outcomes
+
+
+def _unsettled(envelopes: Sequence[Envelope], outcomes: dict[str, Outcome]) -> list[Envelope]:
+    return [e for e in envelopes if e.message_id not in outcomes]
+
+
+def _fail(
+    pending: Sequence[Envelope],
+    outcomes: dict[str, Outcome],
+    error: BaseException,
+    cause: BaseException | None = None,
+) -> dict[str, Outcome]:
+    """``outcomes`` with ``error`` for every unsettled envelope (the confirmed stay confirmed)."""
+    error.__cause__ = cause or error.__cause__
+    return {**outcomes, **{e.message_id: error for e in _unsettled(pending, outcomes)}}
 
 
 # -- async (aio-pika) ------------------------------------------------------
@@ -194,8 +213,10 @@ async def apublish_many(
 ) -> PublishResult:
     """The async twin of :func:`publish_many`: up to ``ASYNC_WINDOW`` confirms in flight.
 
-    Like the sync version, it gives up on what is unconfirmed once no confirm
-    at all has arrived for ``timeout`` (``PUBLISH_TIMEOUT``) seconds.
+    Like the sync version, it never raises once encoding succeeded, and gives up
+    on what is unconfirmed once no confirm at all has arrived for ``timeout``
+    (``PUBLISH_TIMEOUT``) seconds: those ids fail with ``BrokerUnavailable``
+    (the connection is lost), ``BrokerBlocked`` (an alarm) or ``PublishTimeout``.
     """
     envelopes = [messages.build(message) for message in batch]
     conn = connections.get_async(connection)
@@ -210,23 +231,45 @@ async def apublish_many(
         return outcome
 
     tasks = [asyncio.ensure_future(send(envelope)) for envelope in envelopes]
-    await _until_done_or_stalled(tasks, progress_at, timeout or conn.settings.publish_timeout)
+    await _until_done_or_stalled(tasks, progress_at, timeout or conn.settings.publish_timeout, conn)
     return _result(
         envelopes,
         {
-            envelope.message_id: _timed_out(envelope) if task.cancelled() else task.result()
+            envelope.message_id: _stalled(envelope, conn) if task.cancelled() else task.result()
             for envelope, task in zip(envelopes, tasks, strict=True)
         },
     )
 
 
+def _stalled(envelope: Envelope, conn: connections.AsyncConnection) -> BaseException:
+    """Why ``envelope`` got no confirm in time: the broker away, blocking us, or silent."""
+    if not conn.ready:
+        return connections.unavailable(conn.settings)
+    return _timed_out(envelope, connections.blocked(conn.settings) if conn.blocked else None)
+
+
 async def _until_done_or_stalled(
-    tasks: Sequence[asyncio.Future[Outcome]], progress_at: list[float], timeout: float
+    tasks: Sequence[asyncio.Future[Outcome]],
+    progress_at: list[float],
+    timeout: float,
+    conn: connections.AsyncConnection,
 ) -> None:
+    """Wait for ``tasks``; cancel the rest once no confirm came for ``timeout`` seconds
+    while connected, or once the connection has been lost for ``RECONNECT_TIMEOUT``
+    (one window for the whole batch, as the sync ``publish_many`` has)."""
     pending: set[asyncio.Future[Outcome]] = set(tasks)
+    lost_at: float | None = None
     while pending:
         _, pending = await asyncio.wait(pending, timeout=min(timeout, 1.0))
-        if pending and time.monotonic() - progress_at[0] >= timeout:
+        now = time.monotonic()
+        if conn.ready:
+            lost_at = None
+        else:
+            lost_at = lost_at or now
+            progress_at[0] = now  # waiting for a reconnect is not a stall
+        stalled = now - progress_at[0] >= timeout
+        gone = lost_at is not None and now - lost_at >= conn.settings.reconnect_timeout
+        if pending and (stalled or gone):
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -261,16 +304,22 @@ AIORMQ_TRANSIENT = (
 async def _asend_one(
     envelope: Envelope, conn: connections.AsyncConnection, timeout: float | None
 ) -> Outcome:
+    """Publish ``envelope`` and return its outcome; a lost connection is waited for
+    (and the message sent again) for ``RECONNECT_TIMEOUT`` at most."""
     loop = asyncio.get_running_loop()
+    window = conn.settings.reconnect_timeout
     reconnect_deadline: float | None = None
     delays = connections.backoff_delays()
     while True:
         try:
+            if not conn.ready:  # aio-pika would wait for the reconnect with no deadline
+                reconnect_deadline = reconnect_deadline or loop.time() + window
+                await conn.wait_ready(reconnect_deadline)
             return await _apublish_once(envelope, conn, timeout)
         except BrokerUnavailable as exc:
             return exc  # reconnecting took the whole window already
         except AIORMQ_TRANSIENT as exc:
-            reconnect_deadline = reconnect_deadline or loop.time() + conn.settings.reconnect_timeout
+            reconnect_deadline = reconnect_deadline or loop.time() + window
             if loop.time() >= reconnect_deadline:
                 return connections.unavailable(conn.settings, exc)
             logger.debug("Publish of %s interrupted (%r); retrying", envelope.message_id, exc)
@@ -298,7 +347,7 @@ async def _apublish_once(
         code = 404 if isinstance(exc, aiormq.exceptions.ChannelNotFoundEntity) else 0
         return channel_error(code, " ".join(map(str, exc.args)))
     except TimeoutError:
-        return _timed_out(envelope)
+        return _stalled(envelope, conn)
     if isinstance(confirmation, spec.Basic.Nack):
         return NotConfirmed(f"Broker nacked message {envelope.message_id}")
     return None

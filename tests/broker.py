@@ -118,13 +118,25 @@ class Broker:
     def crash(self) -> None:
         """SIGKILL the node's Erlang VM (a power cut, as far as RabbitMQ can tell), start it
         again and wait until it serves: only what it had on disk survives."""
+        self.kill()
+        self.boot()
+        self.await_boot()
+
+    def kill(self) -> None:
+        """SIGKILL the node's Erlang VM and wait until it is gone (call :meth:`boot` after)."""
         pid = int(ctl("eval", "list_to_integer(os:getpid()).").strip())
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 30
         while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    def boot(self) -> None:
+        """Start the killed node; it serves a few seconds later (:meth:`await_boot`)."""
         # Debian's wrapper runs the server as the rabbitmq user, as at boot.
         subprocess.run(["rabbitmq-server", "-detached"], capture_output=True, timeout=60)
+
+    def await_boot(self) -> None:
+        """Wait until the booted node serves (two minutes at most)."""
         deadline = time.monotonic() + 120
         while not started():
             if time.monotonic() > deadline:
