@@ -1,7 +1,9 @@
 """Test settings: the demo shop's, pointed at this run's own RabbitMQ vhost."""
 
 import os
+import tempfile
 import uuid
+from pathlib import Path
 
 from demo_shop.settings import *  # noqa: F403
 from tests.broker import AMQP_PORT
@@ -23,3 +25,9 @@ DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memor
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
+
+# No collectstatic before a test run: WhiteNoise serves the apps' files through the finders
+# (as under DEBUG), from an empty STATIC_ROOT instead of one that would not exist on a clean clone.
+WHITENOISE_USE_FINDERS = True
+STATIC_ROOT = Path(tempfile.gettempdir()) / f"rabbitbus-test-static-{TEST_VHOST}"
+STATIC_ROOT.mkdir(exist_ok=True)
