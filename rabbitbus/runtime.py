@@ -29,8 +29,8 @@ from typing import Any, Protocol
 import aiormq
 import aiormq.abc
 
-from rabbitbus import amqp_tap, connections, driver_logs, topology
-from rabbitbus.conf import ConnectionSettings, settings
+from rabbitbus import amqp_tap, connections, driver_logs, refusals, topology
+from rabbitbus.conf import ConnectionSettings, Endpoint, settings
 from rabbitbus.exceptions import TopologyError
 
 logger = logging.getLogger("rabbitbus.runtime")
@@ -137,14 +137,23 @@ class Runtime:
                 delay = next(delays)
                 logger.warning(
                     "Broker unreachable (attempt %d: %s); retrying in %.1fs",
-                    attempt, type(exc).__name__, delay,
+                    attempt, self._why(exc), delay,
                 )  # fmt: skip
                 await _sleep_unless(self.stopping, delay)
         return None
 
+    def _why(self, exc: BaseException) -> str:
+        """What RabbitMQ said if it refused us (it may be fixed while we retry), else the type."""
+        return refusals.describe(exc, self._endpoint()) or type(exc).__name__
+
+    def _endpoint(self) -> Endpoint:
+        """The endpoint to try next: each reconnect moves on to the next URL."""
+        endpoints = self.connection_settings.endpoints
+        return endpoints[self.reconnects % len(endpoints)]
+
     async def _open(self) -> aiormq.abc.AbstractConnection:
         cs = self.connection_settings
-        endpoint = cs.endpoints[self.reconnects % len(cs.endpoints)]
+        endpoint = self._endpoint()
         tapped = any(getattr(service, "uses_tap", False) for service in self.services)
         return await asyncio.wait_for(
             aiormq.connect(
