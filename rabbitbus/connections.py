@@ -26,6 +26,7 @@ import aio_pika
 import aiormq.exceptions
 import pika
 import pika.exceptions
+from pika.adapters.utils import connection_workflow
 from aio_pika.abc import ConnectionParameter
 from aio_pika.connection import make_url
 
@@ -48,6 +49,8 @@ logger = logging.getLogger("rabbitbus.connections")
 #: pika errors that mean "this connection is gone; open another and retry".
 PIKA_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     pika.exceptions.AMQPConnectionError,
+    # A handshake that times out (a blackholed broker) raises this, not an AMQPConnectionError.
+    connection_workflow.AMQPConnectorException,
     pika.exceptions.ConnectionWrongStateError,
     pika.exceptions.ChannelWrongStateError,
     ConnectionError,
