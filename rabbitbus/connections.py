@@ -26,9 +26,9 @@ import aio_pika
 import aiormq.exceptions
 import pika
 import pika.exceptions
-from pika.adapters.utils import connection_workflow
 from aio_pika.abc import ConnectionParameter
 from aio_pika.connection import make_url
+from pika.adapters.utils import connection_workflow
 
 from rabbitbus import driver_logs, refusals
 from rabbitbus.conf import ConnectionSettings, Endpoint, settings

@@ -82,7 +82,8 @@ def test_a_broker_forced_close_is_demoted_and_other_broker_closes_are_not() -> N
 
 def test_pika_connection_errors_are_demoted_and_other_pika_records_are_not() -> None:
     def record(name: str) -> logging.LogRecord:
-        return logging.LogRecord(name, logging.ERROR, __file__, 1, "Error in _create_connection().", (), None)
+        message = "Error in _create_connection()."
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, message, (), None)
 
     failed = record("pika.adapters.blocking_connection")
     other = record("pika.spec")
