@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import ssl
+import sys
 import threading
 import time
 import weakref
@@ -168,9 +169,7 @@ class SyncConnection:
         try:
             connection.process_data_events(0)  # reads a pending close or EOF
         except PIKA_CONNECTION_ERRORS as exc:
-            logger.info(
-                "Connection %r was lost while idle (%s)", self.settings.alias, type(exc).__name__
-            )
+            outage_of(self.settings).dropped(exc)  # the broker closed it, or the network did
             return True
         return not connection.is_open
 
@@ -188,7 +187,7 @@ class SyncConnection:
             except PIKA_CONNECTION_ERRORS as exc:
                 if refused_certificate(exc) or refusals.describe(exc, cs.endpoints[0]):
                     raise unavailable(cs, exc) from exc
-                outage.lost(exc)
+                outage.connect_failed(exc)
                 continue
             outage.back()
             self._on_open(connection)
@@ -211,8 +210,15 @@ class SyncConnection:
         logger.info("Broker unblocked connection %r", self.settings.alias)
         self.blocked = False
 
-    def discard(self) -> None:
-        """Drop the connection without a close handshake (it may be dead or blocked)."""
+    def discard(self, error: BaseException | None = None) -> None:
+        """Drop the connection without a close handshake (it may be dead or blocked).
+
+        ``error`` (by default the exception being handled, when called from an
+        ``except`` block for a connection error) is reported as a lost connection.
+        """
+        error = error or sys.exc_info()[1]
+        if isinstance(error, PIKA_CONNECTION_ERRORS) and self.connection is not None:
+            outage_of(self.settings).dropped(error)
         connection, self.connection = self.connection, None
         if connection is not None and not connection.is_closed:
             try:

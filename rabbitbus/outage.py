@@ -1,12 +1,13 @@
 """One process's view of whether the broker of a connection alias is reachable.
 
 pika connections belong to threads, but an outage belongs to the process. The
-first connect that fails marks the alias down and logs one WARNING saying why;
-while it is down, one background thread per alias (the probe) tries again
+first sign of trouble logs one WARNING saying why: a connection lost (a
+forced close, a reset) or a connect that failed. A connect that fails marks
+the alias down: one background thread per alias (the probe) then tries again
 with capped backoff, logging only at DEBUG, and threads that need a
 connection wait for it (up to their own deadline) instead of each running a
-reconnect loop of its own; when the probe gets through, one INFO, and the
-waiting threads open their own connections. On-commit publishing asks
+reconnect loop of its own. The first connect that succeeds after a loss
+(the probe's, or any thread's) logs one INFO. On-commit publishing asks
 :attr:`Outage.down` and goes straight to the outbox while the alias is down,
 so at most one web request per outage waits for the broker.
 """
@@ -34,6 +35,9 @@ class Outage:
     def __init__(self, alias: str, probe: Callable[[], None]) -> None:
         self.alias = alias
         self.probe = probe
+        #: When the current trouble began (a loss or a failed connect); None while all is well.
+        self.lost_since: float | None = None
+        #: When a connect first failed in the current trouble; None unless the broker is down.
         self.down_since: float | None = None
         #: The last connect failure while down (what ``BrokerUnavailable`` reports).
         self.error: BaseException | None = None
@@ -44,27 +48,35 @@ class Outage:
     def down(self) -> bool:
         return self.down_since is not None
 
-    def lost(self, error: BaseException) -> None:
-        """A connect failed: the first failure of an outage logs and starts the probe."""
+    def dropped(self, error: BaseException) -> None:
+        """A connection was lost (it will be reopened): the first loss logs."""
+        with self._changed:
+            first, self.lost_since = self.lost_since is None, self.lost_since or time.monotonic()
+        if first:
+            logger.warning("Connection %r lost (%s); reconnecting", self.alias, why(error))
+
+    def connect_failed(self, error: BaseException) -> None:
+        """A connect failed: the broker is down until a connect succeeds; the probe starts."""
         with self._changed:
             self.error = error
             if self.down_since is not None:
                 return
+            first = self.lost_since is None
             self.down_since = time.monotonic()
-        logger.warning(
-            "Broker %r unreachable (%s); waiting for it to come back", self.alias, why(error)
-        )
+            self.lost_since = self.lost_since or self.down_since
+        level = logging.WARNING if first else logging.INFO
+        logger.log(level, "Broker %r unreachable (%s); waiting for it", self.alias, why(error))
         name = f"rabbitbus-probe-{self.alias}"
         threading.Thread(target=self._probe_until_back, name=name, daemon=True).start()
 
     def back(self) -> None:
-        """A connect succeeded: end the outage, if any, and wake the waiting threads."""
+        """A connect succeeded: end the trouble, if any, and wake the waiting threads."""
         with self._changed:
-            since, self.down_since, self.error = self.down_since, None, None
+            since, self.lost_since, self.down_since, self.error = self.lost_since, None, None, None
             self._changed.notify_all()
         if since is not None:
             logger.info(
-                "Broker %r reachable again after %.1fs", self.alias, time.monotonic() - since
+                "Connection %r re-established after %.1fs", self.alias, time.monotonic() - since
             )
 
     def wait_up(self, deadline: float) -> bool:

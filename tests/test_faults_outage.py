@@ -65,10 +65,12 @@ def test_saves_with_the_broker_stopped_wait_once_and_all_reach_the_queue(
             ctl("await_startup")
         relay_everything(broker)
     assert len(drain_until(broker, queue, SAVES + 1)) == SAVES + 1
-    assert outage_lines(caplog) == [
-        (logging.WARNING, "rabbitbus.outage"),
-        (logging.INFO, "rabbitbus.outage"),
+    lines = outage_lines(caplog)
+    assert [line for line in lines if line[0] >= logging.WARNING] == [
+        (logging.WARNING, "rabbitbus.outage", "Connection 'default' lost")
     ]
+    assert lines[-1][0:2] == (logging.INFO, "rabbitbus.outage")
+    assert lines[-1][2].startswith("Connection 'default' re-established")
     assert waits[0] < 30  # far below RECONNECT_TIMEOUT: a bound, not a speed
 
 
@@ -131,11 +133,11 @@ def default_settings() -> Any:
     return settings.connection("default")
 
 
-def outage_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
-    """(level, logger) of every INFO-or-worse record from rabbitbus's outage or any driver,
-    and every WARNING-or-worse record at all."""
+def outage_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str, str]]:
+    """(level, logger, message up to its parenthesis) of every INFO-or-worse record from
+    rabbitbus's outage or any driver, and every WARNING-or-worse record at all."""
     return [
-        (record.levelno, record.name)
+        (record.levelno, record.name, record.getMessage().split(" (")[0])
         for record in caplog.records
         if record.levelno >= logging.WARNING
         or record.name.startswith(("rabbitbus.outage", "pika", "aiormq", "aio_pika"))

@@ -89,7 +89,7 @@ def test_a_worker_logs_what_rabbitmq_refused_and_keeps_trying(
     case: str, test_vhost: str, user_without_permission: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     address, words = cases(test_vhost, user_without_permission)[case]
-    caplog.set_level(logging.WARNING, logger="rabbitbus.runtime")
+    caplog.set_level(logging.INFO, logger="rabbitbus.runtime")
     with override_settings(RABBITBUS=settings_for(address)):
         runtime = Runtime([])
         asyncio.run(asyncio.wait_for(until_two_attempts(runtime, caplog), 30))
