@@ -125,6 +125,8 @@ class SyncConnection:
         self.blocked = False
         self.reconnects = 0
         self.last_used = 0.0
+        #: When the current connection opened (monotonic).
+        self.opened_at = 0.0
         self._opened_once = False
         self._confirm_channel: ConfirmChannel | None = None
         #: The RPC client calling over this connection (made by rabbitbus.rpc_client).
@@ -169,9 +171,15 @@ class SyncConnection:
         try:
             connection.process_data_events(0)  # reads a pending close or EOF
         except PIKA_CONNECTION_ERRORS as exc:
-            outage_of(self.settings).dropped(exc)  # the broker closed it, or the network did
+            self._report_lost(exc)  # the broker closed it, or the network did
             return True
-        return not connection.is_open
+        if not connection.is_open:
+            self._report_lost(ConnectionError("closed while idle"))
+            return True
+        return False
+
+    def _report_lost(self, error: BaseException) -> None:
+        outage_of(self.settings).dropped(error, self.opened_at)
 
     def _connect(self, deadline: float | None = None) -> pika.BlockingConnection:
         cs = self.settings
@@ -197,6 +205,7 @@ class SyncConnection:
         if self._opened_once:
             self.reconnects += 1
         self._opened_once = True
+        self.opened_at = time.monotonic()
         self.blocked = False
         # Registered on the impl so they run during I/O, not only in process_data_events.
         connection._impl.add_on_connection_blocked_callback(self._set_blocked)
@@ -218,7 +227,7 @@ class SyncConnection:
         """
         error = error or sys.exc_info()[1]
         if isinstance(error, PIKA_CONNECTION_ERRORS) and self.connection is not None:
-            outage_of(self.settings).dropped(error)
+            self._report_lost(error)
         connection, self.connection = self.connection, None
         if connection is not None and not connection.is_closed:
             try:

@@ -39,6 +39,8 @@ class Outage:
         self.lost_since: float | None = None
         #: When a connect first failed in the current trouble; None unless the broker is down.
         self.down_since: float | None = None
+        #: When the last trouble (now over) began.
+        self.last_lost_since = float("-inf")
         #: The last connect failure while down (what ``BrokerUnavailable`` reports).
         self.error: BaseException | None = None
         self._changed = threading.Condition()
@@ -48,9 +50,17 @@ class Outage:
     def down(self) -> bool:
         return self.down_since is not None
 
-    def dropped(self, error: BaseException) -> None:
-        """A connection was lost (it will be reopened): the first loss logs."""
+    def dropped(self, error: BaseException, opened_at: float) -> None:
+        """A connection opened at ``opened_at`` (monotonic) was lost; the first loss logs.
+
+        Other threads find their connections dead only when they next use them,
+        maybe after the first has reconnected: a connection opened before the
+        last trouble began died in that trouble, which was logged already.
+        """
         with self._changed:
+            if self.lost_since is None and opened_at < self.last_lost_since:
+                logger.debug("Connection %r found lost (%s)", self.alias, why(error))
+                return
             first, self.lost_since = self.lost_since is None, self.lost_since or time.monotonic()
         if first:
             logger.warning("Connection %r lost (%s); reconnecting", self.alias, why(error))
@@ -73,6 +83,7 @@ class Outage:
         """A connect succeeded: end the trouble, if any, and wake the waiting threads."""
         with self._changed:
             since, self.lost_since, self.down_since, self.error = self.lost_since, None, None, None
+            self.last_lost_since = since if since is not None else self.last_lost_since
             self._changed.notify_all()
         if since is not None:
             logger.info(
