@@ -40,7 +40,7 @@ from rabbitbus.exceptions import (
     BrokerConnectionError,
     BrokerUnavailable,
 )
-from rabbitbus.outage import Outage
+from rabbitbus.outage import Outage, why
 
 if TYPE_CHECKING:
     from rabbitbus.rpc_client import AsyncRpcClient, SyncRpcClient
@@ -262,7 +262,7 @@ def unavailable(cs: ConnectionSettings, exc: BaseException | None = None) -> Bro
             "certificate) and SERVER_HOSTNAME (when the certificate names the broker "
             "otherwise than the URL does)."
         )
-    reason = f" ({type(exc).__name__}: {exc})" if exc is not None and str(exc) else ""
+    reason = f" ({why(exc)})" if exc is not None else ""
     return BrokerUnavailable(
         f"RabbitMQ is not reachable at {where} for connection {cs.alias!r}{reason}. "
         "Is the server running?"
