@@ -20,6 +20,10 @@ import pika.exceptions
 
 from rabbitbus.conf import Endpoint
 
+PROBABLE_LOGIN_REFUSALS = (
+    pika.exceptions.ProbableAuthenticationError,
+    aiormq.exceptions.ProbableAuthenticationError,
+)
 #: "(530) 'NOT_ALLOWED - vhost x not found'" in pika's exception text.
 _REPLY = re.compile(r"\((\d+)\) [\"'](.*)[\"']")
 
@@ -36,20 +40,21 @@ def describe(exc: BaseException | None, endpoint: Endpoint) -> str | None:
 
 def _describe_one(exc: BaseException, endpoint: Endpoint) -> str | None:
     user, vhost = endpoint.username, endpoint.vhost
-    if isinstance(
-        exc,
-        pika.exceptions.ProbableAuthenticationError
-        | aiormq.exceptions.ProbableAuthenticationError
-        | aiormq.exceptions.AuthenticationError,
+    # Both drivers say "probable" when the socket closes mid-handshake: only the broker's
+    # own reply (ACCESS_REFUSED, NOT_ALLOWED) makes it a refusal, not a cut connection.
+    text = str(exc)
+    if isinstance(exc, aiormq.exceptions.AuthenticationError) or (
+        isinstance(exc, PROBABLE_LOGIN_REFUSALS) and "ACCESS_REFUSED" in text
     ):
         return f"RabbitMQ refused the login of user {user!r} (ACCESS_REFUSED)"
     if isinstance(exc, pika.exceptions.ProbableAccessDeniedError):
-        found = _REPLY.search(str(exc))
-        text = found.group(2) if found else str(exc)
-        if "not found" in text:
-            return f"RabbitMQ has no virtual host {vhost!r} ({text})"
-        return f"RabbitMQ does not allow user {user!r} on virtual host {vhost!r} ({text})"
-    if isinstance(exc, aiormq.exceptions.InvalidFrameError) and "Connection.Close" in str(exc):
+        found = _REPLY.search(text)
+        if found is None or found.group(1) != "530":
+            return None
+        if "not found" in found.group(2):
+            return f"RabbitMQ has no virtual host {vhost!r} ({found.group(2)})"
+        return f"RabbitMQ does not allow user {user!r} on virtual host {vhost!r} ({found.group(2)})"
+    if isinstance(exc, aiormq.exceptions.InvalidFrameError) and "Connection.Close" in text:
         return (
             f"RabbitMQ refused to open virtual host {vhost!r} for user {user!r} (NOT_ALLOWED): "
             "the virtual host does not exist or the user has no permission on it"

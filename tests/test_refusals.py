@@ -104,3 +104,21 @@ async def until_two_attempts(runtime: Runtime, caplog: pytest.LogCaptureFixture)
         await asyncio.sleep(0.05)
     runtime.stop()
     assert await connecting is None
+
+
+def test_a_connection_cut_mid_handshake_is_not_a_refusal() -> None:
+    """pika says "probable authentication error" for an EOF during the handshake too."""
+    import pika.exceptions
+
+    from rabbitbus.conf import Endpoint
+    from rabbitbus.refusals import describe
+
+    endpoint = Endpoint.from_url(url("guest", "guest", "v"))
+    cut = pika.exceptions.ProbableAuthenticationError(
+        "StreamLostError: ('Transport indicated EOF',)"
+    )
+    refused = pika.exceptions.ProbableAuthenticationError(
+        "ConnectionClosedByBroker: (403) 'ACCESS_REFUSED - Login was refused'"
+    )
+    assert describe(cut, endpoint) is None
+    assert "refused the login of user 'guest'" in str(describe(refused, endpoint))
