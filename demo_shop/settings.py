@@ -161,8 +161,6 @@ LOGGING = {
         "daphne.server": {"filters": ["no_http2_notice"]},
         "rabbitbus": {"level": "INFO"},
         "demo_shop": {"level": "INFO"},
-        # Django's own console handler (DEBUG only) would print its lines a second time.
-        "django": {"handlers": [], "level": "INFO"},
         # pika logs every connection step at INFO; rabbitbus logs what matters.
         "pika": {"level": "WARNING"},
     },
