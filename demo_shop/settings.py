@@ -141,6 +141,9 @@ def _not_daphne_http2_notice(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("HTTP/2 support not enabled")
 
 
+# One format for every process (workers, relay, RPC server, daphne): everything goes to
+# the root logger's one handler. Configuring the root replaces the handler daphne's
+# command line installs before Django starts, so its lines carry the logger name too.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -152,10 +155,12 @@ LOGGING = {
         },
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
+        "daphne": {"level": "INFO"},
         "daphne.server": {"filters": ["no_http2_notice"]},
-        "rabbitbus": {"handlers": ["console"], "level": "INFO"},
-        "demo_shop": {"handlers": ["console"], "level": "INFO"},
+        "rabbitbus": {"level": "INFO"},
+        "demo_shop": {"level": "INFO"},
         # pika logs every connection step at INFO; rabbitbus logs what matters.
         "pika": {"level": "WARNING"},
     },

@@ -15,23 +15,32 @@ import logging
 import os
 import random
 import ssl
+import sys
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aio_pika
+import aiormq.exceptions
 import pika
 import pika.exceptions
 from aio_pika.abc import ConnectionParameter
 from aio_pika.connection import make_url
+from pika.adapters.utils import connection_workflow
 
-from rabbitbus import driver_logs
+from rabbitbus import driver_logs, refusals
 from rabbitbus.conf import ConnectionSettings, Endpoint, settings
 from rabbitbus.confirms import ConfirmChannel
-from rabbitbus.exceptions import BrokerBlocked, BrokerConnectionError, BrokerUnavailable
+from rabbitbus.exceptions import (
+    AccessRefused,
+    BrokerBlocked,
+    BrokerConnectionError,
+    BrokerUnavailable,
+)
+from rabbitbus.outage import Outage, why
 
 if TYPE_CHECKING:
     from rabbitbus.rpc_client import AsyncRpcClient, SyncRpcClient
@@ -41,12 +50,17 @@ logger = logging.getLogger("rabbitbus.connections")
 #: pika errors that mean "this connection is gone; open another and retry".
 PIKA_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     pika.exceptions.AMQPConnectionError,
+    # A handshake that times out (a blackholed broker) raises this, not an AMQPConnectionError.
+    connection_workflow.AMQPConnectorException,
     pika.exceptions.ConnectionWrongStateError,
     pika.exceptions.ChannelWrongStateError,
     ConnectionError,
     OSError,
 )
 
+
+#: asyncio connect errors after which another attempt may succeed.
+CONNECT_ERRORS = (TimeoutError, ConnectionError, OSError)
 
 #: Idle seconds after which a connection is probed for a close before use.
 PROBE_AFTER = 1.0
@@ -65,9 +79,15 @@ def client_properties(cs: ConnectionSettings) -> dict[str, Any]:
     return {"connection_name": name, "product": "rabbitbus"}
 
 
-def pika_parameters(cs: ConnectionSettings) -> list[pika.ConnectionParameters]:
-    """One ``ConnectionParameters`` per endpoint; pika tries them in order."""
+def pika_parameters(
+    cs: ConnectionSettings, timeout: float | None = None
+) -> list[pika.ConnectionParameters]:
+    """One ``ConnectionParameters`` per endpoint; pika tries them in order.
+
+    ``timeout`` bounds each connect (default ``CONNECTION_TIMEOUT``).
+    """
     context = cs.ssl_context()
+    timeout = timeout or cs.connection_timeout
     return [
         pika.ConnectionParameters(
             host=endpoint.host,
@@ -76,8 +96,8 @@ def pika_parameters(cs: ConnectionSettings) -> list[pika.ConnectionParameters]:
             credentials=pika.PlainCredentials(endpoint.username, endpoint.password),
             heartbeat=cs.heartbeat,
             blocked_connection_timeout=cs.blocked_connection_timeout,
-            socket_timeout=cs.connection_timeout,
-            stack_timeout=cs.connection_timeout,
+            socket_timeout=timeout,
+            stack_timeout=timeout,
             connection_attempts=1,
             ssl_options=(
                 pika.SSLOptions(context, cs.tls.get("SERVER_HOSTNAME") or endpoint.host)
@@ -105,16 +125,22 @@ class SyncConnection:
         self.blocked = False
         self.reconnects = 0
         self.last_used = 0.0
+        #: When the current connection opened (monotonic).
+        self.opened_at = 0.0
         self._opened_once = False
         self._confirm_channel: ConfirmChannel | None = None
         #: The RPC client calling over this connection (made by rabbitbus.rpc_client).
         self.rpc_client: SyncRpcClient | None = None
+        driver_logs.install()  # pika's seven ERROR lines per failed connect become DEBUG
 
     def get(self, deadline: float | None = None) -> pika.BlockingConnection:
-        """An open connection, connecting (with retries) if needed.
+        """An open connection, connecting if needed.
 
-        Raises :class:`BrokerUnavailable` after ``RECONNECT_TIMEOUT`` seconds, or by
-        ``deadline`` (a ``time.monotonic()`` value) if that comes first.
+        While the broker is down, waits for the process's probe to see it back
+        (see :mod:`rabbitbus.outage`). Raises :class:`AccessRefused` at once for
+        a refused login or virtual host, :class:`BrokerUnavailable` after
+        ``RECONNECT_TIMEOUT`` seconds or by ``deadline`` (a ``time.monotonic()``
+        value) if that comes first, or at once inside :func:`failing_fast`.
         """
         if self.connection is not None and self._looks_dead():
             self.discard()
@@ -145,34 +171,41 @@ class SyncConnection:
         try:
             connection.process_data_events(0)  # reads a pending close or EOF
         except PIKA_CONNECTION_ERRORS as exc:
-            logger.info(
-                "Connection %r was lost while idle (%s)", self.settings.alias, type(exc).__name__
-            )
+            self._report_lost(exc)  # the broker closed it, or the network did
             return True
-        return not connection.is_open
+        if not connection.is_open:
+            self._report_lost(ConnectionError("closed while idle"))
+            return True
+        return False
+
+    def _report_lost(self, error: BaseException) -> None:
+        outage_of(self.settings).dropped(error, self.opened_at)
 
     def _connect(self, deadline: float | None = None) -> pika.BlockingConnection:
-        window = time.monotonic() + self.settings.reconnect_timeout
+        cs = self.settings
+        fast = _threads.fail_fast
+        window = time.monotonic() + (0.0 if fast is not None else cs.reconnect_timeout)
         deadline = window if deadline is None else min(deadline, window)
-        for delay in backoff_delays():
+        outage = outage_of(cs)
+        while True:
+            if not outage.wait_up(deadline):
+                raise unavailable(cs, outage.error)
             try:
-                connection = pika.BlockingConnection(pika_parameters(self.settings))
+                connection = pika.BlockingConnection(pika_parameters(cs, fast))
             except PIKA_CONNECTION_ERRORS as exc:
-                if time.monotonic() + delay > deadline or refused_certificate(exc):
-                    raise unavailable(self.settings, exc) from exc
-                logger.warning(
-                    "Broker %r unreachable (%s); retrying", self.settings.alias, type(exc).__name__
-                )
-                time.sleep(delay)
+                if refused_certificate(exc) or refusals.describe(exc, cs.endpoints[0]):
+                    raise unavailable(cs, exc) from exc
+                outage.connect_failed(exc)
                 continue
+            outage.back()
             self._on_open(connection)
             return connection
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _on_open(self, connection: pika.BlockingConnection) -> None:
         if self._opened_once:
             self.reconnects += 1
         self._opened_once = True
+        self.opened_at = time.monotonic()
         self.blocked = False
         # Registered on the impl so they run during I/O, not only in process_data_events.
         connection._impl.add_on_connection_blocked_callback(self._set_blocked)
@@ -186,8 +219,15 @@ class SyncConnection:
         logger.info("Broker unblocked connection %r", self.settings.alias)
         self.blocked = False
 
-    def discard(self) -> None:
-        """Drop the connection without a close handshake (it may be dead or blocked)."""
+    def discard(self, error: BaseException | None = None) -> None:
+        """Drop the connection without a close handshake (it may be dead or blocked).
+
+        ``error`` (by default the exception being handled, when called from an
+        ``except`` block for a connection error) is reported as a lost connection.
+        """
+        error = error or sys.exc_info()[1]
+        if isinstance(error, PIKA_CONNECTION_ERRORS) and self.connection is not None:
+            self._report_lost(error)
         connection, self.connection = self.connection, None
         if connection is not None and not connection.is_closed:
             try:
@@ -209,7 +249,11 @@ class SyncConnection:
 
 
 def unavailable(cs: ConnectionSettings, exc: BaseException | None = None) -> BrokerUnavailable:
+    """The error for a broker that did not let us in: refused, untrusted, or unreachable."""
     where = ", ".join(str(endpoint) for endpoint in cs.endpoints)
+    refusal = refusals.describe(exc, cs.endpoints[0])
+    if refusal is not None:
+        return AccessRefused(f"{refusal}: connection {cs.alias!r} to {where}.")
     certificate = refused_certificate(exc)
     if certificate is not None:
         return BrokerUnavailable(
@@ -218,7 +262,7 @@ def unavailable(cs: ConnectionSettings, exc: BaseException | None = None) -> Bro
             "certificate) and SERVER_HOSTNAME (when the certificate names the broker "
             "otherwise than the URL does)."
         )
-    reason = f" ({type(exc).__name__}: {exc})" if exc is not None and str(exc) else ""
+    reason = f" ({why(exc)})" if exc is not None else ""
     return BrokerUnavailable(
         f"RabbitMQ is not reachable at {where} for connection {cs.alias!r}{reason}. "
         "Is the server running?"
@@ -251,10 +295,53 @@ class _ThreadConnections(threading.local):
     def __init__(self) -> None:
         self.by_alias: dict[str, SyncConnection] = {}
         self.owner = (os.getpid(), _generation)
+        #: Inside failing_fast(): the connect timeout, and no waiting for a down broker.
+        self.fail_fast: float | None = None
 
 
 _generation = 0
 _threads = _ThreadConnections()
+
+
+@contextlib.contextmanager
+def failing_fast(connect_timeout: float) -> Iterator[None]:
+    """Within the block, this thread's sync connects wait for no outage.
+
+    A broker known to be down raises :class:`BrokerUnavailable` at once; otherwise
+    one connect is tried, for at most ``connect_timeout`` seconds. For callers
+    with a fallback (on-commit publishing falls back to the outbox).
+    """
+    previous, _threads.fail_fast = _threads.fail_fast, connect_timeout
+    try:
+        yield
+    finally:
+        _threads.fail_fast = previous
+
+
+_outages: dict[str, Outage] = {}
+_outages_owner = (0, -1)
+_outages_lock = threading.Lock()
+
+
+def outage_of(cs: ConnectionSettings) -> Outage:
+    """This process's :class:`Outage` for the alias of ``cs`` (shared by its threads)."""
+    global _outages_owner
+    with _outages_lock:
+        if _outages_owner != (os.getpid(), _generation):
+            # Forked (the parent's probe thread is not ours) or settings changed.
+            for stale in _outages.values():
+                stale.stop()
+            _outages.clear()
+            _outages_owner = (os.getpid(), _generation)
+        outage = _outages.get(cs.alias)
+        if outage is None:
+            outage = _outages[cs.alias] = Outage(cs.alias, lambda: _probe(cs))
+        return outage
+
+
+def _probe(cs: ConnectionSettings) -> None:
+    """Open and close one connection (raises the driver's error if it cannot)."""
+    pika.BlockingConnection(pika_parameters(cs)).close()
 
 
 def get_sync(alias: str = "default") -> SyncConnection:
@@ -458,8 +545,8 @@ class AsyncConnection:
                 attempt = max(0.1, min(cs.connection_timeout, deadline - time.monotonic()))
                 try:
                     return await _connect_robust(endpoint, cs, attempt)
-                except (TimeoutError, ConnectionError, OSError) as exc:
-                    if refused_certificate(exc):
+                except (*CONNECT_ERRORS, aiormq.exceptions.InvalidFrameError) as exc:
+                    if refused_certificate(exc) or refusals.describe(exc, endpoint):
                         raise unavailable(cs, exc) from exc
                     last_error = exc
             logger.warning(

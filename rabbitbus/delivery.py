@@ -7,6 +7,12 @@ transaction, or a rolled-back savepoint around the call, publishes nothing
 at once. A failed publish never vanishes: by default it is written to the
 outbox for the relay (``RABBITBUS['OUTBOX']['ON_COMMIT_FAILURE'] = "outbox"``),
 or it raises from the commit (``"raise"``).
+
+With the outbox to fall back on, a commit never waits out an outage: while
+this process knows the broker is down (:mod:`rabbitbus.outage`) the message
+goes straight to the outbox, and the commit that discovers the outage waits at
+most ``OUTBOX['ON_COMMIT_CONNECT_TIMEOUT']`` (capped by ``CONNECTION_TIMEOUT``)
+for one connect. The outage is logged once, not once per message.
 """
 
 from __future__ import annotations
@@ -16,8 +22,14 @@ from typing import Any, Literal
 
 from django.db import transaction
 
-from rabbitbus import messages, outbox, publishing
-from rabbitbus.exceptions import ConfigurationError, RabbitBusError
+from rabbitbus import connections, messages, outbox, publishing
+from rabbitbus.conf import settings
+from rabbitbus.exceptions import (
+    AccessRefused,
+    BrokerUnavailable,
+    ConfigurationError,
+    RabbitBusError,
+)
 from rabbitbus.messages import Envelope, Message
 
 logger = logging.getLogger("rabbitbus.delivery")
@@ -59,17 +71,34 @@ def _send_or_fall_back(
     envelope: Envelope, connection: str, using: str | None, aggregate: str, policy: str
 ) -> None:
     try:
-        publishing.publish_envelopes([envelope], connection=connection).raise_first()
+        if policy == "raise":
+            _publish(envelope, connection)
+        else:
+            with connections.failing_fast(_connect_timeout(connection)):
+                _publish(envelope, connection)
     except RabbitBusError as exc:
         if policy == "raise":
             raise
-        logger.warning(
+        # The outage logged its one WARNING; anything else is news.
+        quiet = isinstance(exc, BrokerUnavailable) and not isinstance(exc, AccessRefused)
+        logger.log(
+            logging.DEBUG if quiet else logging.WARNING,
             "Publish of %s after commit failed (%s); written to the outbox instead",
             envelope.message_id,
             type(exc).__name__,
         )
         row = outbox.row_for(envelope, connection=connection, aggregate=aggregate)
         outbox.store([row], using=using)
+
+
+def _publish(envelope: Envelope, connection: str) -> None:
+    publishing.publish_envelopes([envelope], connection=connection).raise_first()
+
+
+def _connect_timeout(alias: str) -> float:
+    """How long a commit waits to connect (the fallback keeps it short)."""
+    limit = float(outbox.options()["ON_COMMIT_CONNECT_TIMEOUT"])
+    return min(limit, settings.connection(alias).connection_timeout)
 
 
 def deliver(

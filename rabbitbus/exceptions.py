@@ -34,6 +34,13 @@ class BrokerUnavailable(BrokerConnectionError):
     """No broker answered within the reconnect window."""
 
 
+class AccessRefused(BrokerUnavailable):
+    """The broker refused the login, or the virtual host (missing, or not permitted).
+
+    Raised at once, without waiting out ``RECONNECT_TIMEOUT``: a setting to fix.
+    """
+
+
 class BrokerBlocked(BrokerConnectionError, TimeoutError):
     """The broker blocked publishing (memory or disk alarm) past the timeout."""
 

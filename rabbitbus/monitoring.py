@@ -20,7 +20,7 @@ from typing import Any
 from django.utils import timezone
 
 from rabbitbus import connections, history, mgmt, topology
-from rabbitbus.exceptions import ManagementApiError, RabbitBusError
+from rabbitbus.exceptions import BrokerConnectionError, ManagementApiError, RabbitBusError
 
 logger = logging.getLogger("rabbitbus.monitoring")
 
@@ -256,6 +256,12 @@ def _event_options(kind: str, connection: str) -> dict[str, Any]:
     }
 
 
+def _dropped(kind: str, error: BaseException) -> None:
+    # A broker outage is logged once by the connection: one dropped event is no news then.
+    level = logging.INFO if isinstance(error, BrokerConnectionError) else logging.WARNING
+    logger.log(level, "Dropped monitoring event %r: %s", kind, type(error).__name__)
+
+
 def publish_event(kind: str, data: dict[str, Any], *, connection: str = "default") -> bool:
     """Tell the live dashboard that ``kind`` happened (e.g. ``"worker.stats"``).
 
@@ -268,7 +274,7 @@ def publish_event(kind: str, data: dict[str, Any], *, connection: str = "default
     try:
         publishing.publish(events_exchange(), kind, data, **_event_options(kind, connection))
     except Exception as exc:  # noqa: BLE001 - events must never break the caller
-        logger.warning("Dropped monitoring event %r: %s", kind, type(exc).__name__)
+        _dropped(kind, exc)
         return False
     return True
 
@@ -280,7 +286,7 @@ async def apublish_event(kind: str, data: dict[str, Any], *, connection: str = "
     try:
         await publishing.apublish(events_exchange(), kind, data, **_event_options(kind, connection))
     except Exception as exc:  # noqa: BLE001 - events must never break the caller
-        logger.warning("Dropped monitoring event %r: %s", kind, type(exc).__name__)
+        _dropped(kind, exc)
         return False
     return True
 

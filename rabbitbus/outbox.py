@@ -45,6 +45,8 @@ OUTBOX_DEFAULTS: dict[str, Any] = {
     "POLL_INTERVAL": 0.05,
     "IDLE_INTERVAL": 1.0,
     "ON_COMMIT_FAILURE": "outbox",
+    # The most a commit waits to connect before falling back (never above CONNECTION_TIMEOUT).
+    "ON_COMMIT_CONNECT_TIMEOUT": 2.0,
 }
 
 #: Envelope fields kept in the row's ``properties`` JSON.

@@ -157,7 +157,7 @@ def _send(envelopes: Sequence[Envelope], alias: str, timeout: float | None) -> d
             reconnect_deadline = reconnect_deadline or time.monotonic() + cs.reconnect_timeout
             if time.monotonic() >= reconnect_deadline:
                 return _fail(pending, outcomes, connections.unavailable(cs, exc), exc)
-            logger.warning(
+            logger.debug(  # rabbitbus.outage logged the loss, once for the process
                 "Connection %r lost while publishing (%s); resending unconfirmed messages",
                 alias,
                 type(exc).__name__,

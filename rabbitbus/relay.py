@@ -30,7 +30,12 @@ from django.db import connections, transaction
 from rabbitbus import connections as rabbit_connections
 from rabbitbus import outbox, publishing
 from rabbitbus.console import Observer
-from rabbitbus.exceptions import BrokerConnectionError, ExchangeNotFound, PublishTimeout
+from rabbitbus.exceptions import (
+    AccessRefused,
+    BrokerConnectionError,
+    ExchangeNotFound,
+    PublishTimeout,
+)
 from rabbitbus.models import OutboxMessage
 
 logger = logging.getLogger("rabbitbus.relay")
@@ -167,8 +172,11 @@ class Relay:
         try:
             claimed = self.run_once()
             self.prune_if_due()
+        except AccessRefused as exc:
+            logger.error("Relay refused by the broker (%s); retrying", exc)  # a setting to fix
         except BrokerConnectionError as exc:
-            logger.warning("Relay cannot reach the broker (%s); retrying", type(exc).__name__)
+            # rabbitbus.outage logged the loss, once: this is one line per backoff step.
+            logger.info("Relay cannot reach the broker (%s); retrying", type(exc).__name__)
         except Exception as exc:
             self._failed(exc)
             connections[self.using].close()

@@ -10,8 +10,9 @@ recommends), keeps it alive and runs :class:`Service` objects on it:
   cancel consumers), then ``await service.drain()`` bounded by the grace
   period (finish and settle in-flight work), then closes the connection.
 
-Reconnects use capped exponential backoff with jitter and one log line per
-attempt; the runtime never exits because the broker is down. aiormq is used
+Reconnects use capped exponential backoff with jitter: one WARNING when the
+connection is lost (or the first connect fails), one INFO line per attempt,
+one INFO when it is back; the runtime never exits because the broker is down. aiormq is used
 directly rather than aio-pika's robust connection, which can come back with
 zero consumers: here consumers are re-registered explicitly and verified.
 """
@@ -23,14 +24,15 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import aiormq
 import aiormq.abc
 
-from rabbitbus import amqp_tap, connections, driver_logs, topology
-from rabbitbus.conf import ConnectionSettings, settings
+from rabbitbus import amqp_tap, connections, driver_logs, refusals, topology
+from rabbitbus.conf import ConnectionSettings, Endpoint, settings
 from rabbitbus.exceptions import TopologyError
 
 logger = logging.getLogger("rabbitbus.runtime")
@@ -73,6 +75,8 @@ class Runtime:
         #: Called with each connection once every service started on it (the worker's banner).
         self.on_connected: list[Callable[[aiormq.abc.AbstractConnection], None]] = []
         self._signals = 0
+        #: When the connection was lost (or a connect first failed); None while connected.
+        self._lost_at: float | None = None
 
     async def run(self, *, handle_signals: bool = True) -> None:
         """Serve until stopped; then drain within the grace period and close.
@@ -121,6 +125,7 @@ class Runtime:
         await asyncio.wait([stop, closing], return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
         if closing.done() and not self.stopping.is_set():
+            self._lost_at = time.monotonic()
             logger.warning("Connection lost (%s); reconnecting", closing.result())
         else:
             closing.cancel()
@@ -132,19 +137,38 @@ class Runtime:
             attempt += 1
             try:
                 self.connection = await self._open()
-                return self.connection
             except RECOVERABLE as exc:
                 delay = next(delays)
-                logger.warning(
-                    "Broker unreachable (attempt %d: %s); retrying in %.1fs",
-                    attempt, type(exc).__name__, delay,
+                # One WARNING per outage (or this one): the retries after it are INFO.
+                level = logging.WARNING if self._lost_at is None else logging.INFO
+                self._lost_at = self._lost_at or time.monotonic()
+                logger.log(
+                    level, "Broker unreachable (attempt %d: %s); retrying in %.1fs",
+                    attempt, self._why(exc), delay,
                 )  # fmt: skip
                 await _sleep_unless(self.stopping, delay)
+                continue
+            self._log_back()
+            return self.connection
         return None
+
+    def _log_back(self) -> None:
+        if self._lost_at is not None:
+            since, self._lost_at = self._lost_at, None
+            logger.info("Connection re-established after %.1fs", time.monotonic() - since)
+
+    def _why(self, exc: BaseException) -> str:
+        """What RabbitMQ said if it refused us (it may be fixed while we retry), else the type."""
+        return refusals.describe(exc, self._endpoint()) or type(exc).__name__
+
+    def _endpoint(self) -> Endpoint:
+        """The endpoint to try next: each reconnect moves on to the next URL."""
+        endpoints = self.connection_settings.endpoints
+        return endpoints[self.reconnects % len(endpoints)]
 
     async def _open(self) -> aiormq.abc.AbstractConnection:
         cs = self.connection_settings
-        endpoint = cs.endpoints[self.reconnects % len(cs.endpoints)]
+        endpoint = self._endpoint()
         tapped = any(getattr(service, "uses_tap", False) for service in self.services)
         return await asyncio.wait_for(
             aiormq.connect(

@@ -32,7 +32,7 @@ def socket_error() -> aiormq.exceptions.AMQPConnectionError:
 
 def test_a_reader_killed_by_the_socket_becomes_one_debug_line() -> None:
     record = reader_record(socket_error())
-    assert NetworkNoise().filter(record)
+    NetworkNoise().filter(record)
     assert (record.levelno, record.exc_info) == (logging.DEBUG, None)
     assert "Server connection reset" in record.getMessage()
 
@@ -56,5 +56,37 @@ def test_the_robust_channel_reopen_race_is_demoted_and_other_callback_errors_are
     race = record(RobustChannel()._on_close, RuntimeError("<Connection: ...> closed"))
     other = record(RobustChannel()._on_close, ValueError("a bug"))
     for each in (race, other):
-        assert NetworkNoise().filter(each)
+        NetworkNoise().filter(each)
     assert (race.levelno, other.levelno) == (logging.DEBUG, logging.ERROR)
+
+
+def test_a_demoted_record_goes_on_only_where_its_logger_logs_debug() -> None:
+    logger = logging.getLogger("aiormq.connection")
+    level = logger.level
+    try:
+        logger.setLevel(logging.INFO)
+        assert not NetworkNoise().filter(reader_record(socket_error()))
+        logger.setLevel(logging.DEBUG)
+        assert NetworkNoise().filter(reader_record(socket_error()))
+    finally:
+        logger.setLevel(level)
+
+
+def test_a_broker_forced_close_is_demoted_and_other_broker_closes_are_not() -> None:
+    forced = reader_record(aiormq.exceptions.ConnectionClosed(320, "CONNECTION_FORCED - test"))
+    refused = reader_record(aiormq.exceptions.ConnectionNotAllowed(530, "NOT_ALLOWED"))
+    for each in (forced, refused):
+        NetworkNoise().filter(each)
+    assert (forced.levelno, refused.levelno) == (logging.DEBUG, logging.WARNING)
+
+
+def test_pika_connection_errors_are_demoted_and_other_pika_records_are_not() -> None:
+    def record(name: str) -> logging.LogRecord:
+        message = "Error in _create_connection()."
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, message, (), None)
+
+    failed = record("pika.adapters.blocking_connection")
+    other = record("pika.spec")
+    for each in (failed, other):
+        NetworkNoise().filter(each)
+    assert (failed.levelno, other.levelno) == (logging.DEBUG, logging.ERROR)
