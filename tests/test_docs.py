@@ -305,3 +305,10 @@ def test_the_site_builds_strict(tmp_path: Path) -> None:
     )
     assert build.returncode == 0, build.stderr
     assert (site / "settings" / "index.html").exists()
+
+
+def test_the_readme_links_to_files_that_exist() -> None:
+    targets = re.findall(r"\]\(([^)#\s]+)[^)]*\)", (ROOT / "README.md").read_text())
+    local = [target for target in targets if "://" not in target]
+    assert "docs/index.md" in local
+    assert [target for target in local if not (ROOT / target).exists()] == []
