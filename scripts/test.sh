@@ -30,6 +30,8 @@ for entry in "${pythons[@]}"; do
         "$venv/bin/ruff" check .
         "$venv/bin/ruff" format --check .
         "$venv/bin/mypy"
+        # The docs site: a broken link, a missing anchor or a page left out of nav fails.
+        "$venv/bin/mkdocs" build --strict --quiet --site-dir site
     fi
     run_pytest "$venv/bin/python" -m pytest -m "not fault and not soak and not postgres" "$@"
     # Outbox concurrency needs PostgreSQL (SKIP LOCKED, LISTEN/NOTIFY).
