@@ -19,7 +19,7 @@ _EXPORTS = {
     "PublishResult": "rabbitbus.publishing",
     "Message": "rabbitbus.messages",
     "bridge": "rabbitbus.bridges",
-    "publish_on_commit": "rabbitbus.delivery",
+    "publish_on_commit": "rabbitbus.on_commit",
     "call": "rabbitbus.rpc",
     "acall": "rabbitbus.rpc",
     "consumer": "rabbitbus.registry",
@@ -31,7 +31,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from rabbitbus.bridges import bridge
-    from rabbitbus.delivery import publish_on_commit
+    from rabbitbus.on_commit import publish_on_commit
     from rabbitbus.dispatch import ReceivedMessage
     from rabbitbus.exceptions import Reject, Retry, RpcNotSent
     from rabbitbus.messages import Message

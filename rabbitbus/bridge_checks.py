@@ -13,7 +13,7 @@ from django.dispatch import Signal
 
 from rabbitbus.bridges import MODEL_EVENTS, SETTING_KEYS, Bridge, registered, resolve
 from rabbitbus.checks import _e
-from rabbitbus.delivery import FAILURE_POLICIES, MODES
+from rabbitbus.on_commit import FAILURE_POLICIES, MODES
 
 OUTBOX_NUMBERS = (
     "BATCH_SIZE",

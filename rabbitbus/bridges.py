@@ -31,7 +31,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import Signal
 from django.utils.module_loading import import_string
 
-from rabbitbus import delivery
+from rabbitbus import on_commit
 
 logger = logging.getLogger("rabbitbus.bridges")
 
@@ -127,7 +127,7 @@ class Bridge:
     def emit(self, instance: Any, event: str, using: str | None, **kwargs: Any) -> str:
         """Build and deliver the message for ``event`` on ``instance``; returns its id."""
         names = self._names(instance, event)
-        return delivery.deliver(
+        return on_commit.deliver(
             self.mode,
             self.exchange,
             self._routing_key(instance, event, names),

@@ -32,7 +32,7 @@ from rabbitbus.exceptions import (
 )
 from rabbitbus.messages import Envelope, Message
 
-logger = logging.getLogger("rabbitbus.delivery")
+logger = logging.getLogger("rabbitbus.on_commit")
 
 Mode = Literal["on_commit", "outbox"]
 MODES = ("on_commit", "outbox")
