@@ -11,7 +11,7 @@ from typing import Any
 from django.core.checks import CheckMessage, register
 from django.dispatch import Signal
 
-from rabbitbus.bridges import MODEL_EVENTS, SETTING_KEYS, Bridge, registered, resolve
+from rabbitbus.bridges import MODEL_EVENTS, SETTING_KEYS, Bridge, label, registered, resolve
 from rabbitbus.checks import _e
 from rabbitbus.on_commit import FAILURE_POLICIES, MODES
 
@@ -177,9 +177,7 @@ def all_errors(raw: Any) -> list[CheckMessage]:
             where = f"RABBITBUS['BRIDGES'][{index}]"
             errors += bridge_errors(where, Bridge.from_setting(entry), exchanges)
     for declared in registered():
-        errors += bridge_errors(
-            f"bridge({declared.model or declared.signal!r})", declared, exchanges
-        )
+        errors += bridge_errors(label(declared), declared, exchanges)
     return errors
 
 

@@ -206,10 +206,28 @@ def registered() -> list[Bridge]:
     return list(_registry)
 
 
-def from_settings() -> list[Bridge]:
+def label(declared: Bridge) -> str:
+    """How checks and log lines name a bridge declared in code."""
+    return f"bridge({declared.model or declared.signal!r})"
+
+
+def from_settings() -> list[tuple[str, Bridge | str]]:
+    """``RABBITBUS['BRIDGES']``: (where, the bridge or why there is none) per entry."""
     from rabbitbus.conf import settings
 
-    return [Bridge.from_setting(raw) for raw in settings.BRIDGES if isinstance(raw, dict)]
+    raw = settings.BRIDGES
+    if not isinstance(raw, list | tuple):
+        return [("RABBITBUS['BRIDGES']", "it is not a list")]
+    return [(f"RABBITBUS['BRIDGES'][{index}]", _entry(entry)) for index, entry in enumerate(raw)]
+
+
+def _entry(raw: Any) -> Bridge | str:
+    if not isinstance(raw, dict) or "EXCHANGE" not in raw:
+        return "it is not a dict with an EXCHANGE"
+    unknown = sorted(set(raw) - set(SETTING_KEYS))
+    if unknown:
+        return f"unknown key(s) {', '.join(unknown)}"
+    return Bridge.from_setting(raw)
 
 
 _settings_bridges: list[Bridge] = []
@@ -218,15 +236,25 @@ _settings_bridges: list[Bridge] = []
 def connect_all() -> None:
     """Connect every declared and configured bridge; called by ``AppConfig.ready()``.
 
-    A bridge whose model or signal does not resolve is skipped here and
-    reported by the system checks (rabbitbus.E041).
+    A bridge that cannot be connected (a malformed settings entry, a model or
+    signal that does not resolve) would never publish: it is skipped with a
+    WARNING naming it and why, so a process started without the system checks
+    (gunicorn, a worker) still says so. The checks report the same
+    (rabbitbus.E040, E041). Settings bridges connected before are disconnected
+    first, so calling this again (settings changed) connects each bridge once.
     """
-    try:
-        _settings_bridges[:] = from_settings()
-    except (KeyError, TypeError) as exc:
-        logger.debug("RABBITBUS['BRIDGES'] not connected: %s", exc)
-    for declared in [*_registry, *_settings_bridges]:
+    for stale in _settings_bridges:
+        stale.disconnect()
+    _settings_bridges.clear()
+    found: list[tuple[str, Bridge]] = [(label(declared), declared) for declared in _registry]
+    for where, entry in from_settings():
+        if isinstance(entry, str):
+            logger.warning("%s is not connected and will not publish: %s.", where, entry)
+        else:
+            _settings_bridges.append(entry)
+            found.append((where, entry))
+    for where, declared in found:
         try:
             declared.connect()
         except (LookupError, ImportError, ValueError) as exc:
-            logger.debug("Bridge %r not connected: %s", declared, exc)
+            logger.warning("%s is not connected and will not publish: %s", where, exc)

@@ -18,11 +18,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from django.db import connections, transaction
@@ -40,9 +40,8 @@ from rabbitbus.models import OutboxMessage
 
 logger = logging.getLogger("rabbitbus.relay")
 
-#: Test-only: when set, the relay stops forever after publishing a batch and
-#: before marking it sent, so a test can SIGKILL it at that exact point.
-DEBUG_HANG_ENV = "RABBITBUS_OUTBOX_DEBUG_HANG_BEFORE_MARK"
+#: Called with each batch's result after the publish and before the rows are marked sent.
+BeforeMark = Callable[[publishing.PublishResult], None]
 
 #: Publish outcomes that say nothing about the row: leave it pending.
 TRANSIENT = (BrokerConnectionError, PublishTimeout)
@@ -53,7 +52,13 @@ STOP_CHECK = 0.5
 
 
 class Relay:
-    """Moves outbox rows of database ``using`` to RabbitMQ. Not thread-safe: one per thread."""
+    """Moves outbox rows of database ``using`` to RabbitMQ. Not thread-safe: one per thread.
+
+    ``options`` override ``RABBITBUS['OUTBOX']`` keys for this relay. ``before_mark``, if
+    given, is called with each batch's :class:`~rabbitbus.publishing.PublishResult` between
+    the publish and the transaction that marks the rows sent: the window in which a relay
+    that dies publishes its batch a second time (the fault tests stop a relay there).
+    """
 
     def __init__(
         self,
@@ -61,6 +66,7 @@ class Relay:
         using: str = "default",
         relay_id: str | None = None,
         options: dict[str, Any] | None = None,
+        before_mark: BeforeMark | None = None,
     ) -> None:
         self.using = using
         self.relay_id = relay_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -69,7 +75,7 @@ class Relay:
         self.failed = 0
         #: Told of each row published or failed for good (``rabbit_outbox -v 2``).
         self.observer: Observer | None = None
-        self._hang_before_mark = bool(os.environ.get(DEBUG_HANG_ENV))
+        self.before_mark = before_mark
         self._last_prune = 0.0
         #: The failure of the previous iteration, as "Type: message" (its traceback was logged).
         self._failing: str | None = None
@@ -96,8 +102,8 @@ class Relay:
     def _publish(self, alias: str, rows: list[OutboxMessage]) -> None:
         envelopes = [outbox.envelope_of(row) for row in rows]
         result = publishing.publish_envelopes(envelopes, connection=alias)
-        if self._hang_before_mark:
-            self._hang(len(result.confirmed))
+        if self.before_mark is not None:
+            self.before_mark(result)
         self._settle(rows, result)
 
     def _settle(self, rows: list[OutboxMessage], result: publishing.PublishResult) -> None:
@@ -136,12 +142,6 @@ class Relay:
             logger.warning(
                 "Outbox message %s not published (%s); will retry", row.message_id, error
             )
-
-    def _hang(self, confirmed: int) -> None:
-        sys.stderr.write(f"rabbitbus-relay: published {confirmed}; hanging before mark\n")
-        sys.stderr.flush()
-        while True:
-            time.sleep(3600)
 
     def prune_if_due(self) -> None:
         """Delete old sent rows at most every five minutes."""
