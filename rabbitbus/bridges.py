@@ -32,23 +32,14 @@ from django.dispatch import Signal
 from django.utils.module_loading import import_string
 
 from rabbitbus import on_commit
+from rabbitbus.conf import BridgeOptions, defaults, keys
 
 logger = logging.getLogger("rabbitbus.bridges")
 
-MODEL_EVENTS = ("created", "updated", "deleted")
-SETTING_KEYS = {
-    "MODEL": "model",
-    "SIGNAL": "signal",
-    "EXCHANGE": "exchange",
-    "ROUTING_KEY": "routing_key",
-    "EVENTS": "events",
-    "PAYLOAD": "payload",
-    "HEADERS": "headers",
-    "MODE": "mode",
-    "CONNECTION": "connection",
-    "TYPE": "type",
-    "OPTIONS": "options",
-}
+#: Each ``RABBITBUS['BRIDGES'][i]`` key -> the :class:`Bridge` field it sets.
+SETTING_KEYS = {key: key.lower() for key in sorted(keys(BridgeOptions))}
+#: The settings' defaults, which are also those of ``bridge()`` in code.
+_DEFAULTS = defaults(BridgeOptions)
 
 
 def resolve(value: Any) -> Any:
@@ -61,15 +52,15 @@ class Bridge:
     """One signal -> message rule. See the module docstring for each field."""
 
     exchange: str
-    model: Any = None
-    signal: Any = None
-    routing_key: Any = "{model}.{event}"
-    events: Sequence[str] = MODEL_EVENTS
-    payload: Any = None
-    headers: Any = None
-    mode: str = "on_commit"
-    connection: str = "default"
-    type: str | None = "{app_label}.{model}.{event}"
+    model: Any = _DEFAULTS["MODEL"]
+    signal: Any = _DEFAULTS["SIGNAL"]
+    routing_key: Any = _DEFAULTS["ROUTING_KEY"]
+    events: Sequence[str] = _DEFAULTS["EVENTS"]
+    payload: Any = _DEFAULTS["PAYLOAD"]
+    headers: Any = _DEFAULTS["HEADERS"]
+    mode: str = _DEFAULTS["MODE"]
+    connection: str = _DEFAULTS["CONNECTION"]
+    type: str | None = _DEFAULTS["TYPE"]
     options: dict[str, Any] = field(default_factory=dict)
     _receivers: list[tuple[Signal, Callable[..., None]]] = field(default_factory=list, repr=False)
 

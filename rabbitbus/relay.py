@@ -29,6 +29,7 @@ from django.db import connections, transaction
 
 from rabbitbus import connections as rabbit_connections
 from rabbitbus import outbox, publishing
+from rabbitbus.conf import OutboxSettings
 from rabbitbus.console import Observer
 from rabbitbus.exceptions import (
     AccessRefused,
@@ -70,7 +71,7 @@ class Relay:
     ) -> None:
         self.using = using
         self.relay_id = relay_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.options = {**outbox.options(), **(options or {})}
+        self.options = outbox.options().overridden(options or {})
         self.published = 0
         self.failed = 0
         #: Told of each row published or failed for good (``rabbit_outbox -v 2``).
@@ -86,7 +87,7 @@ class Relay:
         Raises :class:`BrokerUnavailable` (rows released) when no broker answers.
         """
         opts = self.options
-        rows = outbox.claim(self.relay_id, opts["BATCH_SIZE"], opts["CLAIM_TIMEOUT"], self.using)
+        rows = outbox.claim(self.relay_id, opts.batch_size, opts.claim_timeout, self.using)
         by_connection: dict[str, list[OutboxMessage]] = defaultdict(list)
         for row in rows:
             by_connection[row.connection].append(row)
@@ -147,21 +148,21 @@ class Relay:
         """Delete old sent rows at most every five minutes."""
         if time.monotonic() - self._last_prune >= PRUNE_EVERY:
             self._last_prune = time.monotonic()
-            deleted = outbox.prune(self.options["RETENTION"], self.using)
+            deleted = outbox.prune(self.options.retention, self.using)
             if deleted:
                 logger.info("Pruned %d sent outbox messages", deleted)
 
     def run(self, stop: threading.Event) -> None:
         """Relay until ``stop`` is set; survives broker and database outages."""
         waiter = make_waiter(self.using, self.options)
-        delay = self.options["POLL_INTERVAL"]
+        delay = self.options.poll_interval
         try:
             while not stop.is_set():
                 claimed = self._step()
                 if claimed is None:  # broker or database down: back off
-                    delay = min(self.options["IDLE_INTERVAL"] * 5, max(delay * 2, 0.5))
+                    delay = min(self.options.idle_interval * 5, max(delay * 2, 0.5))
                     stop.wait(delay)
-                elif claimed < self.options["BATCH_SIZE"]:
+                elif claimed < self.options.batch_size:
                     delay = waiter.wait(claimed > 0, stop)
         finally:
             waiter.close()
@@ -211,8 +212,8 @@ class PollWaiter:
     Writers in this process cut the wait short through :data:`outbox.local_wakeup`.
     """
 
-    def __init__(self, options: dict[str, Any]) -> None:
-        self.busy, self.idle = options["POLL_INTERVAL"], options["IDLE_INTERVAL"]
+    def __init__(self, options: OutboxSettings) -> None:
+        self.busy, self.idle = options.poll_interval, options.idle_interval
         self.delay = self.busy
 
     def wait(self, busy: bool, stop: threading.Event) -> float:
@@ -232,13 +233,13 @@ class PollWaiter:
 class NotifyWaiter:
     """PostgreSQL ``LISTEN``: wakes as soon as a writer commits; polls every IDLE_INTERVAL."""
 
-    def __init__(self, using: str, options: dict[str, Any]) -> None:
+    def __init__(self, using: str, options: OutboxSettings) -> None:
         import psycopg
 
         params = connections[using].get_connection_params()
         params.pop("cursor_factory", None)
         params.pop("context", None)
-        self.idle = options["IDLE_INTERVAL"]
+        self.idle = options.idle_interval
         self.connection = psycopg.connect(**params, autocommit=True)
         self.connection.execute(f"LISTEN {outbox.NOTIFY_CHANNEL}")
 
@@ -253,7 +254,7 @@ class NotifyWaiter:
         self.connection.close()
 
 
-def make_waiter(using: str, options: dict[str, Any]) -> PollWaiter | NotifyWaiter:
+def make_waiter(using: str, options: OutboxSettings) -> PollWaiter | NotifyWaiter:
     if connections[using].vendor == "postgresql":
         try:
             return NotifyWaiter(using, options)
