@@ -20,6 +20,7 @@ from rabbitbus.check_messages import unknown_keys as _unknown_keys
 from rabbitbus.check_messages import warning as _w
 from rabbitbus.conf import (
     DEFAULTS,
+    BindingOptions,
     ExchangeOptions,
     ManagementSettings,
     MonitoringSettings,
@@ -42,6 +43,7 @@ QUEUE_TYPES = frozenset({"classic", "quorum"})
 BROKER_MAX_MESSAGE_SIZE = 128 * 1024 * 1024
 EXCHANGE_DEFAULTS = defaults(ExchangeOptions)
 QUEUE_DEFAULTS = defaults(QueueOptions)
+BINDING_DEFAULTS = defaults(BindingOptions)
 WORKER_DEFAULTS = defaults(WorkerSettings)
 WORKER_NUMBERS = numbers(WorkerSettings)
 
@@ -75,7 +77,10 @@ def _binding_errors(queue: str, bindings: Any, exchanges: dict[str, Any]) -> lis
     errors: list[CheckMessage] = []
     for binding in bindings:
         if isinstance(binding, dict):
-            binding = (binding.get("EXCHANGE"), binding.get("ROUTING_KEY", ""))
+            binding = (
+                binding.get("EXCHANGE"),
+                binding.get("ROUTING_KEY", BINDING_DEFAULTS["ROUTING_KEY"]),
+            )
         if not (isinstance(binding, list | tuple) and len(binding) == 2):
             errors.append(_e("E025", f"{where} has a malformed binding {binding!r}.", hint))
             continue
@@ -107,7 +112,7 @@ def _queue_errors(name: str, raw: Any, exchanges: dict[str, Any]) -> list[CheckM
         )
     if raw.get("DELIVERY_LIMIT") is not None:
         if not raw.get("DEAD_LETTER_EXCHANGE") and "x-dead-letter-exchange" not in raw.get(
-            "ARGUMENTS", {}
+            "ARGUMENTS", QUEUE_DEFAULTS["ARGUMENTS"]
         ):
             errors.append(
                 _e(

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from rabbitbus.conf import ExchangeOptions, QueueOptions, defaults, read
+from rabbitbus.conf import BindingOptions, ExchangeOptions, QueueOptions, defaults, read
 from rabbitbus.exceptions import ConfigurationError, TopologyConflict, TopologyError
 
 #: Entities declared in code take the defaults of their ``EXCHANGES``/``QUEUES`` settings.
@@ -112,7 +112,8 @@ registry = Topology()
 def _binding_pairs(raw: Any) -> Iterator[tuple[str, str]]:
     for binding in raw:
         if isinstance(binding, dict):
-            yield binding["EXCHANGE"], binding.get("ROUTING_KEY", "")
+            options = read(BindingOptions, binding, "a binding")
+            yield options.exchange, options.routing_key
         else:
             yield binding[0], binding[1]
 
