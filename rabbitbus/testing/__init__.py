@@ -5,12 +5,16 @@ installs its hooks only while it is active.
 """
 
 from rabbitbus.testing.capture import Capture, RpcStub, capture_published
+from rabbitbus.testing.consumers import ConsumerOutcome, arun_consumer, run_consumer
 from rabbitbus.testing.published import Published, PublishedMessage
 
 __all__ = [
     "Capture",
+    "ConsumerOutcome",
     "Published",
     "PublishedMessage",
     "RpcStub",
+    "arun_consumer",
     "capture_published",
+    "run_consumer",
 ]
