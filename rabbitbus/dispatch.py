@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import (
     IntegrityError,
@@ -28,6 +28,8 @@ from rabbitbus.registry import ConsumerSpec
 from rabbitbus.threads import Threads
 
 logger = logging.getLogger("rabbitbus.dispatch")
+
+T = TypeVar("T")
 
 ACK = "ack"
 RETRY = "retry"
@@ -179,7 +181,8 @@ def database_unreachable() -> bool:
     return False
 
 
-def _with_fresh_db(function: Callable[[], bool]) -> bool:
+def with_fresh_db(function: Callable[[], T]) -> T:
+    """``function()`` with this thread's database connections checked before and after."""
     # A long-lived worker thread must not keep a connection the DB has dropped
     # (CONN_MAX_AGE, server restarts): Django does this per request, we per message.
     # Never inside a transaction (rabbitbus.testing runs handlers in a test's): closing
@@ -198,7 +201,7 @@ def _plain_call(spec: ConsumerSpec, message: ReceivedMessage) -> bool:
         spec.handler(message)
         return False
 
-    return _with_fresh_db(call)
+    return with_fresh_db(call)
 
 
 def _idempotent_call(spec: ConsumerSpec, message: ReceivedMessage) -> bool:
@@ -219,4 +222,4 @@ def _idempotent_call(spec: ConsumerSpec, message: ReceivedMessage) -> bool:
             spec.handler(message)
         return False
 
-    return _with_fresh_db(call)
+    return with_fresh_db(call)

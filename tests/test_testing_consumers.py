@@ -3,58 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
-import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from django.test import TestCase
 
-from rabbitbus import registry, retries, topology
+from rabbitbus import registry, retries
 from rabbitbus.dispatch import ReceivedMessage
 from rabbitbus.exceptions import ConfigurationError, Reject, Retry
 from rabbitbus.registry import ConsumerSpec
 from rabbitbus.testing import arun_consumer, run_consumer
+from tests.consumer_support import Register, register, unregister
 from tests.testapp.models import Effect
 
+__all__ = ["register"]  # the fixture
+
 pytestmark = pytest.mark.django_db
-
-Register = Callable[..., ConsumerSpec]
-
-
-def unregister(spec: ConsumerSpec) -> None:
-    registry.consumers.pop(spec.name, None)
-    for entity in spec.topology():
-        if isinstance(entity, topology.Queue):
-            topology.registry.queues.pop(entity.name, None)
-        elif isinstance(entity, topology.Binding):
-            key = (entity.queue, entity.exchange, entity.routing_key)
-            topology.registry.bindings.pop(key, None)
-
-
-@pytest.fixture
-def register() -> Iterator[Register]:
-    """Register a handler as a consumer for one test (unique queue), removed afterwards."""
-    added: list[ConsumerSpec] = []
-
-    def add(handler: Callable[..., Any], **options: Any) -> ConsumerSpec:
-        suffix = uuid.uuid4().hex[:6]
-        options.setdefault("queue", f"testing.{handler.__name__}.{suffix}")
-        options.setdefault("bindings", (("shop", "order.placed"),))
-        spec = ConsumerSpec(
-            name=f"testing.{handler.__name__}.{suffix}",
-            handler=handler,
-            is_async=inspect.iscoroutinefunction(handler),
-            **options,
-        )
-        registry.add(spec)
-        added.append(spec)
-        return spec
-
-    yield add
-    for spec in added:
-        unregister(spec)
 
 
 def test_acked_handler_receives_the_decoded_message(register: Register) -> None:

@@ -6,11 +6,15 @@ installs its hooks only while it is active.
 
 from rabbitbus.testing.capture import Capture, RpcStub, capture_published
 from rabbitbus.testing.consumers import ConsumerOutcome, arun_consumer, run_consumer
+from rabbitbus.testing.memory import ChainTooDeep, Handled, InMemoryBroker
 from rabbitbus.testing.published import Published, PublishedMessage
 
 __all__ = [
     "Capture",
+    "ChainTooDeep",
     "ConsumerOutcome",
+    "Handled",
+    "InMemoryBroker",
     "Published",
     "PublishedMessage",
     "RpcStub",

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from rabbitbus import frames, publishing, rpc_client, serializers
 from rabbitbus.confirms import Outcome
@@ -82,6 +82,7 @@ class Capture(Published):
         self.stubs: dict[str, RpcStub] = {}
         self.auto_relay = relay_outbox
         self._lock = threading.Lock()
+        self._installation: AbstractContextManager[Capture] = installed(self)
 
     # -- reading ----------------------------------------------------------------
 
@@ -149,16 +150,29 @@ class Capture(Published):
     def call(self, name: str, req: rpc_client.Request, timeout: float) -> rpc_client.Reply:
         self.record(from_request(name, req))
         stub = self.stubs.get(name)
-        if stub is None:
-            return self.answer(name, req, timeout)
-        return stub.reply(name, timeout)
+        return stub.reply(name, timeout) if stub else self.answer(name, req, timeout)
 
     async def acall(self, name: str, req: rpc_client.Request, timeout: float) -> rpc_client.Reply:
-        return self.call(name, req, timeout)
+        self.record(from_request(name, req))
+        stub = self.stubs.get(name)
+        return stub.reply(name, timeout) if stub else await self.aanswer(name, req, timeout)
 
     def answer(self, name: str, req: rpc_client.Request, timeout: float) -> rpc_client.Reply:
         """The reply to an unstubbed call: here, no server's queue exists."""
         raise rpc_client.no_route(name)
+
+    async def aanswer(self, name: str, req: rpc_client.Request, timeout: float) -> rpc_client.Reply:
+        return self.answer(name, req, timeout)
+
+    # -- as a context manager ------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        self._installation = installed(self)
+        self._installation.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._installation.__exit__(*exc_info)
 
 
 @contextmanager

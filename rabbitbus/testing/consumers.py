@@ -164,17 +164,18 @@ async def adispatch(spec: ConsumerSpec, raw: dispatch.Raw) -> ConsumerOutcome:
     return ConsumerOutcome(_ACTIONS[outcome.action], spec.name, attempt, outcome.error, delay, copy)
 
 
-def run_sync(spec: ConsumerSpec, coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run ``coroutine``: a ``def`` handler's dispatch without an event loop (Django refuses
-    database access from a thread running one), an ``async def`` one's on a new loop."""
-    if spec.is_async:
+def run_sync(coroutine: Coroutine[Any, Any, T], *, on_loop: bool) -> T:
+    """Run ``coroutine`` to its end: on a new event loop when ``on_loop`` (``async def``
+    code), else without one (Django refuses database access from a thread running a
+    loop; a ``def`` handler's dispatch never waits on one)."""
+    if on_loop:
         return asyncio.run(coroutine)
     try:
         coroutine.send(None)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
     coroutine.close()
-    raise RuntimeError(f"Consumer {spec.name!r} awaited outside of its handler")
+    raise RuntimeError("A def handler's dispatch awaited something outside the handler")
 
 
 def run_consumer(
@@ -195,7 +196,7 @@ def run_consumer(
     """
     spec = spec_for(name_or_handler)
     raw = delivery(spec, payload, headers, **options)
-    return run_sync(spec, adispatch(spec, raw))
+    return run_sync(adispatch(spec, raw), on_loop=spec.is_async)
 
 
 async def arun_consumer(
