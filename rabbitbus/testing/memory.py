@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from asgiref.sync import sync_to_async
 
@@ -31,7 +32,14 @@ from rabbitbus.messages import Envelope
 from rabbitbus.registry import ConsumerSpec
 from rabbitbus.testing import routing
 from rabbitbus.testing.capture import Capture
-from rabbitbus.testing.consumers import ConsumerOutcome, InlineThreads, adispatch, raw_of, run_sync
+from rabbitbus.testing.consumers import (
+    ConsumerOutcome,
+    InlineThreads,
+    adispatch,
+    raw_of,
+    run_sync,
+    spec_for,
+)
 from rabbitbus.testing.published import Published, PublishedMessage, from_envelope
 
 
@@ -59,8 +67,8 @@ class _Delivery:
 class InMemoryBroker(Capture):
     """Routes and consumes in memory; use as a context manager (see the module docstring).
 
-    ``consumers``: the names of the consumers to run (default: every registered
-    one); the queues of the others still take messages. ``topology``: instead of
+    ``consumers``: the consumers to run, by name, handler or spec (default:
+    every registered one); the queues of the others still take messages. ``topology``: instead of
     :func:`rabbitbus.topology.configured`. ``relay_outbox=True``: outbox rows are
     relayed after each handler and before each read, so chains through the outbox run.
     """
@@ -68,14 +76,14 @@ class InMemoryBroker(Capture):
     def __init__(
         self,
         *,
-        consumers: Iterable[str] | None = None,
+        consumers: Iterable[str | Callable[..., Any] | ConsumerSpec] | None = None,
         topology: topology_module.Topology | None = None,
         max_depth: int = 20,
         relay_outbox: bool = False,
     ) -> None:
         super().__init__(relay_outbox=relay_outbox)
-        self.topology = topology or topology_module.configured()
-        chosen = registry.consumers.values() if consumers is None else map(registry.find, consumers)
+        self.topology = topology_module.configured() if topology is None else topology
+        chosen = registry.consumers.values() if consumers is None else map(spec_for, consumers)
         self.consumers = {spec.queue: spec for spec in chosen}
         self.max_depth = max_depth
         #: Every message each queue received, in order (retry and dead-letter queues too).
