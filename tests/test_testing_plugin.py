@@ -14,8 +14,10 @@ INSTALLED_APPS = ["rabbitbus"]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 USE_TZ = True
 # Nothing listens here: a message that reached the network would fail the test.
-RABBITBUS = {"CONNECTIONS": {"default": {"URL": "amqp://guest:guest@127.0.0.1:1/", "RECONNECT_TIMEOUT": 1}},
-             "EXCHANGES": {"shop": "topic"}}
+RABBITBUS = {
+    "CONNECTIONS": {"default": {"URL": "amqp://guest:guest@127.0.0.1:1/", "RECONNECT_TIMEOUT": 1}},
+    "EXCHANGES": {"shop": "topic"},
+}
 """
 
 TESTS = """
