@@ -87,7 +87,7 @@ class Capture(Published):
     # -- reading ----------------------------------------------------------------
 
     def records(self) -> list[PublishedMessage]:
-        if self.auto_relay:
+        if self.auto_relay and publishing.interceptor is self:  # never relay to a real broker
             self.relay_outbox()
         return self._messages
 
