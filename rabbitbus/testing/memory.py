@@ -148,31 +148,31 @@ class InMemoryBroker(Capture):
 
     def drain(self) -> None:
         """Run the consumers of every pending delivery, and of what they publish."""
-        if not self._draining.acquire(blocking=False):
-            return  # a handler published: the running drain delivers it
-        try:
-            while delivery := self._next():
-                on_loop = delivery.spec.is_async
-                self._settle(
-                    delivery,
-                    run_sync(adispatch(delivery.spec, self._raw(delivery)), on_loop=on_loop),
-                )
-        finally:
-            self._draining.release()
+        # A handler that publishes finds the lock taken: the running drain delivers it.
+        # Re-checking after release catches what another thread queued meanwhile.
+        while self._pending and self._draining.acquire(blocking=False):
+            try:
+                while delivery := self._next():
+                    raw = self._raw(delivery)
+                    outcome = run_sync(
+                        adispatch(delivery.spec, raw), on_loop=delivery.spec.is_async
+                    )
+                    self._settle(delivery, outcome)
+            finally:
+                self._draining.release()
 
     async def adrain(self) -> None:
         """The async twin of :meth:`drain` (``def`` handlers run through ``sync_to_async``)."""
-        if not self._draining.acquire(blocking=False):
-            return
-        try:
-            while delivery := self._next():
-                if delivery.spec.is_async:
-                    outcome = await adispatch(delivery.spec, self._raw(delivery))
-                else:
-                    outcome = await sync_to_async(self._run_def)(delivery)
-                self._settle(delivery, outcome)
-        finally:
-            self._draining.release()
+        while self._pending and self._draining.acquire(blocking=False):
+            try:
+                while delivery := self._next():
+                    if delivery.spec.is_async:
+                        outcome = await adispatch(delivery.spec, self._raw(delivery))
+                    else:
+                        outcome = await sync_to_async(self._run_def)(delivery)
+                    self._settle(delivery, outcome)
+            finally:
+                self._draining.release()
 
     def _run_def(self, delivery: _Delivery) -> ConsumerOutcome:
         return run_sync(adispatch(delivery.spec, self._raw(delivery)), on_loop=False)
