@@ -206,3 +206,11 @@ class CaptureInTestCase(TestCase):
         with self.captureOnCommitCallbacks(execute=True):
             rabbitbus.publish_on_commit(EXCHANGE, "order.placed", {"id": 1})
         published.assert_published(routing_key="order.placed", payload={"id": 1})
+
+
+def test_filter_by_headers_and_properties(published: Capture) -> None:
+    rabbitbus.publish(EXCHANGE, "k", 1, headers={"tenant": "a", "v": 2}, type="order.placed")
+    rabbitbus.publish(EXCHANGE, "k", 2, headers={"tenant": "b"})
+    assert published.filter(headers_include={"tenant": "a"}).payloads == [1]
+    assert published.filter(type="order.placed").payloads == [1]
+    published.assert_not_published(headers_include={"tenant": "c"})

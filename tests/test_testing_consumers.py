@@ -136,3 +136,17 @@ class IdempotentConsumerInTestCase(TestCase):
         self.addCleanup(unregister, spec)
         assert run_consumer(spec.name, {}).acked
         assert seen == [1]
+
+
+def test_arun_consumer_runs_a_def_handler_off_the_loop(register: Register) -> None:
+    threads: list[bool] = []
+
+    def handle(message: ReceivedMessage) -> None:
+        try:
+            asyncio.get_running_loop()
+            threads.append(True)
+        except RuntimeError:  # no loop here: Django would allow database access
+            threads.append(False)
+
+    assert asyncio.run(arun_consumer(register(handle).name, {})).acked
+    assert threads == [False]

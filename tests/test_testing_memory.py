@@ -7,16 +7,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.test import TestCase
 
 import rabbitbus
-from rabbitbus import outbox, retries, rpc
+from rabbitbus import outbox, registry, retries, rpc
 from rabbitbus.dispatch import ReceivedMessage
 from rabbitbus.exceptions import ExchangeNotFound, NoRoute, Reject, RemoteError, Unroutable
 from rabbitbus.registry import ConsumerSpec
 from rabbitbus.testing import ChainTooDeep, InMemoryBroker
 from rabbitbus.topology import Binding, Exchange, Queue, Topology, configured
-from tests.consumer_support import Register, register
+from tests.broker import unique
+from tests.consumer_support import Register, register, unregister
+from tests.testapp.models import Effect
 from tests.testapp.rabbit import OutOfStock
+from tests.workers import spec
 
 __all__ = ["register"]  # the fixture
 
@@ -200,3 +204,18 @@ def test_rpc_stub_takes_precedence(memory: Any) -> None:
     broker.stub_rpc("test.echo", returns="stubbed")
     assert rpc.call("test.echo", 1) == "stubbed"
     broker.assert_published(kind="rpc", routing_key="rpc.test.echo")
+
+
+class InMemoryBrokerInTestCase(TestCase):
+    """Consumers run in the test's transaction: they see its rows, the test sees theirs."""
+
+    def test_handler_writes_are_visible_to_the_test(self) -> None:
+        def record(message: ReceivedMessage) -> None:
+            Effect.objects.create(consumer="memory", message_id=message.message_id or "")
+
+        consumer = spec(unique("memory.effects"), record, bindings=[("shop", "effect.*")])
+        registry.add(consumer)
+        self.addCleanup(unregister, consumer)
+        self.enterContext(InMemoryBroker(consumers=[consumer]))
+        message_id = rabbitbus.publish("shop", "effect.made", {})
+        assert Effect.objects.filter(message_id=message_id).exists()
