@@ -150,3 +150,21 @@ def test_arun_consumer_runs_a_def_handler_off_the_loop(register: Register) -> No
 
     assert asyncio.run(arun_consumer(register(handle).name, {})).acked
     assert threads == [False]
+
+
+class AsyncIdempotentConsumerInTestCase(TestCase):
+    """An idempotent ``async def`` handler runs under async_to_sync, as the worker runs it."""
+
+    def test_same_message_id_twice_is_a_duplicate(self) -> None:
+        async def record(message: ReceivedMessage) -> None:
+            await Effect.objects.acreate(consumer="async", message_id=message.message_id or "")
+
+        spec = ConsumerSpec(
+            name="testing.arecord", handler=record, queue="testing.aeffects",
+            idempotent=True, is_async=True,
+        )  # fmt: skip
+        registry.add(spec)
+        self.addCleanup(unregister, spec)
+        assert run_consumer(spec.name, {}, message_id="m-8").action == "acked"
+        assert run_consumer(spec.name, {}, message_id="m-8").duplicate
+        assert Effect.objects.filter(message_id="m-8").count() == 1

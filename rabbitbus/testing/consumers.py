@@ -85,6 +85,12 @@ class InlineThreads(Threads):
         return function(*args)
 
 
+def runs_on_loop(spec: ConsumerSpec) -> bool:
+    """Whether dispatch awaits ``spec``'s handler on the event loop; otherwise it runs in a
+    worker thread (``def`` handlers, and idempotent ones under ``async_to_sync``)."""
+    return spec.is_async and not spec.idempotent
+
+
 def spec_for(name_or_handler: str | Callable[..., Any] | ConsumerSpec) -> ConsumerSpec:
     """The registered consumer named so (see :func:`rabbitbus.registry.find`) or with this
     handler; raises :class:`ConfigurationError` when there is none."""
@@ -196,7 +202,7 @@ def run_consumer(
     """
     spec = spec_for(name_or_handler)
     raw = delivery(spec, payload, headers, **options)
-    return run_sync(adispatch(spec, raw), on_loop=spec.is_async)
+    return run_sync(adispatch(spec, raw), on_loop=runs_on_loop(spec))
 
 
 async def arun_consumer(
@@ -208,6 +214,6 @@ async def arun_consumer(
     """The async twin of :func:`run_consumer`; a ``def`` handler runs as Django runs sync
     code for async callers (``sync_to_async``), an ``async def`` one on this loop."""
     spec = spec_for(name_or_handler)
-    if not spec.is_async:
+    if not runs_on_loop(spec):
         return await sync_to_async(run_consumer)(spec, payload, headers, **options)
     return await adispatch(spec, delivery(spec, payload, headers, **options))

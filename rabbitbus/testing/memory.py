@@ -38,6 +38,7 @@ from rabbitbus.testing.consumers import (
     adispatch,
     raw_of,
     run_sync,
+    runs_on_loop,
     spec_for,
 )
 from rabbitbus.testing.published import Published, PublishedMessage, from_envelope
@@ -155,7 +156,7 @@ class InMemoryBroker(Capture):
                 while delivery := self._next():
                     raw = self._raw(delivery)
                     outcome = run_sync(
-                        adispatch(delivery.spec, raw), on_loop=delivery.spec.is_async
+                        adispatch(delivery.spec, raw), on_loop=runs_on_loop(delivery.spec)
                     )
                     self._settle(delivery, outcome)
             finally:
@@ -166,7 +167,7 @@ class InMemoryBroker(Capture):
         while self._pending and self._draining.acquire(blocking=False):
             try:
                 while delivery := self._next():
-                    if delivery.spec.is_async:
+                    if runs_on_loop(delivery.spec):
                         outcome = await adispatch(delivery.spec, self._raw(delivery))
                     else:
                         outcome = await sync_to_async(self._run_def)(delivery)
