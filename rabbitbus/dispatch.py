@@ -30,6 +30,7 @@ from rabbitbus.threads import Threads
 logger = logging.getLogger("rabbitbus.dispatch")
 T = TypeVar("T")
 
+
 ACK = "ack"
 RETRY = "retry"
 DEAD_LETTER = "dead-letter"
@@ -181,9 +182,14 @@ def database_unreachable() -> bool:
     return False
 
 
-def _with_fresh_db(function: Callable[[], T]) -> T:
+def with_fresh_db(function: Callable[[], T]) -> T:
+    """``function()`` with this thread's database connections checked before and after."""
     # A long-lived worker thread must not keep a connection the DB has dropped
     # (CONN_MAX_AGE, server restarts): Django does this per request, we per message.
+    # Never inside a transaction (rabbitbus.testing runs handlers in a test's): closing
+    # would break it, and a worker thread is never in one.
+    if any(c.in_atomic_block for c in connections.all(initialized_only=True)):
+        return function()
     close_old_connections()
     try:
         return function()
@@ -196,7 +202,7 @@ def _plain_call(spec: ConsumerSpec, message: ReceivedMessage) -> bool:
         spec.handler(message)
         return False
 
-    return _with_fresh_db(call)
+    return with_fresh_db(call)
 
 
 def _idempotent_call(spec: ConsumerSpec, message: ReceivedMessage) -> bool:
@@ -239,7 +245,7 @@ def run_batch(spec: ConsumerSpec, batch: Sequence[ReceivedMessage]) -> list[bool
         return duplicates
 
     ids = [message.message_id or "" for message in batch]
-    return _with_fresh_db(call)
+    return with_fresh_db(call)
 
 
 def _default_atomic_unless(alias: str) -> contextlib.AbstractContextManager[object]:

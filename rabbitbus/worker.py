@@ -238,18 +238,22 @@ class ConsumerService:
                         tag, type(exc).__name__)  # fmt: skip
 
     def _copy(self, raw: dispatch.Raw, outcome: dispatch.Outcome) -> Envelope:
-        """The retry or dead-letter copy, published before the original is acked."""
-        attempt = retries.attempt_of(raw.headers, self.spec.attempts)
-        origin = retries.origin_of(raw.headers, raw.exchange, raw.routing_key)
-        if outcome.action == dispatch.RETRY:
-            queue = retries.retry_queue(self.spec.queue, outcome.delay_ms)
-            headers = retries.retry_headers(raw.headers, attempt + 1, origin)
-        else:
-            queue = self.spec.dead_letter_queue
-            headers = retries.dead_letter_headers(
-                raw.headers, outcome.error or "unknown", attempt, origin
-            )
-        return copy_envelope(raw, queue, headers)
+        return parked_copy(self.spec, raw, outcome)
+
+
+def parked_copy(spec: ConsumerSpec, raw: dispatch.Raw, outcome: dispatch.Outcome) -> Envelope:
+    """The retry or dead-letter copy of ``raw``, published before the original is acked."""
+    attempt = retries.attempt_of(raw.headers, spec.attempts)
+    origin = retries.origin_of(raw.headers, raw.exchange, raw.routing_key)
+    if outcome.action == dispatch.RETRY:
+        queue = retries.retry_queue(spec.queue, outcome.delay_ms)
+        headers = retries.retry_headers(raw.headers, attempt + 1, origin)
+    else:
+        queue = spec.dead_letter_queue
+        headers = retries.dead_letter_headers(
+            raw.headers, outcome.error or "unknown", attempt, origin
+        )
+    return copy_envelope(raw, queue, headers)
 
 
 def _parked(outcome: dispatch.Outcome) -> str:
