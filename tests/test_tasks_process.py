@@ -1,0 +1,78 @@
+"""``rabbit_tasks`` as a real process: SIGTERM finishes the running task; --prune."""
+
+from __future__ import annotations
+
+import io
+import signal
+import sqlite3
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.test.utils import override_settings
+from django.utils import timezone
+
+from rabbitbus.models import TaskRecord
+from rabbitbus.tasks.options import backend_topology
+from tests.broker import Broker
+from tests.tasks_support import params
+from tests.testapp import tasks
+from tests.workers import ROOT, worker_env
+
+
+def status(db_path: Path, result_id: str) -> str | None:
+    with sqlite3.connect(db_path, timeout=20) as db:
+        row = db.execute("SELECT status FROM rabbitbus_taskrecord WHERE id = ?", [result_id])
+        found = row.fetchone()
+    return found[0] if found else None
+
+
+def test_sigterm_finishes_the_running_task_then_exits_zero(
+    broker: Broker, prefix: str, db_path: Path, tmp_path: Path, workers: list
+) -> None:
+    settings = params(prefix, RECORD_ENQUEUED=False)
+    settings["QUEUES"] = ["default"]
+    queue = f"{prefix}.default"
+    env = {**worker_env(prefix, db_path), "DJANGO_SETTINGS_MODULE": "tests.settings_tasks"}
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "rabbit_tasks", "--concurrency", "1"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    workers.append(process)
+    assert broker.wait_for(lambda: broker.consumers(queue, missing=0) == 1, timeout=60)
+    touched = tmp_path / "touched"
+    with override_settings(TASKS={"default": settings}):
+        result = tasks.sleep_then_touch.enqueue(2.0, str(touched))
+    assert broker.wait_for(lambda: status(db_path, result.id) == "RUNNING", timeout=20)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert touched.exists()
+    assert status(db_path, result.id) == "SUCCESSFUL"
+    assert broker.queue_depth(queue) == 0
+    assert backend_topology(settings).queues  # the worker declared what rabbit_setup would
+
+
+@pytest.mark.django_db
+def test_prune_deletes_finished_results_older_than_the_days_given() -> None:
+    old = timezone.now() - timedelta(days=10)
+    recent = timezone.now() - timedelta(days=1)
+    rows = {
+        "old-done": (TaskRecord.Status.SUCCESSFUL, old),
+        "old-failed": (TaskRecord.Status.FAILED, old),
+        "recent-done": (TaskRecord.Status.SUCCESSFUL, recent),
+        "old-ready": (TaskRecord.Status.READY, None),
+    }
+    for key, (state, finished_at) in rows.items():
+        TaskRecord.objects.create(
+            id=key, task_path="t.t", queue_name="default", status=state, finished_at=finished_at
+        )
+    TaskRecord.objects.filter(id="old-ready").update(enqueued_at=old)
+    out = io.StringIO()
+    with override_settings(TASKS={"default": params("unused")}):
+        call_command("rabbit_tasks", "--prune", "7", stdout=out)
+    assert "Deleted 2 task results" in out.getvalue()
+    assert set(TaskRecord.objects.values_list("id", flat=True)) == {"recent-done", "old-ready"}
