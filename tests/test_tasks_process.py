@@ -76,3 +76,17 @@ def test_prune_deletes_finished_results_older_than_the_days_given() -> None:
         call_command("rabbit_tasks", "--prune", "7", stdout=out)
     assert "Deleted 2 task results" in out.getvalue()
     assert set(TaskRecord.objects.values_list("id", flat=True)) == {"recent-done", "old-ready"}
+
+
+@pytest.mark.django_db
+def test_prune_without_days_keeps_the_retention_option() -> None:
+    finished_at = timezone.now() - timedelta(days=3)
+    TaskRecord.objects.create(
+        id="three-days", task_path="t.t", queue_name="default",
+        status=TaskRecord.Status.SUCCESSFUL, finished_at=finished_at,
+    )  # fmt: skip
+    for days, left in ((5, 1), (2, 0)):
+        settings = params("unused", RESULT_RETENTION_DAYS=days)
+        with override_settings(TASKS={"default": settings}):
+            call_command("rabbit_tasks", "--prune", stdout=io.StringIO())
+        assert TaskRecord.objects.count() == left

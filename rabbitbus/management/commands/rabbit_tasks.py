@@ -2,7 +2,7 @@
 
 Runs the task queues of one ``TASKS`` backend (rabbitbus.tasks.RabbitMQBackend)
 on the consumer workers' runtime: graceful SIGTERM (the running tasks finish),
-reconnects, heartbeats. ``--prune DAYS`` deletes older finished results and exits.
+reconnects, heartbeats. ``--prune [DAYS]`` deletes older finished results and exits.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--backend", default="default", help="The TASKS alias.")
         parser.add_argument(
-            "--prune", type=float, metavar="DAYS",
-            help="Delete results finished more than DAYS ago, then exit.",
+            "--prune", type=float, nargs="?", const=-1.0, metavar="DAYS",
+            help="Delete results finished more than DAYS (default: OPTIONS"
+            "['RESULT_RETENTION_DAYS']) ago, then exit.",
         )  # fmt: skip
         add_loop_argument(parser)
 
@@ -39,7 +40,10 @@ class Command(BaseCommand):
 
         backend = self._backend(options["backend"])
         if options["prune"] is not None:
-            deleted = results.prune(options["prune"], backend.options_.database)
+            days = options["prune"]
+            if days < 0:
+                days = backend.options_.result_retention_days
+            deleted = results.prune(days, backend.options_.database)
             self.stdout.write(f"Deleted {deleted} task results.")
             return
         names = options["queues"] or sorted(backend.queues)
