@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
 import signal
 import sqlite3
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -30,19 +32,31 @@ def status(db_path: Path, result_id: str) -> str | None:
     return found[0] if found else None
 
 
-def test_sigterm_finishes_the_running_task_then_exits_zero(
-    broker: Broker, prefix: str, db_path: Path, tmp_path: Path, workers: list
-) -> None:
-    settings = params(prefix, RECORD_ENQUEUED=False)
-    settings["QUEUES"] = ["default"]
-    queue = f"{prefix}.default"
+def start(broker: Broker, prefix: str, db_path: Path, workers: list) -> subprocess.Popen[str]:
+    """``rabbit_tasks --concurrency 1`` with tests.settings_tasks, once it consumes."""
     env = {**worker_env(prefix, db_path), "DJANGO_SETTINGS_MODULE": "tests.settings_tasks"}
     process = subprocess.Popen(
         [sys.executable, "manage.py", "rabbit_tasks", "--concurrency", "1"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     workers.append(process)
+    queue = f"{prefix}.default"
     assert broker.wait_for(lambda: broker.consumers(queue, missing=0) == 1, timeout=60)
+    return process
+
+
+def task_settings(prefix: str) -> dict[str, Any]:
+    """What tests.settings_tasks configures (the test process enqueues with it)."""
+    settings = params(prefix, RECORD_ENQUEUED=False)
+    settings["QUEUES"] = ["default"]
+    return settings
+
+
+def test_sigterm_finishes_the_running_task_then_exits_zero(
+    broker: Broker, prefix: str, db_path: Path, tmp_path: Path, workers: list
+) -> None:
+    settings, queue = task_settings(prefix), f"{prefix}.default"
+    process = start(broker, prefix, db_path, workers)
     touched = tmp_path / "touched"
     with override_settings(TASKS={"default": settings}):
         result = tasks.sleep_then_touch.enqueue(2.0, str(touched))
@@ -54,6 +68,28 @@ def test_sigterm_finishes_the_running_task_then_exits_zero(
     assert status(db_path, result.id) == "SUCCESSFUL"
     assert broker.queue_depth(queue) == 0
     assert backend_topology(settings).queues  # the worker declared what rabbit_setup would
+
+
+def test_a_worker_killed_mid_task_has_it_run_again(
+    broker: Broker, prefix: str, db_path: Path, tmp_path: Path, workers: list
+) -> None:
+    touched = tmp_path / "touched"
+    first = start(broker, prefix, db_path, workers)
+    with override_settings(TASKS={"default": task_settings(prefix)}):
+        result = tasks.sleep_then_touch.enqueue(3.0, str(touched))
+    assert broker.wait_for(lambda: status(db_path, result.id) == "RUNNING", timeout=20)
+    first.kill()
+    first.communicate(timeout=30)
+    assert not touched.exists()
+    start(broker, prefix, db_path, workers)
+    assert broker.wait_for(lambda: status(db_path, result.id) == "SUCCESSFUL", timeout=30)
+    assert touched.read_text() == str(workers[-1].pid)
+    with sqlite3.connect(db_path, timeout=20) as db:
+        attempts, worker_ids = db.execute(
+            "SELECT attempts, worker_ids FROM rabbitbus_taskrecord WHERE id = ?", [result.id]
+        ).fetchone()
+    assert attempts == 2
+    assert len(json.loads(worker_ids)) == 2
 
 
 @pytest.mark.django_db

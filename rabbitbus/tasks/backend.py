@@ -73,7 +73,9 @@ class RabbitMQBackend(BaseTaskBackend):
         return result
 
     async def aenqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
-        """The async twin of :meth:`enqueue` (publishes with ``apublish``)."""
+        """The async twin of :meth:`enqueue`: publishes with ``apublish`` on this loop,
+        or runs :meth:`enqueue` in a thread when it writes rows (``RECORD_ENQUEUED``,
+        the outbox)."""
         if self.options_.delivery == "outbox" or self.options_.record_enqueued:
             # The row (and an outbox row) need the ORM: one hop to a thread for both.
             return await sync_to_async(self.enqueue, thread_sensitive=True)(task, args, kwargs)
@@ -142,9 +144,6 @@ class RabbitMQBackend(BaseTaskBackend):
     def get_result(self, result_id: str) -> TaskResult:
         """The stored result, from any process; raises ``TaskResultDoesNotExist``."""
         return results.get_result(result_id, self.options_.database)
-
-    def check(self, **kwargs: Any) -> list[Any]:
-        return []
 
 
 def _json_arguments(task: Task, args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
