@@ -500,14 +500,19 @@ class AsyncConnection:
             async with self._lock:
                 if self.channel is None:
                     try:
-                        self.channel = await connection.channel(
-                            publisher_confirms=True, on_return_raises=True
-                        )
+                        # Bounded: we hold the lock, and a channel opened while the robust
+                        # connection recovers can wait on it for ever.
+                        async with asyncio.timeout(self.settings.connection_timeout):
+                            self.channel = await connection.channel(
+                                publisher_confirms=True, on_return_raises=True
+                            )
                     except RuntimeError as exc:  # aiormq: "<Connection ...> closed"
                         raise BrokerConnectionError(
                             f"Connection {self.settings.alias!r} closed while its publishing "
                             "channel opened."
                         ) from exc
+                    except TimeoutError as exc:
+                        raise unavailable(self.settings, exc) from exc
         return self.channel
 
     @property
@@ -559,8 +564,19 @@ class AsyncConnection:
         """Close for good: a connect still in progress is closed when it completes."""
         self.closed = True
         connection, self.connection, self.channel = self.connection, None, None
-        if connection is not None:
-            await connection.close()
+        if connection is None:
+            return
+        try:
+            # aio-pika's close waits for its reconnect task, which a connection cut
+            # mid-recovery can leave waiting for ever: a shutdown must not hang on it.
+            async with asyncio.timeout(self.settings.connection_timeout):
+                await connection.close()
+        except TimeoutError:
+            logger.warning(
+                "Connection %r did not close within %.0f s; abandoned",
+                self.settings.alias,
+                self.settings.connection_timeout,
+            )
 
 
 _loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, AsyncConnection]] = (
