@@ -98,6 +98,17 @@ def test_the_outbox_delivery_writes_a_row_and_publishes_nothing(broker: Broker) 
         assert broker.queue_depth(row.routing_key) == 0
 
 
+def test_an_outbox_task_runs_once_the_relay_publishes_it(broker: Broker) -> None:
+    from rabbitbus.relay import Relay
+
+    with tasks_backend(broker, DELIVERY="outbox") as backend:
+        result = tasks.add.enqueue(20, 22)
+        assert Relay().run_once() == 1
+        with thread_worker(backend).start(broker):
+            finished(result, broker)
+    assert result.return_value == 42
+
+
 def test_a_deferred_task_runs_no_earlier_than_run_after(broker: Broker) -> None:
     with tasks_backend(broker) as backend:
         run_after = timezone.now() + timedelta(seconds=2.5)

@@ -32,11 +32,17 @@ def status(db_path: Path, result_id: str) -> str | None:
     return found[0] if found else None
 
 
-def start(broker: Broker, prefix: str, db_path: Path, workers: list) -> subprocess.Popen[str]:
+def start(
+    broker: Broker,
+    prefix: str,
+    db_path: Path,
+    workers: list,
+    command: tuple[str, ...] = ("rabbit_tasks",),
+) -> subprocess.Popen[str]:
     """``rabbit_tasks --concurrency 1`` with tests.settings_tasks, once it consumes."""
     env = {**worker_env(prefix, db_path), "DJANGO_SETTINGS_MODULE": "tests.settings_tasks"}
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "rabbit_tasks", "--concurrency", "1"],
+        [sys.executable, "manage.py", *command, "--concurrency", "1"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     workers.append(process)
@@ -90,6 +96,19 @@ def test_a_worker_killed_mid_task_has_it_run_again(
         ).fetchone()
     assert attempts == 2
     assert len(json.loads(worker_ids)) == 2
+
+
+def test_rabbit_consume_tasks_runs_tasks_beside_the_consumers(
+    broker: Broker, prefix: str, db_path: Path, workers: list
+) -> None:
+    process = start(broker, prefix, db_path, workers, ("rabbit_consume", "--tasks"))
+    assert broker.consumers(f"{prefix}.effects") == 1  # tests/testapp/rabbit.py's consumer
+    with override_settings(TASKS={"default": task_settings(prefix)}):
+        result = tasks.add.enqueue(1, 2)
+    assert broker.wait_for(lambda: status(db_path, result.id) == "SUCCESSFUL", timeout=20)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
 
 
 @pytest.mark.django_db

@@ -36,9 +36,9 @@ class Command(BaseCommand):
         add_loop_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from rabbitbus.tasks import results, runner
+        from rabbitbus.tasks import results
 
-        backend = self._backend(options["backend"])
+        backend = task_backend(options["backend"])
         if options["prune"] is not None:
             days = options["prune"]
             if days < 0:
@@ -46,13 +46,7 @@ class Command(BaseCommand):
             deleted = results.prune(days, backend.options_.database)
             self.stdout.write(f"Deleted {deleted} task results.")
             return
-        names = options["queues"] or sorted(backend.queues)
-        unknown = sorted(set(names) - backend.queues)
-        if unknown:
-            raise CommandError(f"Unknown task queues {unknown}; QUEUES: {sorted(backend.queues)}.")
-        if options["concurrency"] < 1:
-            raise CommandError("--concurrency must be at least 1.")
-        services = runner.services(backend, names, options["concurrency"])
+        services = task_services(options["backend"], options["queues"], options["concurrency"])
         for service in services:
             self.stdout.write(f"Running tasks of queue {service.spec.queue}")
         try:
@@ -61,15 +55,30 @@ class Command(BaseCommand):
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
 
-    @staticmethod
-    def _backend(alias: str) -> Any:
-        from rabbitbus.tasks.backend import RabbitMQBackend
-        from rabbitbus.tasks.compat import task_backends
 
-        try:
-            backend = task_backends[alias]
-        except Exception as exc:  # noqa: BLE001 - InvalidTaskBackend, under either name
-            raise CommandError(f"No TASKS backend {alias!r}: {exc}") from exc
-        if not isinstance(backend, RabbitMQBackend):
-            raise CommandError(f"TASKS[{alias!r}] is not rabbitbus.tasks.RabbitMQBackend.")
-        return backend
+def task_backend(alias: str) -> Any:
+    """The ``RabbitMQBackend`` of ``TASKS[alias]``; raises ``CommandError``."""
+    from rabbitbus.tasks.backend import RabbitMQBackend
+    from rabbitbus.tasks.compat import task_backends
+
+    try:
+        backend = task_backends[alias]
+    except Exception as exc:  # noqa: BLE001 - InvalidTaskBackend, under either name
+        raise CommandError(f"No TASKS backend {alias!r}: {exc}") from exc
+    if not isinstance(backend, RabbitMQBackend):
+        raise CommandError(f"TASKS[{alias!r}] is not rabbitbus.tasks.RabbitMQBackend.")
+    return backend
+
+
+def task_services(alias: str, names: list[str] | None, concurrency: int) -> list[Any]:
+    """The services running queues ``names`` (all if empty) of ``TASKS[alias]``."""
+    from rabbitbus.tasks import runner
+
+    backend = task_backend(alias)
+    names = names or sorted(backend.queues)
+    unknown = sorted(set(names) - backend.queues)
+    if unknown:
+        raise CommandError(f"Unknown task queues {unknown}; QUEUES: {sorted(backend.queues)}.")
+    if concurrency < 1:
+        raise CommandError("--concurrency must be at least 1.")
+    return runner.services(backend, names, concurrency)
