@@ -48,6 +48,14 @@ async def test_an_async_task_round_trip_through_aenqueue(broker: Broker) -> None
     assert again.return_value == 9
 
 
+async def test_aenqueue_records_the_ready_row_before_publishing(broker: Broker) -> None:
+    with tasks_backend(broker) as backend:
+        result = await tasks.add.aenqueue(1, 2)
+        stored = await backend.aget_result(result.id)
+        assert stored.status == TaskResultStatus.READY
+        assert await asyncio.to_thread(broker.queue_depth, backend.options_.queue("default")) == 1
+
+
 def test_a_task_taking_context_sees_its_attempt_and_id(broker: Broker) -> None:
     with tasks_backend(broker) as backend:
         result = tasks.attempt_and_id.enqueue()

@@ -59,9 +59,41 @@ class RabbitMQBackend(BaseTaskBackend):
         :mod:`rabbitbus.publishing` errors if the broker does not confirm.
         """
         result, job = self._prepare(task, args, kwargs)
-        using = self.options_.database
         if self.options_.record_enqueued:
-            results.record_of(job).save(using=using, force_insert=True)
+            results.record_of(job).save(using=self.options_.database, force_insert=True)
+        self._publish(job)
+        self._sent(result)
+        return result
+
+    async def aenqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        """The async twin of :meth:`enqueue`: publishes with ``apublish`` on this loop
+        (the ``READY`` row is written in a thread first); with the outbox, or inside a
+        transaction of that thread, it does what :meth:`enqueue` does."""
+        if self.options_.delivery == "outbox":
+            return await sync_to_async(self.enqueue, thread_sensitive=True)(task, args, kwargs)
+        result, job = self._prepare(task, args, kwargs)
+        if self.options_.record_enqueued:
+            record = sync_to_async(self._record, thread_sensitive=True)
+            if await record(result, job):
+                return result
+        queue, message = self._address(job)
+        await publishing.apublish("", queue, job.body(), **message)
+        await sync_to_async(task_enqueued.send)(type(self), task_result=result)
+        return result
+
+    def _record(self, result: TaskResult, job: wire.Job) -> bool:
+        """Write the ``READY`` row; inside a transaction, also publish on its commit
+        (returns True: nothing left to do)."""
+        results.record_of(job).save(using=self.options_.database, force_insert=True)
+        if not connections[self.options_.database].in_atomic_block:
+            return False
+        self._publish(job)
+        self._sent(result)
+        return True
+
+    def _publish(self, job: wire.Job) -> None:
+        """To the outbox, on commit, or now with a confirm (see the module docstring)."""
+        using = self.options_.database
         queue, message = self._address(job)
         if self.options_.delivery == "outbox":
             outbox.enqueue("", queue, job.body(), using=using, **message)
@@ -69,21 +101,6 @@ class RabbitMQBackend(BaseTaskBackend):
             delivery.publish_on_commit("", queue, job.body(), using=using, **message)
         else:
             publishing.publish("", queue, job.body(), **message)
-        self._sent(result, using)
-        return result
-
-    async def aenqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
-        """The async twin of :meth:`enqueue`: publishes with ``apublish`` on this loop,
-        or runs :meth:`enqueue` in a thread when it writes rows (``RECORD_ENQUEUED``,
-        the outbox)."""
-        if self.options_.delivery == "outbox" or self.options_.record_enqueued:
-            # The row (and an outbox row) need the ORM: one hop to a thread for both.
-            return await sync_to_async(self.enqueue, thread_sensitive=True)(task, args, kwargs)
-        result, job = self._prepare(task, args, kwargs)
-        queue, message = self._address(job)
-        await publishing.apublish("", queue, job.body(), **message)
-        await sync_to_async(task_enqueued.send)(type(self), task_result=result)
-        return result
 
     def _prepare(self, task: Task, args: Any, kwargs: Any) -> tuple[TaskResult, wire.Job]:
         self.validate_task(task)
@@ -131,7 +148,8 @@ class RabbitMQBackend(BaseTaskBackend):
         }
         return queue, message
 
-    def _sent(self, result: TaskResult, using: str) -> None:
+    def _sent(self, result: TaskResult) -> None:
+        using = self.options_.database
         if connections[using].in_atomic_block:
             transaction.on_commit(
                 lambda: task_enqueued.send(type(self), task_result=result), using=using
