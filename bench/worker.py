@@ -42,9 +42,14 @@ SCENARIOS = [
     "celery-solo",
     "rabbitbus-inbox-sqlite",
     "rabbitbus-inbox-postgres",
+    "django-loop-sqlite",
+    "django-loop-postgres",
 ]
 #: Minimum ratios of rabbitbus-noop's throughput to another scenario's (issue 3).
 TARGETS = {"raw-aio-pika": 1.0, "celery-solo": 2.0}
+#: Minimum ratios of the idempotent worker to Django's own loop doing the same database
+#: work, no broker (issue 16): the per-message path must cost what Django itself costs.
+INBOX_TARGETS = {"sqlite": 0.8, "postgres": 0.8}
 
 
 def fill(url: str, queue: str, count: int) -> None:
@@ -202,10 +207,45 @@ def celery_solo(queue: str, count: int) -> float:
     return (last - first) * count / (count - 1)  # the first task's own time, as the others
 
 
+def django_loop(count: int) -> float:
+    """The same database work as the idempotent handler, in a plain Django loop without a
+    broker: per message, Django's connection hygiene, one transaction, the inbox row
+    (``INSERT ... ON CONFLICT DO NOTHING``) and the handler's one row."""
+    from django.db import close_old_connections, connection, transaction
+    from django.utils import timezone
+
+    from rabbitbus.models import ProcessedMessage
+    from tests.testapp.models import Effect
+
+    table = connection.ops.quote_name(ProcessedMessage._meta.db_table)
+    sql = (
+        f"INSERT INTO {table} (consumer, message_id, processed_at) VALUES (%s, %s, %s) "  # noqa: S608 - a quoted table name; values are parameters
+        "ON CONFLICT DO NOTHING"
+    )
+    ids = [uuid.uuid4().hex for _ in range(count)]
+    clock = Clock(count)
+    for message_id in ids:
+        close_old_connections()
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                now = connection.ops.adapt_datetimefield_value(timezone.now())
+                cursor.execute(sql, ["bench", message_id, now])
+            Effect.objects.create(consumer="bench", message_id=message_id)
+        clock.tick()
+    return clock.seconds()
+
+
 def run_scenario(name: str, url: str, count: int) -> float:
     queue = f"bench.{name}.{uuid.uuid4().hex[:6]}"
     if name == "celery-solo":
         return celery_solo(queue, count)
+    if name.startswith("django-loop"):
+        import django
+        from django.core.management import call_command
+
+        django.setup()
+        call_command("migrate", verbosity=0)
+        return django_loop(count)
     fill(url, queue, count)
     if name == "raw-aio-pika":
         return asyncio.run(raw_aio_pika(url, queue, count))
@@ -259,7 +299,7 @@ def measure(names: list[str], args: argparse.Namespace, base: dict[str, str]) ->
     tmp = Path(tempfile.mkdtemp(prefix="rabbitbus-bench-"))
     for number in range(args.rounds):
         for name in names if number % 2 == 0 else reversed(names):
-            count = args.inbox_messages if "inbox" in name else args.messages
+            count = args.inbox_messages if name.endswith(("sqlite", "postgres")) else args.messages
             env = {**base, **database_env(name, tmp)}
             try:
                 rates[name].append(count / spawn(name, count, env))
@@ -282,6 +322,15 @@ def report(rates: dict[str, list[float]], args: argparse.Namespace) -> None:
             ratio = median(ours) / median(rates[other])
             print(
                 f"rabbitbus-noop / {other}: {ratio:.2f}x of medians, per round "
+                f"{', '.join(f'{r:.2f}' for r in per_round)} (target >= {target:.1f}x)"
+            )
+    for database, target in INBOX_TARGETS.items():
+        ours, loop = rates.get(f"rabbitbus-inbox-{database}"), rates.get(f"django-loop-{database}")
+        if ours and loop:
+            per_round = [a / b for a, b in zip(ours, loop, strict=True)]
+            print(
+                f"rabbitbus-inbox-{database} / django-loop-{database}: "
+                f"{median(ours) / median(loop):.2f}x of medians, per round "
                 f"{', '.join(f'{r:.2f}' for r in per_round)} (target >= {target:.1f}x)"
             )
 

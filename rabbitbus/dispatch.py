@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.db import (
-    IntegrityError,
     InterfaceError,
     OperationalError,
     close_old_connections,
@@ -152,11 +152,12 @@ def _after_failure(
 
 async def run_handler(spec: ConsumerSpec, message: ReceivedMessage, threads: Threads) -> bool:
     """Run the handler; returns True if an idempotent consumer had already applied it."""
+    if spec.idempotent:
+        return await threads.run(_idempotent_call, spec, message)
     if spec.is_async:
         await spec.handler(message)
         return False
-    call = _idempotent_call if spec.idempotent else _plain_call
-    return await threads.run(call, spec, message)
+    return await threads.run(_plain_call, spec, message)
 
 
 def database_unreachable() -> bool:
@@ -198,21 +199,32 @@ def _plain_call(spec: ConsumerSpec, message: ReceivedMessage) -> bool:
 
 
 def _idempotent_call(spec: ConsumerSpec, message: ReceivedMessage) -> bool:
-    from rabbitbus.models import ProcessedMessage
+    from rabbitbus import inbox  # its models need the app registry, which imports us
 
     message_id = message.message_id
     if not message_id:
         raise Reject("idempotent consumer received a message without message_id")
 
     def call() -> bool:
-        with transaction.atomic():
-            try:
-                with transaction.atomic():
-                    ProcessedMessage.objects.create(consumer=spec.name, message_id=message_id)
-            except IntegrityError:
-                logger.info("Message %s already processed by %s", message.message_id, spec.name)
+        alias = inbox.database()
+        with transaction.atomic(using=alias), _default_atomic_unless(alias):
+            if not inbox.claim(spec.name, message_id, using=alias):
+                logger.info("Message %s already processed by %s", message_id, spec.name)
                 return True
-            spec.handler(message)
+            handle(message)
         return False
 
+    # An async handler runs here, in this thread's transaction: async_to_sync runs it on a
+    # loop of its own and sends its thread-sensitive calls (Django's async ORM) back to
+    # this thread, so its writes commit or roll back with the inbox row.
+    handle = async_to_sync(spec.handler) if spec.is_async else spec.handler
+
     return _with_fresh_db(call)
+
+
+def _default_atomic_unless(alias: str) -> contextlib.AbstractContextManager[object]:
+    """The handler's own writes (to the default database) in a transaction too, when
+    the inbox is routed elsewhere."""
+    if alias == "default":
+        return contextlib.nullcontext()
+    return transaction.atomic()

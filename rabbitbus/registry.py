@@ -99,7 +99,9 @@ def consumer(
     A failing handler is retried ``attempts - 1`` times with exponential
     backoff ``(base, cap)`` seconds, then dead-lettered to ``<queue>.dlq``.
     ``idempotent=True`` records each message id in the processed-messages
-    table in the handler's own DB transaction (``def`` handlers only).
+    table in the handler's own DB transaction; an ``async def`` handler then
+    runs in a worker thread under ``async_to_sync``, so its async ORM calls
+    share that transaction.
     ``name`` defaults to ``module.function``. Returns the function unchanged.
     Raises :class:`ConfigurationError` for invalid options.
     """
@@ -137,11 +139,6 @@ def validate(spec: ConsumerSpec) -> None:
             "backoff must be (base, cap), 0 < base <= cap",
         ),
         (spec.queue_type not in ("quorum", "classic"), "queue_type must be 'quorum' or 'classic'"),
-        (
-            spec.idempotent and spec.is_async,
-            "idempotent=True needs a def handler: the inbox row "
-            "and the handler's writes share one DB transaction",
-        ),
     ]
     for failed, message in problems:
         if failed:
