@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync
 from django.db import (
@@ -28,6 +28,8 @@ from rabbitbus.registry import ConsumerSpec
 from rabbitbus.threads import Threads
 
 logger = logging.getLogger("rabbitbus.dispatch")
+T = TypeVar("T")
+
 
 ACK = "ack"
 RETRY = "retry"
@@ -180,9 +182,14 @@ def database_unreachable() -> bool:
     return False
 
 
-def _with_fresh_db(function: Callable[[], bool]) -> bool:
+def with_fresh_db(function: Callable[[], T]) -> T:
+    """``function()`` with this thread's database connections checked before and after."""
     # A long-lived worker thread must not keep a connection the DB has dropped
     # (CONN_MAX_AGE, server restarts): Django does this per request, we per message.
+    # Never inside a transaction (rabbitbus.testing runs handlers in a test's): closing
+    # would break it, and a worker thread is never in one.
+    if any(c.in_atomic_block for c in connections.all(initialized_only=True)):
+        return function()
     close_old_connections()
     try:
         return function()
@@ -195,31 +202,50 @@ def _plain_call(spec: ConsumerSpec, message: ReceivedMessage) -> bool:
         spec.handler(message)
         return False
 
-    return _with_fresh_db(call)
+    return with_fresh_db(call)
 
 
 def _idempotent_call(spec: ConsumerSpec, message: ReceivedMessage) -> bool:
+    return run_batch(spec, [message])[0]
+
+
+def run_batch(spec: ConsumerSpec, batch: Sequence[ReceivedMessage]) -> list[bool]:
+    """Run ``batch`` in one database transaction (in a worker thread), each message's
+    inbox row included when ``spec`` is idempotent; which ones were duplicates.
+
+    Raises what a handler raised, with the whole batch rolled back.
+    """
     from rabbitbus import inbox  # its models need the app registry, which imports us
 
-    message_id = message.message_id
-    if not message_id:
+    if spec.idempotent and not all(message.message_id for message in batch):
         raise Reject("idempotent consumer received a message without message_id")
-
-    def call() -> bool:
-        alias = inbox.database()
-        with transaction.atomic(using=alias), _default_atomic_unless(alias):
-            if not inbox.claim(spec.name, message_id, using=alias):
-                logger.info("Message %s already processed by %s", message_id, spec.name)
-                return True
-            handle(message)
-        return False
-
     # An async handler runs here, in this thread's transaction: async_to_sync runs it on a
     # loop of its own and sends its thread-sensitive calls (Django's async ORM) back to
     # this thread, so its writes commit or roll back with the inbox row.
     handle = async_to_sync(spec.handler) if spec.is_async else spec.handler
 
-    return _with_fresh_db(call)
+    def call() -> list[bool]:
+        duplicates = []
+        alias = inbox.database()
+        with transaction.atomic(using=alias), _default_atomic_unless(alias):
+            fresh: set[str] | None = None
+            if spec.idempotent and len(batch) == 1:
+                fresh = {ids[0]} if inbox.claim(spec.name, ids[0], alias) else set()
+            elif spec.idempotent:
+                fresh = inbox.claim_many(spec.name, ids, alias)
+            for message, message_id in zip(batch, ids, strict=True):
+                if fresh is not None and message_id not in fresh:
+                    logger.info("Message %s already processed by %s", message.message_id, spec.name)
+                    duplicates.append(True)
+                    continue
+                if fresh is not None:
+                    fresh.discard(message_id)  # the same id twice in a batch: applied once
+                handle(message)
+                duplicates.append(False)
+        return duplicates
+
+    ids = [message.message_id or "" for message in batch]
+    return with_fresh_db(call)
 
 
 def _default_atomic_unless(alias: str) -> contextlib.AbstractContextManager[object]:

@@ -10,7 +10,11 @@ take the portable path, a savepoint around ``create`` that catches the
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
+
 from django.db import IntegrityError, connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from rabbitbus.models import ProcessedMessage
@@ -47,6 +51,48 @@ def claim(consumer: str, message_id: str, using: str | None = None) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(sql, [consumer, message_id, now])
         return bool(cursor.rowcount == 1)
+
+
+def claim_many(consumer: str, message_ids: Sequence[str], using: str | None = None) -> set[str]:
+    """:func:`claim` for many ids at once; the ids that are new.
+
+    One ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` on PostgreSQL and on SQLite
+    3.35+, one :func:`claim` per id elsewhere.
+    """
+    alias = using or database()
+    connection = connections[alias]
+    if not message_ids:
+        return set()
+    if not _returns_rows(connection):
+        return {id_ for id_ in dict.fromkeys(message_ids) if claim(consumer, id_, alias)}
+    quote = connection.ops.quote_name
+    column = {field.name: str(field.column) for field in ProcessedMessage._meta.concrete_fields}
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    unique = list(dict.fromkeys(message_ids))
+    new: set[str] = set()
+    with connection.cursor() as cursor:
+        for start in range(0, len(unique), _ROWS_PER_INSERT):
+            chunk = unique[start : start + _ROWS_PER_INSERT]
+            sql = (
+                f"INSERT INTO {quote(ProcessedMessage._meta.db_table)} "  # noqa: S608 - quoted
+                f"({quote(column['consumer'])}, {quote(column['message_id'])}, "
+                f"{quote(column['processed_at'])}) VALUES "
+                + ", ".join(["(%s, %s, %s)"] * len(chunk))
+                + f" ON CONFLICT DO NOTHING RETURNING {quote(column['message_id'])}"
+            )
+            cursor.execute(sql, [value for id_ in chunk for value in (consumer, id_, now)])
+            new.update(row[0] for row in cursor.fetchall())
+    return new
+
+
+#: Rows per multi-row INSERT: SQLite allows 32,766 parameters, three per row.
+_ROWS_PER_INSERT = 500
+
+
+def _returns_rows(connection: BaseDatabaseWrapper) -> bool:
+    if connection.vendor == "postgresql":
+        return True
+    return connection.vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 35)
 
 
 def _claim_portably(consumer: str, message_id: str, alias: str) -> bool:

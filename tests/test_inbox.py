@@ -117,3 +117,19 @@ def test_an_async_idempotent_handler_writes_in_the_inbox_transaction(claim_path:
     finally:
         threads.shutdown()
     assert list(Effect.objects.values_list("consumer", "message_id")) == [("async", "m-4")]
+
+
+def test_many_ids_are_claimed_in_one_statement_and_old_ones_are_told_apart(
+    claim_path: str,
+) -> None:
+    with transaction.atomic():
+        assert inbox.claim("billing", "m-5") is True
+    with transaction.atomic():
+        new = inbox.claim_many("billing", ["m-5", "m-6", "m-7", "m-6"])
+    assert new == {"m-6", "m-7"}
+    assert ProcessedMessage.objects.filter(consumer="billing").count() == 3
+    assert inbox.claim_many("billing", []) == set()
+    many = [f"n-{n}" for n in range(1200)]  # more rows than one INSERT takes
+    with transaction.atomic():
+        assert inbox.claim_many("billing", many) == set(many)
+    assert ProcessedMessage.objects.count() == 1203
