@@ -58,7 +58,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     """The overview page; it refreshes itself over the WebSocket or by polling."""
     _require(request, "rabbitbus.view_dashboard")
     snapshot = monitoring.overview()
-    context = _context(request, "RabbitMQ", snapshot=snapshot, stale=monitoring.STALE_AFTER)
+    context = _context(
+        request, "RabbitMQ", snapshot=snapshot, stale=monitoring.options().stale_after
+    )
     return TemplateResponse(request, "admin/rabbitbus/dashboard.html", context)
 
 

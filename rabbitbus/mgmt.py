@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from rabbitbus.conf import ManagementSettings, defaults
 from rabbitbus.exceptions import ManagementApiError
 
-DEFAULT_TIMEOUT = 3.0
+#: ``RABBITBUS["MANAGEMENT"]``'s defaults, also those of a :class:`ManagementApi` built in code.
+_DEFAULTS = defaults(ManagementSettings)
 QUEUE_COLUMNS = "name,messages_ready,messages_unacknowledged,consumers,message_stats"
 HISTORY_COLUMNS = "messages_ready_details,messages_unacknowledged_details"
 #: Spacing of history samples; the broker keeps 5 s samples for ~10 minutes by default
@@ -31,9 +33,9 @@ class ManagementApi:
     """The management API of one node, as one user."""
 
     url: str
-    user: str = "guest"
-    password: str = field(default="guest", repr=False)
-    timeout: float = DEFAULT_TIMEOUT
+    user: str = _DEFAULTS["USER"]
+    password: str = field(default=_DEFAULTS["PASSWORD"], repr=False)
+    timeout: float = _DEFAULTS["TIMEOUT"]
 
     def get(self, path: str) -> Any:
         """GET ``/api/<path>`` and return the decoded JSON; raises ManagementApiError."""
@@ -77,12 +79,12 @@ def configured() -> ManagementApi | None:
     """The API from ``RABBITBUS["MANAGEMENT"]``, or None when it is not configured."""
     from rabbitbus.conf import settings
 
-    raw = settings.MANAGEMENT
-    if not raw:
+    options = settings.management
+    if options is None:
         return None
     return ManagementApi(
-        url=raw["URL"],
-        user=raw.get("USER", "guest"),
-        password=raw.get("PASSWORD", "guest"),
-        timeout=float(raw.get("TIMEOUT", DEFAULT_TIMEOUT)),
+        url=options.url,
+        user=options.user,
+        password=options.password,
+        timeout=float(options.timeout),
     )

@@ -67,7 +67,7 @@ class Command(BaseCommand):
         vendor = db_connections[relay.using].vendor
         work = [
             f"relays outbox rows of database {relay.using!r} ({vendor}), "
-            f"{relay.options['BATCH_SIZE']} per batch, idle wait {relay.options['IDLE_INTERVAL']}s"
+            f"{relay.options.batch_size} per batch, idle wait {relay.options.idle_interval}s"
         ]
         console.greet("outbox relay", work, alias="default", loop=None)
 
