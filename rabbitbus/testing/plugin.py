@@ -26,6 +26,8 @@ SKIP_ENV = "RABBITBUS_TEST_SKIP_UNAVAILABLE"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
+    # A plugin loaded from a conftest's pytest_configure misses the parsing: the
+    # fixtures read these with defaults, and fall back on the environment variables.
     group = parser.getgroup("rabbitbus")
     group.addoption(
         "--rabbit-broker-url",
@@ -102,7 +104,7 @@ class SessionVhost:
 @pytest.fixture(scope="session")
 def rabbit_broker_session(pytestconfig: pytest.Config) -> Iterator[SessionVhost]:
     """The vhost the session's ``rabbit_broker`` tests share; deleted at the end."""
-    shared = SessionVhost(pytestconfig.getoption("rabbit_broker_url"))
+    shared = SessionVhost(pytestconfig.getoption("rabbit_broker_url", None))
     yield shared
     shared.delete()
 
@@ -124,7 +126,7 @@ def rabbit_broker(
     with contextlib.ExitStack() as stack:
         try:
             if options.pop("own_vhost", False):
-                url = request.config.getoption("rabbit_broker_url")
+                url = request.config.getoption("rabbit_broker_url", None)
                 broker = stack.enter_context(RabbitBroker(url, **options))
             else:
                 shared = rabbit_broker_session.get()
@@ -139,4 +141,4 @@ def rabbit_broker(
 
 def _skip_requested(config: pytest.Config) -> bool:
     from_env = os.environ.get(SKIP_ENV, "0") not in {"", "0"}
-    return from_env or bool(config.getoption("rabbit_skip_unavailable"))
+    return from_env or bool(config.getoption("rabbit_skip_unavailable", False))
