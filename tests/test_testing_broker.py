@@ -60,6 +60,11 @@ def record(broker):
         out.write(broker.name + "\\n")
 
 
+def test_leaves_a_message_behind(rabbit_broker):
+    record(rabbit_broker)
+    rabbitbus.publish("shop", "order.placed", {"id": 0})  # no worker: it stays queued
+
+
 def test_published_handled_and_called(rabbit_broker):
     record(rabbit_broker)
     rabbit_broker.worker()
@@ -97,11 +102,12 @@ def test_a_project_publishes_consumes_and_calls_and_its_vhosts_are_deleted(
     project: pytest.Pytester,
 ) -> None:
     result = run(project)
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*AssertionError: this test fails on purpose"])
     names = (project.path / "vhosts.txt").read_text().split()
-    assert len(names) == 2
-    assert names[0] != names[1]  # the marked test had a vhost of its own
+    assert len(names) == 3
+    assert names[0] == names[1]  # the session's vhost, its queues purged in between
+    assert names[2] != names[0]  # the marked test had a vhost of its own
     assert not [name for name in names if Vhost(name=name).exists()]
 
 
@@ -121,7 +127,7 @@ def test_an_unreachable_broker_skips_when_asked(
     monkeypatch.setenv("RABBITBUS_TEST_MANAGEMENT_URL", "http://127.0.0.1:1")
     monkeypatch.setenv("RABBITBUS_TEST_BROKER_URL", NOWHERE)
     result = run(project, "--rabbit-skip-unavailable", "-rs")
-    result.assert_outcomes(skipped=2)
+    result.assert_outcomes(skipped=3)
     result.stdout.fnmatch_lines(["*RabbitMQ unavailable: Could not create the test vhost*"])
 
 

@@ -92,14 +92,17 @@ class RabbitBroker:
     # -- using it ----------------------------------------------------------------
 
     @contextlib.contextmanager
-    def activated(self) -> Iterator[Self]:
+    def activated(self, *, purge: bool = False) -> Iterator[Self]:
         """Point the connections at the vhost and declare the topology; undo on exit
-        (workers started meanwhile are stopped first)."""
+        (workers started meanwhile are stopped first). ``purge``: empty the topology's
+        queues first (what an earlier user of the vhost left there)."""
         with override_settings(RABBITBUS=pointed_at(self.url)):
             try:
                 self.check_connection()
                 if self.declare:
                     self.declare_topology()
+                if purge:
+                    self.purge()
                 yield self
             finally:
                 self.stop_workers()
@@ -121,6 +124,18 @@ class RabbitBroker:
         try:
             return topology.declare(channel, topology.configured())
         finally:
+            if channel.is_open:
+                channel.close()
+
+    def purge(self, alias: str = "default") -> None:
+        """Empty every queue of the project's topology that exists in the vhost."""
+        import pika.exceptions
+
+        connection = connections.get_sync(alias).get()
+        for name in topology.configured().queues:
+            channel = connection.channel()
+            with contextlib.suppress(pika.exceptions.ChannelClosedByBroker):  # no such queue
+                channel.queue_purge(name)
             if channel.is_open:
                 channel.close()
 

@@ -131,7 +131,7 @@ def rabbit_broker(
             else:
                 shared = rabbit_broker_session.get()
                 shared.declare = options.get("declare", True)
-                broker = stack.enter_context(shared.activated())
+                broker = stack.enter_context(shared.activated(purge=True))
         except BrokerUnavailable as exc:
             if skip:
                 pytest.skip(f"RabbitMQ unavailable: {exc}")
