@@ -163,7 +163,7 @@ def test_a_vhost_name_is_quoted_into_the_url() -> None:
 def test_the_vhost_is_deleted_when_activation_fails() -> None:
     # The management API answers, the AMQP port does not.
     broker = RabbitBroker(NOWHERE, management_url="http://127.0.0.1:15672")
-    with pytest.raises(BrokerUnavailable, match=r"RabbitMQ at amqp://guest:\*+@127.0.0.1:1/"):
+    with pytest.raises(BrokerUnavailable, match=r"not reachable at amqp://guest:\*+@127.0.0.1:1/"):
         broker.start()
     assert not broker.exists()
 

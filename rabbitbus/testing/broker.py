@@ -20,7 +20,7 @@ from django.test import override_settings
 
 from rabbitbus import connections, topology
 from rabbitbus.conf import DEFAULTS, mask_url
-from rabbitbus.exceptions import AccessRefused, BrokerConnectionError, BrokerUnavailable
+from rabbitbus.exceptions import BrokerConnectionError, BrokerUnavailable
 from rabbitbus.testing.background import BackgroundWorker
 from rabbitbus.testing.vhosts import Vhost
 
@@ -111,8 +111,8 @@ class RabbitBroker:
         """Open ``alias``'s connection; raises :class:`BrokerUnavailable` saying where."""
         try:
             connections.get_sync(alias).get(deadline=time.monotonic() + CONNECT_TIMEOUT)
-        except AccessRefused:
-            raise
+        except BrokerUnavailable:
+            raise  # it says where and why
         except BrokerConnectionError as exc:
             raise BrokerUnavailable(
                 f"RabbitMQ at {mask_url(self.url)} is unreachable ({exc})."

@@ -84,11 +84,12 @@ class Vhost:
             everything = {"configure": ".*", "write": ".*", "read": ".*"}
             self.api.put(f"permissions/{path}/{quote(self.user, safe='')}", everything)
         except ManagementApiError as exc:
+            why = getattr(exc.__cause__, "reason", None)  # e.g. "[Errno 111] Connection refused"
             raise BrokerUnavailable(
                 f"Could not create the test vhost {self.name!r} through RabbitMQ's management "
-                f"API at {self.api.url} ({exc}). Is RabbitMQ running at {mask_url(self.url)} "
-                f"with the management plugin? Set {URL_ENV} / {MANAGEMENT_URL_ENV} to point "
-                "elsewhere."
+                f"API at {self.api.url} ({exc}{f': {why}' if why else ''}). Is RabbitMQ running "
+                f"at {mask_url(self.base_url)} with the management plugin? Set {URL_ENV} / "
+                f"{MANAGEMENT_URL_ENV} to point elsewhere."
             ) from exc
 
     def delete(self) -> None:
