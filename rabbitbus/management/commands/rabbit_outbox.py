@@ -49,8 +49,9 @@ class Command(BaseCommand):
                 while relay.run_once():
                     pass
             else:
+                stop = _stop_on_signals()  # before the greeting: an operator may act on it
                 self._greet(console, relay)
-                relay.run(_stop_on_signals())
+                relay.run(stop)
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
         finally:
