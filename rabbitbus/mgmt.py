@@ -41,17 +41,30 @@ class ManagementApi:
         """GET ``/api/<path>`` and return the decoded JSON; raises ManagementApiError."""
         return self._request("GET", path)
 
-    def _request(self, method: str, path: str) -> Any:
+    def put(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        """PUT ``body`` (JSON) to ``/api/<path>``; raises ManagementApiError."""
+        return self._request("PUT", path, body or {})
+
+    def delete(self, path: str) -> Any:
+        """DELETE ``/api/<path>``; raises ManagementApiError (HTTP 404 if there is none)."""
+        return self._request("DELETE", path)
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(  # noqa: S310 - the URL comes from settings
-            f"{self.url.rstrip('/')}/api/{path}", method=method
+            f"{self.url.rstrip('/')}/api/{path}", data=data, method=method
         )
         token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
-            raise ManagementApiError(f"{method} /api/{path}: HTTP {exc.code}") from exc
+            error = ManagementApiError(f"{method} /api/{path}: HTTP {exc.code}")
+            error.status = exc.code
+            raise error from exc
         except (OSError, ValueError) as exc:
             raise ManagementApiError(f"{method} /api/{path}: {type(exc).__name__}") from exc
 
