@@ -17,11 +17,13 @@ class RabbitBusConfig(AppConfig):
             bridges,
             checks,
             error_reports,
+            observability,
             topology_checks,
         )
         from rabbitbus.monitoring import register_topology
 
         register_topology()  # the events exchange of the live dashboard
+        observability.setup()  # metrics on if RABBITBUS["METRICS"] says so; registers checks
 
         # Handlers live in <app>/rabbit.py (Channels already owns consumers.py).
         autodiscover_modules("rabbit")

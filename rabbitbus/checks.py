@@ -32,6 +32,7 @@ TOP_LEVEL_KEYS = frozenset(
         "WORKER",
         "MANAGEMENT",
         "MONITORING",
+        "METRICS",
     }
 )
 CONNECTION_KEYS = frozenset(

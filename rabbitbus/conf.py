@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     # Monitoring (rabbitbus.monitoring): the optional management HTTP API and the dashboard.
     "MANAGEMENT": None,
     "MONITORING": {},
+    "METRICS": None,  # rabbitbus.observability.metrics: a dict turns them on
 }
 
 CONNECTION_DEFAULTS: dict[str, Any] = {

@@ -47,6 +47,7 @@ from rabbitbus.exceptions import (
     RpcTimeout,
 )
 from rabbitbus.messages import decode_body
+from rabbitbus.observability import metrics
 
 logger = logging.getLogger("rabbitbus.rpc")
 
@@ -241,6 +242,10 @@ def call(
     """
     from rabbitbus.rpc_client import sync_client
 
+    if metrics.on:
+        return metrics.rpc_call(
+            name, lambda: sync_client(connection).call(name, args, kwargs, timeout)
+        )
     return sync_client(connection).call(name, args, kwargs, timeout)
 
 
@@ -254,6 +259,10 @@ async def acall(
     """The async twin of :func:`call`: same arguments, result and errors."""
     from rabbitbus.rpc_client import async_client
 
+    if metrics.on:
+        return await metrics.arpc_call(
+            name, async_client(connection).call(name, args, kwargs, timeout)
+        )
     return await async_client(connection).call(name, args, kwargs, timeout)
 
 

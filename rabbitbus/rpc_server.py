@@ -33,6 +33,7 @@ from rabbitbus import amqp_tap, event_loop, frames, serializers, topology
 from rabbitbus.conf import settings
 from rabbitbus.console import Observer
 from rabbitbus.exceptions import ConfigurationError, DecodeError, SerializationError
+from rabbitbus.observability import metrics
 from rabbitbus.rpc import (
     REPLY_TYPE,
     Procedure,
@@ -209,6 +210,8 @@ class RpcService:
     async def _drop_expired(self, channel: aiormq.Channel, request: frames.Delivery) -> None:
         """Ack ``request`` unstarted: its caller has given up. One INFO line per burst."""
         self.counts["expired"] += 1
+        if metrics.on:
+            metrics.rpc_request(self.proc.name, "expired")
         now = time.monotonic()
         if now - self.expired_at > BURST_GAP:
             logger.info(
@@ -227,10 +230,15 @@ class RpcService:
                 "Rejecting RPC request %s for %s: %s", request.message_id, self.proc.name, problem
             )
             self.counts["rejected"] += 1
+            if metrics.on:
+                metrics.rpc_request(self.proc.name, "rejected")
             await _reject(channel, request, requeue=False)
             return
+        started = time.perf_counter() if metrics.on else 0.0
         ok, body = await handle(self.proc, request.body, request.content_type, self.threads)
         self.counts["processed" if ok else "failed"] += 1
+        if metrics.on:
+            metrics.rpc_request(self.proc.name, "ok" if ok else "error", started)
         await _reply_and_ack(channel, request, body, self.tap)
         if self.observer is not None:
             told = "answered" if ok else "answered with an error"

@@ -25,6 +25,7 @@ from rabbitbus.acks import ChannelAcks
 from rabbitbus.console import Observer
 from rabbitbus.exceptions import TopologyError
 from rabbitbus.messages import PERSISTENT, Envelope
+from rabbitbus.observability import metrics
 from rabbitbus.registry import ConsumerSpec
 from rabbitbus.runtime import RECOVERABLE, Runtime, Service, cancel, consume
 from rabbitbus.threads import Threads
@@ -158,10 +159,12 @@ class ConsumerService:
                 await self._requeue(acks, tag)
                 return
             raw = raw_of(message)
+            started = time.perf_counter() if metrics.on else 0.0
             outcome = await self._dispatch(raw)
+            settled = True
             if outcome.action == dispatch.DATABASE_DOWN:
                 await self._requeue(acks, tag)  # stopping: the next worker runs it
-                told = "held through a database outage, requeued"
+                told, settled = "held through a database outage, requeued", False
             elif outcome.action == dispatch.ACK:
                 self.counts["processed"] += 1
                 acks.ack(tag)
@@ -171,7 +174,9 @@ class ConsumerService:
                 told = _parked(outcome)
             else:
                 await self._requeue(acks, tag)
-                told = "failed, requeued"
+                told, settled = "failed, requeued", False
+            if metrics.on:
+                metrics.consumed(self.spec, outcome, settled, started)
             if self.observer is not None:
                 self.observer(self.name, told, raw.message_id)
 

@@ -16,6 +16,7 @@ from rabbitbus import health, registry, rpc_server, worker
 from rabbitbus.console import Console, run_watched
 from rabbitbus.event_loop import add_loop_argument
 from rabbitbus.exceptions import RabbitBusError
+from rabbitbus.observability import metrics
 
 
 class Command(BaseCommand):
@@ -29,6 +30,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--connection", default="default", help="Connection alias.")
         add_loop_argument(parser)
+        metrics.add_metrics_argument(parser)
         parser.add_argument(
             "--rpc",
             nargs="*",
@@ -80,6 +82,7 @@ class Command(BaseCommand):
         runtime = worker.consumer_runtime(specs, alias=alias, services=procedures)
         work = [f"consumes {line}" for line in worker.summary(specs)]
         work += [f"serves {line}" for line in rpc_server.summary(procedures)]
+        work += metrics.banner(options["metrics_port"])
         title = "consumer worker" + (" and RPC server" if procedures else "")
         run = functools.partial(worker.run, specs, alias=alias, loop=loop, runtime=runtime)
         run_watched(Console(self.stdout, options["verbosity"], loop), runtime, title, work, run)

@@ -12,6 +12,7 @@ from django.db import connections as db_connections
 from rabbitbus import connections, outbox
 from rabbitbus.console import Console
 from rabbitbus.exceptions import RabbitBusError
+from rabbitbus.observability import metrics
 from rabbitbus.relay import Relay
 
 
@@ -29,6 +30,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--retry-failed", action="store_true", help="Make failed rows pending again, then exit."
         )
+        metrics.add_metrics_argument(parser)
 
     def handle(self, *args: Any, database: str, batch_size: int | None, **options: Any) -> None:
         if options["status"]:
@@ -49,7 +51,7 @@ class Command(BaseCommand):
                 while relay.run_once():
                     pass
             else:
-                self._greet(console, relay)
+                self._greet(console, relay, metrics.banner(options["metrics_port"]))
                 relay.run(_stop_on_signals())
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
@@ -62,11 +64,12 @@ class Command(BaseCommand):
             console.say(f"Stopped outbox relay after {console.uptime()}: {figures}.")
 
     @staticmethod
-    def _greet(console: Console, relay: Relay) -> None:
+    def _greet(console: Console, relay: Relay, served: list[str]) -> None:
         vendor = db_connections[relay.using].vendor
         work = [
             f"relays outbox rows of database {relay.using!r} ({vendor}), "
-            f"{relay.options['BATCH_SIZE']} per batch, idle wait {relay.options['IDLE_INTERVAL']}s"
+            f"{relay.options['BATCH_SIZE']} per batch, idle wait {relay.options['IDLE_INTERVAL']}s",
+            *served,
         ]
         console.greet("outbox relay", work, alias="default", loop=None)
 
