@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 
 from rabbitbus import bridge_checks, bridges, checks, conf, exceptions, mgmt, monitoring, outbox
+from rabbitbus.observability import checks as observability_checks
+from rabbitbus.observability import metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -40,7 +42,9 @@ SETTING_REFERENCE = re.compile(
 UPPER_CASE_WORD = re.compile(r"`([A-Z][A-Z0-9_]{2,})`")
 #: Upper-case names the docs may use that are not RABBITBUS keys: environment variables, SQL,
 #: a DATABASES key.
-ELSEWHERE = re.compile(r"^((DJANGO|DEMO|RABBITBUS)_\w+|\w+_URL|LISTEN|NOTIFY|ATOMIC_REQUESTS)$")
+ELSEWHERE = re.compile(
+    r"^((DJANGO|DEMO|RABBITBUS|PROMETHEUS)_\w+|\w+_URL|LISTEN|NOTIFY|ATOMIC_REQUESTS)$"
+)
 
 #: Each section of docs/settings.md and the keys the code accepts there.
 SCHEMA: dict[str, frozenset[str]] = {
@@ -54,6 +58,7 @@ SCHEMA: dict[str, frozenset[str]] = {
     "MANAGEMENT": checks.MANAGEMENT_KEYS,
     "MONITORING": checks.MONITORING_KEYS,
     "BRIDGES": frozenset(bridges.SETTING_KEYS),
+    "METRICS": observability_checks.METRICS_KEYS,
 }
 
 
@@ -107,6 +112,7 @@ def code_defaults() -> dict[str, dict[str, Any]]:
             "DLQ_SUFFIX": monitoring.DLQ_SUFFIX,
             "EVENTS_EXCHANGE": monitoring.EVENTS_EXCHANGE,
         },
+        "METRICS": {"PORT": None, "ADDR": metrics.DEFAULT_ADDR},
         "BRIDGES": {
             key: bridge_fields[name]
             for key, name in bridges.SETTING_KEYS.items()

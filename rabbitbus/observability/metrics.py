@@ -292,10 +292,10 @@ def relayed(count: int) -> None:
     instruments.outbox_relayed.inc(count)
 
 
-def outbox_backlog(using: str) -> None:
+def outbox_backlog(using: str, *, force: bool = False) -> None:
     """Count the pending outbox rows of database ``using``, at most every ``BACKLOG_EVERY``."""
     now = time.monotonic()
-    if now - _backlog_at.get(using, -BACKLOG_EVERY) < BACKLOG_EVERY:
+    if not force and now - _backlog_at.get(using, -BACKLOG_EVERY) < BACKLOG_EVERY:
         return
     _backlog_at[using] = now
     from django.db.models import Count, Min
