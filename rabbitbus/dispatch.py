@@ -24,6 +24,7 @@ from django.db import (
 
 from rabbitbus import messages, retries
 from rabbitbus.exceptions import DecodeError, Reject, Retry
+from rabbitbus.observability import traces
 from rabbitbus.registry import ConsumerSpec
 from rabbitbus.threads import Threads
 
@@ -156,6 +157,8 @@ async def run_handler(spec: ConsumerSpec, message: ReceivedMessage, threads: Thr
         await spec.handler(message)
         return False
     call = _idempotent_call if spec.idempotent else _plain_call
+    if traces.on:  # the handler's own publishes continue its trace
+        call = traces.in_this_context(call)
     return await threads.run(call, spec, message)
 
 

@@ -47,7 +47,7 @@ from rabbitbus.exceptions import (
     RpcTimeout,
 )
 from rabbitbus.messages import decode_body
-from rabbitbus.observability import metrics
+from rabbitbus.observability import calls, metrics, traces
 
 logger = logging.getLogger("rabbitbus.rpc")
 
@@ -242,8 +242,8 @@ def call(
     """
     from rabbitbus.rpc_client import sync_client
 
-    if metrics.on:
-        return metrics.rpc_call(
+    if metrics.on or traces.on:
+        return calls.observed(
             name, lambda: sync_client(connection).call(name, args, kwargs, timeout)
         )
     return sync_client(connection).call(name, args, kwargs, timeout)
@@ -259,8 +259,8 @@ async def acall(
     """The async twin of :func:`call`: same arguments, result and errors."""
     from rabbitbus.rpc_client import async_client
 
-    if metrics.on:
-        return await metrics.arpc_call(
+    if metrics.on or traces.on:
+        return await calls.aobserved(
             name, async_client(connection).call(name, args, kwargs, timeout)
         )
     return await async_client(connection).call(name, args, kwargs, timeout)

@@ -25,7 +25,7 @@ from rabbitbus.acks import ChannelAcks
 from rabbitbus.console import Observer
 from rabbitbus.exceptions import TopologyError
 from rabbitbus.messages import PERSISTENT, Envelope
-from rabbitbus.observability import metrics
+from rabbitbus.observability import metrics, traces
 from rabbitbus.registry import ConsumerSpec
 from rabbitbus.runtime import RECOVERABLE, Runtime, Service, cancel, consume
 from rabbitbus.threads import Threads
@@ -160,7 +160,7 @@ class ConsumerService:
                 return
             raw = raw_of(message)
             started = time.perf_counter() if metrics.on else 0.0
-            outcome = await self._dispatch(raw)
+            outcome = await (self._traced(raw) if traces.on else self._dispatch(raw))
             settled = True
             if outcome.action == dispatch.DATABASE_DOWN:
                 await self._requeue(acks, tag)  # stopping: the next worker runs it
@@ -201,6 +201,15 @@ class ConsumerService:
         if self.database_down is not None:
             self.database_down = None
             logger.info("Database reachable again; %s is handling messages", self.name)
+        return outcome
+
+    async def _traced(self, raw: dispatch.Raw) -> dispatch.Outcome:
+        """:meth:`_dispatch` under a ``process`` span continuing the message's trace."""
+        with traces.processing(
+            self.spec.queue, raw.routing_key, raw.message_id, raw.headers, self.name
+        ) as span:
+            outcome = await self._dispatch(raw)
+            traces.settled(span, outcome.action, outcome.error)
         return outcome
 
     async def _park(self, raw: dispatch.Raw, outcome: dispatch.Outcome) -> bool:
