@@ -230,12 +230,14 @@ def test_the_view_serves_the_text_format(metrics_on: None, exchange: str, queue:
     assert {"rabbitbus_published_messages", "rabbitbus_publish_confirm_seconds"} <= families
 
 
-def test_rabbitbus_works_without_prometheus_client() -> None:
-    """A process where ``import prometheus_client`` fails: the app loads, publishes,
-    keeps metrics off although configured, and says why (E083)."""
+def test_rabbitbus_works_without_prometheus_client_or_opentelemetry() -> None:
+    """A process where ``import prometheus_client`` and ``opentelemetry`` fail: the app
+    loads, publishes, keeps metrics off although configured and says why (E083), and
+    traces nothing."""
     script = """
 import sys
 sys.modules["prometheus_client"] = None  # import fails, as when it is not installed
+sys.modules["opentelemetry"] = None
 import django
 from django.conf import settings
 django.setup()
@@ -244,6 +246,8 @@ from rabbitbus.observability import metrics
 from rabbitbus.observability.checks import check_metrics
 import rabbitbus
 from rabbitbus.exceptions import ConfigurationError
+from rabbitbus.observability import traces
+assert not traces.on and not traces.active()
 with override_settings(RABBITBUS={**settings.RABBITBUS, "METRICS": {"PORT": 9100}}):
     assert not metrics.on
     assert [m.id for m in check_metrics()] == ["rabbitbus.E083"]

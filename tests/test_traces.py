@@ -32,22 +32,26 @@ pytestmark = pytest.mark.django_db(transaction=True)  # workers write heartbeats
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-@pytest.fixture(scope="module")
-def exporter() -> Iterator[InMemorySpanExporter]:
-    """One SDK provider for this module (OpenTelemetry sets a global provider only once)."""
+@pytest.fixture
+def exporter(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    """An SDK provider with an in-memory exporter, for rabbitbus and this test only (not the
+    global provider: OpenTelemetry lets a process set that once, and other tests run untraced)."""
     memory = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    trace.set_tracer_provider(provider)
+    sdk = TracerProvider()
+    sdk.add_span_processor(SimpleSpanProcessor(memory))
+    monkeypatch.setattr(traces, "provider", sdk)
     yield memory
-    provider.shutdown()
+    sdk.shutdown()
 
 
 @pytest.fixture
-def spans(exporter: InMemorySpanExporter) -> Iterator[InMemorySpanExporter]:
-    exporter.clear()
-    yield exporter
-    exporter.clear()
+def spans(exporter: InMemorySpanExporter) -> InMemorySpanExporter:
+    return exporter
+
+
+def tracer() -> Any:
+    """The test's own tracer (a "view" span), from the provider rabbitbus uses."""
+    return traces.provider.get_tracer("test")
 
 
 def named(exporter: InMemorySpanExporter, prefix: str) -> list[ReadableSpan]:
@@ -67,10 +71,7 @@ def _service(consumer: Any) -> Any:
 
 
 def test_without_a_provider_nothing_is_added_to_a_message() -> None:
-    # This test runs before the module's provider is set (it does not use the fixture);
-    # the SDK's provider, once set, stays for the process: so skip if one is already there.
-    if traces.active():
-        pytest.skip("a tracer provider is already configured in this process")
+    assert not traces.active()
     envelope = build(Message("x", "k", {}))
     assert envelope.headers == {}
     assert traces.context_headers() == {}
@@ -80,8 +81,7 @@ def test_without_a_provider_nothing_is_added_to_a_message() -> None:
 def test_a_publish_carries_the_context_of_its_publish_span(
     spans: InMemorySpanExporter, broker: Broker, exchange: str, queue: str
 ) -> None:
-    tracer = trace.get_tracer("test")
-    with tracer.start_as_current_span("view") as view:
+    with tracer().start_as_current_span("view") as view:
         rabbitbus.publish(exchange, "order.placed", {"n": 1})
     (delivered,) = drain(broker, queue)
     (publish,) = named(spans, "publish")
@@ -123,7 +123,7 @@ def test_publish_then_consume_is_one_trace_with_the_handler_a_child(
         rabbitbus.publish("", f"{queue}.next", {"then": True}, mandatory=False)
 
     with consumer_runtime(queue, handler).start(broker):
-        with trace.get_tracer("test").start_as_current_span("view"):
+        with tracer().start_as_current_span("view"):
             rabbitbus.publish("", queue, {"n": 1})
         assert broker.wait_for(lambda: len(named(spans, "process")) == 1, timeout=15)
     (view,) = named(spans, "view")
@@ -155,7 +155,7 @@ def test_a_retried_message_keeps_its_trace(spans: InMemorySpanExporter, broker: 
             raise ValueError("once")
 
     with consumer_runtime(queue, handler, attempts=2, backoff=(0.05, 0.05)).start(broker):
-        with trace.get_tracer("test").start_as_current_span("view") as view:
+        with tracer().start_as_current_span("view") as view:
             rabbitbus.publish("", queue, {})
         assert broker.wait_for(lambda: len(named(spans, "process")) == 2, timeout=15)
     first, second = sorted(named(spans, "process"), key=lambda span: span.start_time or 0)
@@ -234,7 +234,7 @@ def test_bad_trace_headers_never_break_a_worker(
 
 def test_an_rpc_call_is_one_trace_from_client_to_procedure(spans: InMemorySpanExporter) -> None:
     with serving("test.echo", "test.aecho"):
-        with trace.get_tracer("test").start_as_current_span("view") as view:
+        with tracer().start_as_current_span("view") as view:
             assert rpc.call("test.echo", 1, timeout=10) == {"args": [1], "kwargs": {}}
         assert broker_wait(lambda: len(named(spans, "test.echo")) == 2)
     client = next(s for s in named(spans, "test.echo") if s.kind == trace.SpanKind.CLIENT)

@@ -39,19 +39,27 @@ SYSTEM = "rabbitmq"
 MAX_HEADER_LENGTH = 512
 TRACER_NAME = "rabbitbus"
 
+#: The tracer provider rabbitbus uses; None: OpenTelemetry's global one
+#: (``opentelemetry.trace.set_tracer_provider``).
+provider: Any = None
+
 _tracer_of: dict[int, Any] = {}
 
 
 def active() -> bool:
     """Whether a tracer provider is configured (else nothing is traced)."""
-    return on and not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    if not on:
+        return False
+    return provider is not None or not isinstance(
+        trace.get_tracer_provider(), trace.ProxyTracerProvider
+    )
 
 
 def _tracer() -> Any:
-    provider = trace.get_tracer_provider()
-    tracer = _tracer_of.get(id(provider))
+    chosen = provider if provider is not None else trace.get_tracer_provider()
+    tracer = _tracer_of.get(id(chosen))
     if tracer is None:
-        tracer = _tracer_of[id(provider)] = provider.get_tracer(TRACER_NAME)
+        tracer = _tracer_of[id(chosen)] = chosen.get_tracer(TRACER_NAME)
     return tracer
 
 
