@@ -15,11 +15,12 @@ from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
 import rabbitbus
-from rabbitbus import connections, frames, rpc
+from rabbitbus import connections, frames, outbox, rpc
 from rabbitbus.dispatch import ReceivedMessage
 from rabbitbus.exceptions import Reject
 from rabbitbus.messages import Message, build
 from rabbitbus.observability import traces
+from rabbitbus.relay import Relay
 from rabbitbus.runtime import Runtime
 from tests.broker import Broker, unique
 from tests.consuming import drain, drain_until
@@ -284,3 +285,16 @@ def test_a_traced_request_marshals_as_pamqp_does() -> None:
         body_size=2,
     )
     assert header.marshal() in ours
+
+
+def test_an_outbox_row_carries_the_trace_of_the_request_that_wrote_it(
+    spans: InMemorySpanExporter, broker: Broker, exchange: str, queue: str
+) -> None:
+    with tracer().start_as_current_span("view") as view:
+        outbox.enqueue(exchange, "order.placed", {"n": 1})
+    assert Relay().run_once() == 1  # later, elsewhere, outside any span
+    (delivered,) = drain(broker, queue)
+    (publish,) = named(spans, "publish")
+    assert publish.parent.span_id == view.get_span_context().span_id  # type: ignore[union-attr]
+    trace_id = f"{view.get_span_context().trace_id:032x}"
+    assert delivered.headers["traceparent"].split("-")[1] == trace_id
