@@ -39,12 +39,21 @@ SCENARIOS = [
     "raw-aio-pika",
     "raw-pika",
     "rabbitbus-noop",
+    "rabbitbus-noop-metrics",
+    "rabbitbus-noop-no-otel",
     "celery-solo",
     "rabbitbus-inbox-sqlite",
     "rabbitbus-inbox-postgres",
 ]
 #: Minimum ratios of rabbitbus-noop's throughput to another scenario's (issue 3).
 TARGETS = {"raw-aio-pika": 1.0, "celery-solo": 2.0}
+#: Observability's cost (issue 19): (scenario, its baseline, most throughput it may lose).
+#: rabbitbus-noop runs with opentelemetry-api installed and no provider (the hooks return at
+#: once); rabbitbus-noop-no-otel as if it were not installed (the hooks are skipped).
+OVERHEADS = [
+    ("rabbitbus-noop-metrics", "rabbitbus-noop", 0.10),
+    ("rabbitbus-noop", "rabbitbus-noop-no-otel", 0.02),
+]
 
 
 def fill(url: str, queue: str, count: int) -> None:
@@ -218,7 +227,18 @@ def run_scenario(name: str, url: str, count: int) -> float:
 
     if "inbox" in name:
         call_command("migrate", verbosity=0)
+    observability(name)
     return asyncio.run(rabbitbus_worker(queue, count, inbox="inbox" in name))
+
+
+def observability(name: str) -> None:
+    """Metrics on (no port served: counting is the cost) or tracing hooks off, as named."""
+    from rabbitbus.observability import metrics, traces
+
+    if name.endswith("-metrics"):
+        metrics.enable()
+    if name.endswith("-no-otel"):
+        traces.on = False
 
 
 def child(name: str, count: int) -> None:
@@ -283,6 +303,14 @@ def report(rates: dict[str, list[float]], args: argparse.Namespace) -> None:
             print(
                 f"rabbitbus-noop / {other}: {ratio:.2f}x of medians, per round "
                 f"{', '.join(f'{r:.2f}' for r in per_round)} (target >= {target:.1f}x)"
+            )
+    for name, baseline, most in OVERHEADS:
+        if rates.get(name) and rates.get(baseline):
+            per_round = [a / b for a, b in zip(rates[name], rates[baseline], strict=True)]
+            ratio = median(rates[name]) / median(rates[baseline])
+            print(
+                f"{name} / {baseline}: {ratio:.3f}x of medians, per round "
+                f"{', '.join(f'{r:.3f}' for r in per_round)} (target >= {1 - most:.2f}x)"
             )
 
 

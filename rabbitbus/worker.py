@@ -205,6 +205,8 @@ class ConsumerService:
 
     async def _traced(self, raw: dispatch.Raw) -> dispatch.Outcome:
         """:meth:`_dispatch` under a ``process`` span continuing the message's trace."""
+        if not traces.active():
+            return await self._dispatch(raw)
         with traces.processing(
             self.spec.queue, raw.routing_key, raw.message_id, raw.headers, self.name
         ) as span:

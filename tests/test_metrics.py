@@ -267,3 +267,13 @@ with override_settings(RABBITBUS={**settings.RABBITBUS, "METRICS": {"PORT": 9100
     )
     assert result.returncode == 0, result.stderr
     assert "refused: Metrics need prometheus_client" in result.stdout
+
+
+def test_the_actions_metrics_compares_are_dispatchs() -> None:
+    from rabbitbus import dispatch
+
+    assert (metrics.ACK, metrics.RETRY, metrics.DATABASE_DOWN) == (
+        dispatch.ACK,
+        dispatch.RETRY,
+        dispatch.DATABASE_DOWN,
+    )

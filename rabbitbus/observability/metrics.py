@@ -36,8 +36,18 @@ DEFAULT_ADDR = "0.0.0.0"  # noqa: S104 - Prometheus scrapes from another host
 #: Seconds between two counts of the outbox backlog by one relay.
 BACKLOG_EVERY = 5.0
 
+#: rabbitbus.dispatch's actions (not imported: that module pulls in Django's ORM).
+ACK, RETRY, DATABASE_DOWN = "ack", "retry", "database-down"
+
 _connected_once: set[str] = set()
 _backlog_at: dict[str, float] = {}
+
+
+@functools.cache
+def child(metric: str, *labels: str) -> Any:
+    """The child of instrument ``metric`` for ``labels``, looked up once (label values
+    are bounded, so is this cache)."""
+    return getattr(instruments, metric).labels(*labels)
 
 
 def available() -> bool:
@@ -160,7 +170,7 @@ def _count_published(envelopes: Sequence[Any], outcomes: dict[str, Any], started
     for envelope in envelopes:
         error = outcomes.get(envelope.message_id)
         exchange = envelope.exchange or "amq.default"
-        instruments.published_messages.labels(exchange, publish_outcome(error)).inc()
+        child("published_messages", exchange, publish_outcome(error)).inc()
         if error is None:
             instruments.publish_confirm_seconds.observe(elapsed)
 
@@ -210,19 +220,18 @@ def consumed(spec: Any, outcome: Any, settled: bool, started: float) -> None:
     the delivery went back to its queue (its copy could not be parked, or a
     database outage held it).
     """
-    from rabbitbus import dispatch
-
+    action = outcome.action
     if not settled:
         word = "requeued"
-    elif outcome.action == dispatch.ACK:
+    elif action == ACK:
         word = "duplicate" if outcome.duplicate else "acked"
-    elif outcome.action == dispatch.RETRY:
+    elif action == RETRY:
         word = "retried"
     else:
         word = "rejected" if isinstance(outcome.error, Reject) else "dead_lettered"
-    instruments.consumed_messages.labels(spec.queue, spec.name, word).inc()
-    if outcome.action != dispatch.DATABASE_DOWN:
-        instruments.handler_seconds.labels(spec.name).observe(time.perf_counter() - started)
+    child("consumed_messages", spec.queue, spec.name, word).inc()
+    if action != DATABASE_DOWN:
+        child("handler_seconds", spec.name).observe(time.perf_counter() - started)
 
 
 # -- RPC -----------------------------------------------------------------------
@@ -273,16 +282,16 @@ async def arpc_call(procedure: str, call: Awaitable[Any]) -> Any:
 
 
 def _count_call(procedure: str, error: BaseException | None, started: float) -> None:
-    instruments.rpc_calls.labels(procedure, call_outcome(error)).inc()
-    instruments.rpc_call_seconds.labels(procedure).observe(time.perf_counter() - started)
+    child("rpc_calls", procedure, call_outcome(error)).inc()
+    child("rpc_call_seconds", procedure).observe(time.perf_counter() - started)
 
 
 def rpc_request(procedure: str, outcome: str, started: float | None = None) -> None:
     """One request served: ``outcome`` is ok, error, rejected or expired; ``started``
     (``time.perf_counter()``) when the procedure ran."""
-    instruments.rpc_requests.labels(procedure, outcome).inc()
+    child("rpc_requests", procedure, outcome).inc()
     if started is not None:
-        instruments.rpc_request_seconds.labels(procedure).observe(time.perf_counter() - started)
+        child("rpc_request_seconds", procedure).observe(time.perf_counter() - started)
 
 
 # -- the outbox relay and connections --------------------------------------------

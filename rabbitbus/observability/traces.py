@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
@@ -43,16 +44,30 @@ TRACER_NAME = "rabbitbus"
 #: (``opentelemetry.trace.set_tracer_provider``).
 provider: Any = None
 
+#: Seconds between two looks for a global provider while there is none.
+RECHECK = 1.0
+
 _tracer_of: dict[int, Any] = {}
+_global = {"set": False, "next_look": 0.0}
 
 
 def active() -> bool:
-    """Whether a tracer provider is configured (else nothing is traced)."""
+    """Whether a tracer provider is configured (else nothing is traced).
+
+    A global provider is looked for at most every ``RECHECK`` seconds until one is set
+    (OpenTelemetry lets a process set it once, so it stays): the hot paths do not pay
+    for the look on every message.
+    """
     if not on:
         return False
-    return provider is not None or not isinstance(
-        trace.get_tracer_provider(), trace.ProxyTracerProvider
-    )
+    if provider is not None or _global["set"]:
+        return True
+    now = time.monotonic()
+    if now < _global["next_look"]:
+        return False
+    _global["next_look"] = now + RECHECK
+    _global["set"] = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    return bool(_global["set"])
 
 
 def _tracer() -> Any:
