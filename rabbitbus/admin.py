@@ -1,4 +1,4 @@
-"""The RabbitMQ dashboard in the Django admin, listed in the admin index.
+"""The RabbitMQ dashboard and the task results in the Django admin.
 
 ``Dashboard`` has no table: its ModelAdmin only contributes views (see
 :mod:`rabbitbus.admin_views`) and the permissions that guard them.
@@ -11,9 +11,10 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 from django.urls import URLPattern, path
+from django.utils.html import format_html
 
 from rabbitbus import admin_views
-from rabbitbus.models import Dashboard
+from rabbitbus.models import Dashboard, TaskRecord
 
 
 @admin.register(Dashboard)
@@ -53,3 +54,28 @@ class DashboardAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 for action in admin_views.ACTIONS
             ),
         ]
+
+
+@admin.register(TaskRecord)
+class TaskRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """django.tasks results (rabbitbus.tasks): read-only; rows go by ``rabbit_tasks --prune``."""
+
+    list_display = (
+        "id", "task_path", "queue_name", "status", "attempts", "enqueued_at", "finished_at",
+    )  # fmt: skip
+    list_filter = ("status", "task_path", "queue_name")
+    search_fields = ("id", "task_path")
+    date_hierarchy = "enqueued_at"
+    ordering = ("-enqueued_at",)
+    exclude = ("traceback",)
+    readonly_fields = ("error",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="traceback")
+    def error(self, obj: TaskRecord) -> str:
+        return format_html("<pre>{}</pre>", obj.traceback) if obj.traceback else "-"

@@ -23,6 +23,9 @@ class RabbitBusConfig(AppConfig):
         from rabbitbus.monitoring import register_topology
 
         register_topology()  # the events exchange of the live dashboard
+        from rabbitbus.tasks.options import register_topology as register_task_queues
+
+        register_task_queues()  # the queues of TASKS backends that are RabbitMQBackend
         observability.setup()  # metrics on if RABBITBUS["METRICS"] says so; registers checks
 
         # Handlers live in <app>/rabbit.py (Channels already owns consumers.py).

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from asgiref.sync import async_to_sync
 from django.db import (
-    IntegrityError,
     InterfaceError,
     OperationalError,
     close_old_connections,
@@ -29,6 +29,8 @@ from rabbitbus.registry import ConsumerSpec
 from rabbitbus.threads import Threads
 
 logger = logging.getLogger("rabbitbus.dispatch")
+T = TypeVar("T")
+
 
 ACK = "ack"
 RETRY = "retry"
@@ -153,7 +155,7 @@ def _after_failure(
 
 async def run_handler(spec: ConsumerSpec, message: ReceivedMessage, threads: Threads) -> bool:
     """Run the handler; returns True if an idempotent consumer had already applied it."""
-    if spec.is_async:
+    if spec.is_async and not spec.idempotent:
         await spec.handler(message)
         return False
     call = _idempotent_call if spec.idempotent else _plain_call
@@ -182,9 +184,14 @@ def database_unreachable() -> bool:
     return False
 
 
-def _with_fresh_db(function: Callable[[], bool]) -> bool:
+def with_fresh_db(function: Callable[[], T]) -> T:
+    """``function()`` with this thread's database connections checked before and after."""
     # A long-lived worker thread must not keep a connection the DB has dropped
     # (CONN_MAX_AGE, server restarts): Django does this per request, we per message.
+    # Never inside a transaction (rabbitbus.testing runs handlers in a test's): closing
+    # would break it, and a worker thread is never in one.
+    if any(c.in_atomic_block for c in connections.all(initialized_only=True)):
+        return function()
     close_old_connections()
     try:
         return function()
@@ -197,25 +204,55 @@ def _plain_call(spec: ConsumerSpec, message: ReceivedMessage) -> bool:
         spec.handler(message)
         return False
 
-    return _with_fresh_db(call)
+    return with_fresh_db(call)
 
 
 def _idempotent_call(spec: ConsumerSpec, message: ReceivedMessage) -> bool:
-    from rabbitbus.models import ProcessedMessage
+    return run_batch(spec, [message])[0]
 
-    message_id = message.message_id
-    if not message_id:
+
+def run_batch(spec: ConsumerSpec, batch: Sequence[ReceivedMessage]) -> list[bool]:
+    """Run ``batch`` in one database transaction (in a worker thread), each message's
+    inbox row included when ``spec`` is idempotent; which ones were duplicates.
+
+    Raises what a handler raised, with the whole batch rolled back.
+    """
+    from rabbitbus import inbox  # its models need the app registry, which imports us
+
+    if spec.idempotent and not all(message.message_id for message in batch):
         raise Reject("idempotent consumer received a message without message_id")
+    # An async handler runs here, in this thread's transaction: async_to_sync runs it on a
+    # loop of its own and sends its thread-sensitive calls (Django's async ORM) back to
+    # this thread, so its writes commit or roll back with the inbox row.
+    handle = async_to_sync(spec.handler) if spec.is_async else spec.handler
 
-    def call() -> bool:
-        with transaction.atomic():
-            try:
-                with transaction.atomic():
-                    ProcessedMessage.objects.create(consumer=spec.name, message_id=message_id)
-            except IntegrityError:
-                logger.info("Message %s already processed by %s", message.message_id, spec.name)
-                return True
-            spec.handler(message)
-        return False
+    def call() -> list[bool]:
+        duplicates = []
+        alias = inbox.database()
+        with transaction.atomic(using=alias), _default_atomic_unless(alias):
+            fresh: set[str] | None = None
+            if spec.idempotent and len(batch) == 1:
+                fresh = {ids[0]} if inbox.claim(spec.name, ids[0], alias) else set()
+            elif spec.idempotent:
+                fresh = inbox.claim_many(spec.name, ids, alias)
+            for message, message_id in zip(batch, ids, strict=True):
+                if fresh is not None and message_id not in fresh:
+                    logger.info("Message %s already processed by %s", message.message_id, spec.name)
+                    duplicates.append(True)
+                    continue
+                if fresh is not None:
+                    fresh.discard(message_id)  # the same id twice in a batch: applied once
+                handle(message)
+                duplicates.append(False)
+        return duplicates
 
-    return _with_fresh_db(call)
+    ids = [message.message_id or "" for message in batch]
+    return with_fresh_db(call)
+
+
+def _default_atomic_unless(alias: str) -> contextlib.AbstractContextManager[object]:
+    """The handler's own writes (to the default database) in a transaction too, when
+    the inbox is routed elsewhere."""
+    if alias == "default":
+        return contextlib.nullcontext()
+    return transaction.atomic()

@@ -90,6 +90,10 @@ class SerializationError(RabbitBusError, ValueError):
     """A payload could not be encoded."""
 
 
+class TaskArgumentsError(SerializationError, TypeError):
+    """A task's arguments are not JSON values: ``enqueue`` refused it, nothing was sent."""
+
+
 class DecodeError(RabbitBusError, ValueError):
     """A received body could not be decoded (bad bytes, type or encoding)."""
 

@@ -110,3 +110,46 @@ class Dashboard(models.Model):
 
     def __str__(self) -> str:
         return "RabbitMQ dashboard"
+
+
+class TaskRecord(models.Model):
+    """The result of one ``django.tasks`` task run by :mod:`rabbitbus.tasks`.
+
+    Written at enqueue (``READY``, unless ``RECORD_ENQUEUED`` is off) and by the
+    worker, in batches (``RUNNING``, then ``SUCCESSFUL`` or ``FAILED``).
+    """
+
+    class Status(models.TextChoices):  # the values of django.tasks.TaskResultStatus
+        READY = "READY"
+        RUNNING = "RUNNING"
+        FAILED = "FAILED"
+        SUCCESSFUL = "SUCCESSFUL"
+
+    id = models.CharField(max_length=64, primary_key=True)
+    backend = models.CharField(max_length=64, default="default")
+    task_path = models.CharField("task", max_length=255, db_index=True)
+    queue_name = models.CharField("queue", max_length=255)
+    priority = models.IntegerField(default=0)
+    takes_context = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.READY)
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    run_after = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    worker_ids = models.JSONField(default=list, blank=True)
+    return_value = models.JSONField(null=True, blank=True)
+    exception_class = models.CharField(max_length=255, blank=True, default="")
+    traceback = models.TextField(blank=True, default="")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["status", "finished_at"], name="rabbitbus_task_status_fin"),
+            models.Index(fields=["queue_name", "status"], name="rabbitbus_task_queue_status"),
+        ]
+        verbose_name = "task result"
+
+    def __str__(self) -> str:
+        return f"{self.task_path} {self.id} ({self.status})"

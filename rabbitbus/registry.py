@@ -22,6 +22,9 @@ Handler = TypeVar("Handler", bound=Callable[..., Any])
 #: library's own retries republish, which resets the count), so it must exceed
 #: the number of worker crashes one message may see (RELIABILITY.md F16b).
 DEFAULT_DELIVERY_LIMIT = 20
+#: ``@consumer(transaction=...)``: a database transaction per message, or per batch.
+MESSAGE = "message"
+BATCH = "batch"
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,12 @@ class ConsumerSpec:
     queue_type: str = "quorum"
     delivery_limit: int | None = DEFAULT_DELIVERY_LIMIT
     is_async: bool = field(default=False)
+    #: ``"message"``: one database transaction per message; ``"batch"``: group commit.
+    transaction: str = "message"
+
+    @property
+    def batched(self) -> bool:
+        return self.transaction == BATCH
 
     @property
     def retry_tiers(self) -> list[int]:
@@ -92,6 +101,7 @@ def consumer(
     queue_type: str = "quorum",
     delivery_limit: int | None = DEFAULT_DELIVERY_LIMIT,
     name: str | None = None,
+    transaction: str = "message",
 ) -> Callable[[Handler], Handler]:
     """Register the decorated function as the handler of ``queue``.
 
@@ -99,7 +109,13 @@ def consumer(
     A failing handler is retried ``attempts - 1`` times with exponential
     backoff ``(base, cap)`` seconds, then dead-lettered to ``<queue>.dlq``.
     ``idempotent=True`` records each message id in the processed-messages
-    table in the handler's own DB transaction (``def`` handlers only).
+    table in the handler's own DB transaction; an ``async def`` handler then
+    runs in a worker thread under ``async_to_sync``, so its async ORM calls
+    share that transaction.
+    ``transaction="batch"`` runs the deliveries in hand (up to ``prefetch``) in one
+    database transaction, inbox rows included, and acks them after it commits; if
+    one fails, that batch is run again one message per transaction, so only the
+    culprit is retried or dead-lettered.
     ``name`` defaults to ``module.function``. Returns the function unchanged.
     Raises :class:`ConfigurationError` for invalid options.
     """
@@ -118,6 +134,7 @@ def consumer(
             queue_type=queue_type,
             delivery_limit=delivery_limit,
             is_async=inspect.iscoroutinefunction(handler),
+            transaction=transaction,
         )
         add(spec)
         return handler
@@ -138,9 +155,8 @@ def validate(spec: ConsumerSpec) -> None:
         ),
         (spec.queue_type not in ("quorum", "classic"), "queue_type must be 'quorum' or 'classic'"),
         (
-            spec.idempotent and spec.is_async,
-            "idempotent=True needs a def handler: the inbox row "
-            "and the handler's writes share one DB transaction",
+            spec.transaction not in (MESSAGE, BATCH),
+            f"transaction must be {MESSAGE!r} or {BATCH!r}",
         ),
     ]
     for failed, message in problems:

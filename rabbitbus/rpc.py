@@ -240,13 +240,16 @@ def call(
     :data:`~rabbitbus.rpc_client.CONSUMER_CHECK_LIMIT` once connected, whatever
     the broker's state (down, blocked by an alarm, half-open).
     """
-    from rabbitbus.rpc_client import sync_client
+    from rabbitbus import rpc_client
 
+    if rpc_client.interceptor is not None:
+        req = rpc_client.request(name, args, kwargs, timeout)
+        return result_from_reply(*rpc_client.interceptor.call(name, req, timeout))
     if metrics.on or traces.on:
         return calls.observed(
-            name, lambda: sync_client(connection).call(name, args, kwargs, timeout)
+            name, lambda: rpc_client.sync_client(connection).call(name, args, kwargs, timeout)
         )
-    return sync_client(connection).call(name, args, kwargs, timeout)
+    return rpc_client.sync_client(connection).call(name, args, kwargs, timeout)
 
 
 async def acall(
@@ -257,13 +260,16 @@ async def acall(
     **kwargs: Any,
 ) -> Any:
     """The async twin of :func:`call`: same arguments, result and errors."""
-    from rabbitbus.rpc_client import async_client
+    from rabbitbus import rpc_client
 
+    if rpc_client.interceptor is not None:
+        req = rpc_client.request(name, args, kwargs, timeout)
+        return result_from_reply(*await rpc_client.interceptor.acall(name, req, timeout))
     if metrics.on or traces.on:
         return await calls.aobserved(
-            name, async_client(connection).call(name, args, kwargs, timeout)
+            name, rpc_client.async_client(connection).call(name, args, kwargs, timeout)
         )
-    return await async_client(connection).call(name, args, kwargs, timeout)
+    return await rpc_client.async_client(connection).call(name, args, kwargs, timeout)
 
 
 __all__ = [

@@ -19,7 +19,7 @@ import ssl
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import aiormq
 import aiormq.exceptions
@@ -67,6 +67,20 @@ CONSUMER_CHECK_LIMIT = 1.0
 SETTLE = 1.0
 
 Reply = tuple[bytes, str | None]
+
+
+class RpcInterceptor(Protocol):
+    """Answers every call in place of the broker: a reply ``(body, content_type)``, or
+    raises what the client would (:class:`NoRoute`, :class:`RpcTimeout`...)."""
+
+    def call(self, name: str, req: Request, timeout: float) -> Reply: ...
+
+    async def acall(self, name: str, req: Request, timeout: float) -> Reply: ...
+
+
+#: When set (by :mod:`rabbitbus.testing`), :func:`rabbitbus.rpc.call` and
+#: :func:`~rabbitbus.rpc.acall` go to it instead of a broker.
+interceptor: RpcInterceptor | None = None
 
 
 @dataclass(frozen=True, slots=True)

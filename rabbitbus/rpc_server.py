@@ -27,11 +27,11 @@ from typing import Any, cast
 import aiormq
 import aiormq.abc
 from aiormq.abc import ChannelFrame
-from django.db import close_old_connections
 
 from rabbitbus import amqp_tap, event_loop, frames, serializers, topology
 from rabbitbus.conf import settings
 from rabbitbus.console import Observer
+from rabbitbus.dispatch import with_fresh_db
 from rabbitbus.exceptions import ConfigurationError, DecodeError, SerializationError
 from rabbitbus.observability import metrics, traces
 from rabbitbus.rpc import (
@@ -69,11 +69,7 @@ def request_problem(reply_to: str | None, correlation_id: str | None) -> str | N
 
 
 def _in_db_scope(proc: Procedure, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    close_old_connections()
-    try:
-        return proc.func(*args, **kwargs)
-    finally:
-        close_old_connections()
+    return with_fresh_db(lambda: proc.func(*args, **kwargs))
 
 
 async def run_procedure(

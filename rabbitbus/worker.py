@@ -22,6 +22,7 @@ from pamqp import commands
 
 from rabbitbus import connections, dispatch, publishing, retries, topology
 from rabbitbus.acks import ChannelAcks
+from rabbitbus.batching import Batcher
 from rabbitbus.console import Observer
 from rabbitbus.exceptions import TopologyError
 from rabbitbus.messages import PERSISTENT, Envelope
@@ -45,6 +46,12 @@ class ConsumerService:
         self.alias = alias
         self.threads = Threads(spec.concurrency, f"rabbitbus-{spec.queue}")
         self.slots = asyncio.Semaphore(spec.concurrency)
+        #: Group commit (``transaction="batch"``): deliveries wait here for a batch.
+        self.batcher = (
+            Batcher(spec, self.threads, self._dispatch, lambda: self.stopping)
+            if spec.batched
+            else None
+        )
         self.connection: Any = None
         self.channel: aiormq.abc.AbstractChannel | None = None
         self.recovery: asyncio.Future[None] | None = None
@@ -153,32 +160,52 @@ class ConsumerService:
     async def _handle(
         self, acks: ChannelAcks, tag: int, message: aiormq.abc.DeliveredMessage
     ) -> None:
+        started = time.perf_counter() if metrics.on else 0.0
+        if self.batcher is not None:
+            raw = raw_of(message)
+            batched = await self.batcher.submit(raw)
+            if batched is None:
+                await self._requeue(acks, tag)  # not started: another worker takes it now
+            else:
+                await self._settle(acks, tag, raw, batched, started)
+            return
         async with self.slots:
             if self.stopping:
                 # Not started: give it back so another worker takes it now.
                 await self._requeue(acks, tag)
                 return
             raw = raw_of(message)
-            started = time.perf_counter() if metrics.on else 0.0
             outcome = await (self._traced(raw) if traces.on else self._dispatch(raw))
-            settled = True
-            if outcome.action == dispatch.DATABASE_DOWN:
-                await self._requeue(acks, tag)  # stopping: the next worker runs it
-                told, settled = "held through a database outage, requeued", False
-            elif outcome.action == dispatch.ACK:
-                self.counts["processed"] += 1
-                acks.ack(tag)
-                told = "processed"
-            elif await self._park(raw, outcome):
-                acks.ack(tag)
-                told = _parked(outcome)
-            else:
-                await self._requeue(acks, tag)
-                told, settled = "failed, requeued", False
-            if metrics.on:
-                metrics.consumed(self.spec, outcome, settled, started)
-            if self.observer is not None:
-                self.observer(self.name, told, raw.message_id)
+            await self._settle(acks, tag, raw, outcome, started)
+
+    async def _settle(
+        self,
+        acks: ChannelAcks,
+        tag: int,
+        raw: dispatch.Raw,
+        outcome: dispatch.Outcome,
+        started: float = 0.0,
+    ) -> None:
+        """Carry out ``outcome``: ack, park (retry or dead-letter copy, then ack) or requeue.
+        ``started``: ``time.perf_counter()`` when the delivery was taken up (for metrics)."""
+        settled = True
+        if outcome.action == dispatch.DATABASE_DOWN:
+            await self._requeue(acks, tag)  # stopping: the next worker runs it
+            told, settled = "held through a database outage, requeued", False
+        elif outcome.action == dispatch.ACK:
+            self.counts["processed"] += 1
+            acks.ack(tag)
+            told = "processed"
+        elif await self._park(raw, outcome):
+            acks.ack(tag)
+            told = _parked(outcome)
+        else:
+            await self._requeue(acks, tag)
+            told, settled = "failed, requeued", False
+        if metrics.on:
+            metrics.consumed(self.spec, outcome, settled, started)
+        if self.observer is not None:
+            self.observer(self.name, told, raw.message_id)
 
     async def _dispatch(self, raw: dispatch.Raw) -> dispatch.Outcome:
         """The handler's outcome, holding the message through a database outage (with
@@ -234,18 +261,22 @@ class ConsumerService:
                         tag, type(exc).__name__)  # fmt: skip
 
     def _copy(self, raw: dispatch.Raw, outcome: dispatch.Outcome) -> Envelope:
-        """The retry or dead-letter copy, published before the original is acked."""
-        attempt = retries.attempt_of(raw.headers, self.spec.attempts)
-        origin = retries.origin_of(raw.headers, raw.exchange, raw.routing_key)
-        if outcome.action == dispatch.RETRY:
-            queue = retries.retry_queue(self.spec.queue, outcome.delay_ms)
-            headers = retries.retry_headers(raw.headers, attempt + 1, origin)
-        else:
-            queue = self.spec.dead_letter_queue
-            headers = retries.dead_letter_headers(
-                raw.headers, outcome.error or "unknown", attempt, origin
-            )
-        return copy_envelope(raw, queue, headers)
+        return parked_copy(self.spec, raw, outcome)
+
+
+def parked_copy(spec: ConsumerSpec, raw: dispatch.Raw, outcome: dispatch.Outcome) -> Envelope:
+    """The retry or dead-letter copy of ``raw``, published before the original is acked."""
+    attempt = retries.attempt_of(raw.headers, spec.attempts)
+    origin = retries.origin_of(raw.headers, raw.exchange, raw.routing_key)
+    if outcome.action == dispatch.RETRY:
+        queue = retries.retry_queue(spec.queue, outcome.delay_ms)
+        headers = retries.retry_headers(raw.headers, attempt + 1, origin)
+    else:
+        queue = spec.dead_letter_queue
+        headers = retries.dead_letter_headers(
+            raw.headers, outcome.error or "unknown", attempt, origin
+        )
+    return copy_envelope(raw, queue, headers)
 
 
 def _parked(outcome: dispatch.Outcome) -> str:
@@ -311,7 +342,7 @@ def summary(specs: Sequence[ConsumerSpec]) -> list[str]:
         lines.append(
             f"{spec.name} ({kind}) queue={spec.queue} ({spec.queue_type}) bindings={bound} "
             f"prefetch={spec.prefetch} concurrency={spec.concurrency} attempts={spec.attempts}"
-            f"{' idempotent' if spec.idempotent else ''}"
+            f"{' idempotent' if spec.idempotent else ''}{' batch' if spec.batched else ''}"
         )
     return lines
 

@@ -15,6 +15,15 @@ from tests.broker import UPSTREAM, Broker, unique
 from tests.fault_proxy import FaultProxy
 from tests.workers import migrate
 
+pytest_plugins = ["pytester"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """rabbitbus.testing's fixtures: its pytest11 entry point loads them when rabbitbus is
+    installed; the venvs run it from the source tree, so load them here otherwise."""
+    if not config.pluginmanager.has_plugin("rabbitbus"):
+        config.pluginmanager.import_plugin("rabbitbus.testing.plugin")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def test_vhost() -> Iterator[str]:

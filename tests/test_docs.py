@@ -24,8 +24,10 @@ from typing import Any
 import pytest
 
 from rabbitbus import bridge_checks, bridges, checks, conf, exceptions, mgmt, monitoring, outbox
+from rabbitbus.models import TaskRecord
 from rabbitbus.observability import checks as observability_checks
 from rabbitbus.observability import metrics
+from rabbitbus.tasks import options as task_options
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -213,6 +215,7 @@ def test_every_upper_case_name_is_a_settings_key_or_named_elsewhere() -> None:
     from django.conf import global_settings
 
     known = {*SCHEMA, *(key for keys in SCHEMA.values() for key in keys), *dir(global_settings)}
+    known |= {*task_options.DEFAULTS, *TaskRecord.Status.values, "DAYS"}  # docs/tasks.md
     unknown = {
         f"{page}: {word}"
         for page, text in doc_texts().items()
@@ -220,6 +223,14 @@ def test_every_upper_case_name_is_a_settings_key_or_named_elsewhere() -> None:
         if word not in known and not ELSEWHERE.match(word) and not CHECK_ID.match(word)
     }
     assert not unknown, f"neither a RABBITBUS key nor a known name: {sorted(unknown)}"
+
+
+def test_every_task_backend_option_is_in_the_table_with_its_default() -> None:
+    rows = dict(TABLE_ROW.findall((DOCS / "tasks.md").read_text()))
+    options = {key: rows[key] for key in rows if key.isupper()}
+    assert set(options) == set(task_options.DEFAULTS)
+    for key, default in task_options.DEFAULTS.items():
+        assert f"`{default!r}`".replace("'", '"') in options[key], key
 
 
 def exception_classes() -> dict[str, type[BaseException]]:

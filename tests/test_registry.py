@@ -78,11 +78,12 @@ def test_invalid_options_are_refused(options: dict) -> None:
 
 
 @pytest.mark.usefixtures("clean_registry")
-def test_an_async_idempotent_handler_is_refused() -> None:
+def test_an_async_handler_can_be_idempotent() -> None:
     async def handle(message: ReceivedMessage) -> None: ...
 
-    with pytest.raises(ConfigurationError, match="def handler"):
-        rabbitbus.consumer(queue="reg.idem", idempotent=True)(handle)
+    rabbitbus.consumer(queue="reg.idem", idempotent=True)(handle)
+    spec = registry.consumers[f"{__name__}.{handle.__qualname__}"]
+    assert spec.idempotent and spec.is_async
 
 
 @pytest.mark.usefixtures("clean_registry")

@@ -6,12 +6,11 @@ import io
 
 import pytest
 from django.core.management import call_command
-from django.db import transaction
 
-from demo_shop.orders import saga
 from demo_shop.orders.models import Order
 from demo_shop.orders.services import place_order
 from rabbitbus.models import OutboxMessage
+from rabbitbus.testing import run_consumer
 
 pytestmark = pytest.mark.django_db
 
@@ -25,8 +24,10 @@ def order() -> Order:
 
 
 def hear(order: Order, routing_key: str, **body: str) -> None:
-    with transaction.atomic():
-        saga.HANDLERS[routing_key](order, body)
+    """The orders consumer hears ``routing_key``, as its worker would run it."""
+    outcome = run_consumer("orders", {"order_id": order.pk, **body}, routing_key=routing_key)
+    assert outcome.acked, outcome.reason
+    order.refresh_from_db()
 
 
 def emitted() -> list[str]:

@@ -115,6 +115,29 @@ if PREFIX:
         Effect.objects.create(consumer="effects", message_id=message.message_id or "")
 
 
+if PREFIX and os.environ.get("RABBITBUS_TEST_BATCH"):
+
+    @consumer(
+        queue=f"{PREFIX}.batch",
+        idempotent=True,
+        transaction="batch",
+        prefetch=50,
+        attempts=2,
+        backoff=(0.1, 1),
+    )
+    def apply_effect_in_batch(message: ReceivedMessage) -> None:
+        """Group commit: one Effect row per message, dead-letter ``poison``, fail ``fail``."""
+        from rabbitbus.exceptions import Reject
+        from tests.testapp.models import Effect
+
+        if message.body.get("poison"):
+            raise Reject("poison")
+        if message.body.get("fail"):
+            raise RuntimeError("this message always fails")
+        time.sleep(float(message.body.get("sleep", 0)))
+        Effect.objects.create(consumer="batch", message_id=message.message_id or "")
+
+
 if PREFIX and os.environ.get("RABBITBUS_TEST_OUTCOMES"):
     from rabbitbus.exceptions import Reject, Retry
 

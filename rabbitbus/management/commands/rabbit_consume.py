@@ -38,6 +38,13 @@ class Command(BaseCommand):
             help="Also serve these RPC procedures (all registered ones if no name follows).",
         )
         parser.add_argument(
+            "--tasks",
+            nargs="*",
+            metavar="QUEUE",
+            help="Also run django.tasks tasks of these queues of TASKS['default'] (all if none "
+            "follows; see rabbit_tasks).",
+        )
+        parser.add_argument(
             "--list", action="store_true", help="Print handlers, queues, bindings; exit."
         )
         parser.add_argument(
@@ -58,7 +65,8 @@ class Command(BaseCommand):
             procedures = self._rpc_services(options)
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
-        if not specs and not procedures:
+        tasks = self._task_services(options)
+        if not specs and not procedures and not tasks:
             raise CommandError(
                 "No consumers registered (define @rabbitbus.consumer in <app>/rabbit.py)."
             )
@@ -66,7 +74,7 @@ class Command(BaseCommand):
             self.stdout.write("\n".join(worker.summary(specs) + rpc_server.summary(procedures)))
             return None
         try:
-            self._run(specs, procedures, options)
+            self._run(specs, [*procedures, *tasks], options)
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
         return None
@@ -74,14 +82,16 @@ class Command(BaseCommand):
     def _run(
         self,
         specs: list[registry.ConsumerSpec],
-        procedures: list[rpc_server.RpcService],
+        procedures: list[Any],
         options: dict[str, Any],
     ) -> None:
         """Serve until stopped, greeting first and summing up after (see rabbitbus.console)."""
         alias, loop = options["connection"], options["loop"]
         runtime = worker.consumer_runtime(specs, alias=alias, services=procedures)
         work = [f"consumes {line}" for line in worker.summary(specs)]
-        work += [f"serves {line}" for line in rpc_server.summary(procedures)]
+        servers = [p for p in procedures if isinstance(p, rpc_server.RpcService)]
+        work += [f"serves {line}" for line in rpc_server.summary(servers)]
+        work += [f"runs tasks of {p.spec.queue}" for p in procedures if p not in servers]
         work += metrics.banner(options["metrics_port"])
         title = "consumer worker" + (" and RPC server" if procedures else "")
         run = functools.partial(worker.run, specs, alias=alias, loop=loop, runtime=runtime)
@@ -102,6 +112,15 @@ class Command(BaseCommand):
             prefetch=options["prefetch"] or rpc_server.PREFETCH,
             concurrency=options["concurrency"] or rpc_server.CONCURRENCY,
         )
+
+    @staticmethod
+    def _task_services(options: dict[str, Any]) -> list[Any]:
+        if options["tasks"] is None:
+            return []
+        from rabbitbus.management.commands.rabbit_tasks import task_services
+
+        concurrency = options["concurrency"] or 4
+        return task_services("default", options["tasks"], concurrency)
 
     @staticmethod
     def _override(spec: registry.ConsumerSpec, options: dict[str, Any]) -> registry.ConsumerSpec:

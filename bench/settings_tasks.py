@@ -1,0 +1,14 @@
+"""bench/tasks.py's settings: PostgreSQL, rabbitbus's task backend and django-tasks-db's."""
+
+from bench.settings_worker import *  # noqa: F403
+
+INSTALLED_APPS = [*INSTALLED_APPS, "django_tasks_db"]  # noqa: F405
+_RABBIT = {"BACKEND": "rabbitbus.tasks.RabbitMQBackend", "QUEUES": ["default"]}
+TASKS = {
+    # The default: enqueue records the READY row, as django-tasks-db does.
+    "default": {**_RABBIT, "OPTIONS": {"QUEUE_PREFIX": "bench."}},
+    # The first row is the worker's (RECORD_ENQUEUED off): same queues.
+    "lean": {**_RABBIT, "OPTIONS": {"QUEUE_PREFIX": "bench.", "RECORD_ENQUEUED": False}},
+    "db": {"BACKEND": "django_tasks_db.DatabaseBackend"},
+}
+LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}

@@ -1,0 +1,178 @@
+"""``RabbitMQBackend``: Django's task backend contract on RabbitMQ.
+
+``enqueue`` publishes one persistent message, confirmed by the broker, to the
+task's queue (or to a delay queue for ``run_after``). Inside
+``transaction.atomic()`` it publishes when the transaction commits and never
+for a rolled-back one (``DELIVERY = "on_commit"``, the default), or writes an
+outbox row in the same transaction (``DELIVERY = "outbox"``) that the relay
+publishes. Results live in the database (:mod:`rabbitbus.tasks.results`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import connections, transaction
+from django.utils import timezone
+from django.utils.crypto import get_random_string
+
+from rabbitbus import delivery, outbox, publishing
+from rabbitbus.exceptions import ConfigurationError, TaskArgumentsError
+from rabbitbus.tasks import options as task_options
+from rabbitbus.tasks import results, wire
+from rabbitbus.tasks.compat import (
+    BaseTaskBackend,
+    Task,
+    TaskResult,
+    TaskResultStatus,
+    normalize_json,
+    task_enqueued,
+)
+
+
+class RabbitMQBackend(BaseTaskBackend):
+    """Tasks as RabbitMQ messages, results in the database. See docs/tasks.md."""
+
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = False  # True per instance when OPTIONS["MAX_PRIORITY"] is set
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        self.options_ = task_options.TaskOptions.parse(self.options)
+        if not self.queues:
+            raise ConfigurationError(
+                f"TASKS[{alias!r}]['QUEUES'] must name the queues (one AMQP queue each)."
+            )
+        self.supports_priority = self.options_.max_priority is not None
+
+    # -- enqueue -----------------------------------------------------------
+
+    def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        """Validate, record (``READY``) and publish; returns the ``TaskResult``.
+
+        Raises ``InvalidTask`` (and :class:`TaskArgumentsError` for arguments that
+        are not JSON) before anything is written or sent, and the
+        :mod:`rabbitbus.publishing` errors if the broker does not confirm.
+        """
+        result, job = self._prepare(task, args, kwargs)
+        if self.options_.record_enqueued:
+            results.record_of(job).save(using=self.options_.database, force_insert=True)
+        self._publish(job)
+        self._sent(result)
+        return result
+
+    async def aenqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        """The async twin of :meth:`enqueue`: publishes with ``apublish`` on this loop
+        (the ``READY`` row is written in a thread first); with the outbox, or inside a
+        transaction of that thread, it does what :meth:`enqueue` does."""
+        if self.options_.delivery == "outbox":
+            return await sync_to_async(self.enqueue, thread_sensitive=True)(task, args, kwargs)
+        result, job = self._prepare(task, args, kwargs)
+        if self.options_.record_enqueued:
+            record = sync_to_async(self._record, thread_sensitive=True)
+            if await record(result, job):
+                return result
+        queue, message = self._address(job)
+        await publishing.apublish("", queue, job.body(), **message)
+        await sync_to_async(task_enqueued.send)(type(self), task_result=result)
+        return result
+
+    def _record(self, result: TaskResult, job: wire.Job) -> bool:
+        """Write the ``READY`` row; inside a transaction, also publish on its commit
+        (returns True: nothing left to do)."""
+        results.record_of(job).save(using=self.options_.database, force_insert=True)
+        if not connections[self.options_.database].in_atomic_block:
+            return False
+        self._publish(job)
+        self._sent(result)
+        return True
+
+    def _publish(self, job: wire.Job) -> None:
+        """To the outbox, on commit, or now with a confirm (see the module docstring)."""
+        using = self.options_.database
+        queue, message = self._address(job)
+        if self.options_.delivery == "outbox":
+            outbox.enqueue("", queue, job.body(), using=using, **message)
+        elif connections[using].in_atomic_block:
+            delivery.publish_on_commit("", queue, job.body(), using=using, **message)
+        else:
+            publishing.publish("", queue, job.body(), **message)
+
+    def _prepare(self, task: Task, args: Any, kwargs: Any) -> tuple[TaskResult, wire.Job]:
+        self.validate_task(task)
+        args, kwargs = _json_arguments(task, args, kwargs)
+        result: TaskResult = TaskResult(
+            task=task,
+            id=get_random_string(32),
+            status=TaskResultStatus.READY,
+            enqueued_at=timezone.now(),
+            started_at=None,
+            finished_at=None,
+            last_attempted_at=None,
+            args=args,
+            kwargs=kwargs,
+            backend=self.alias,
+            errors=[],
+            worker_ids=[],
+        )
+        job = wire.Job(
+            id=result.id,
+            task_path=task.module_path,
+            args=result.args,
+            kwargs=result.kwargs,
+            backend=self.alias,
+            queue_name=task.queue_name,
+            priority=task.priority,
+            takes_context=task.takes_context,
+            run_after=task.run_after,
+            enqueued_at=result.enqueued_at,
+        )
+        return result, job
+
+    def _address(self, job: wire.Job) -> tuple[str, dict[str, Any]]:
+        """The queue to publish ``job`` to (a delay queue if not due) and message options."""
+        queue = self.options_.queue(job.queue_name)
+        if job.run_after is not None:
+            remaining = (job.run_after - timezone.now()).total_seconds()
+            if remaining > 0:
+                queue = task_options.delay_queue(queue, task_options.delay_tier(remaining))
+        message = {
+            "message_id": job.id,
+            "type": wire.MESSAGE_TYPE,
+            "priority": self.options_.amqp_priority(job.priority),
+            "connection": self.options_.connection,
+        }
+        return queue, message
+
+    def _sent(self, result: TaskResult) -> None:
+        using = self.options_.database
+        if connections[using].in_atomic_block:
+            transaction.on_commit(
+                lambda: task_enqueued.send(type(self), task_result=result), using=using
+            )
+        else:
+            task_enqueued.send(type(self), task_result=result)
+
+    # -- results -------------------------------------------------------------
+
+    def get_result(self, result_id: str) -> TaskResult:
+        """The stored result, from any process; raises ``TaskResultDoesNotExist``."""
+        return results.get_result(result_id, self.options_.database)
+
+
+def _json_arguments(task: Task, args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
+    """``args`` and ``kwargs`` as JSON values; raises :class:`TaskArgumentsError`."""
+    try:
+        positional: Any = normalize_json(list(args))
+        named: Any = normalize_json(dict(kwargs))
+        json.dumps([positional, named], allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TaskArgumentsError(
+            f"Arguments of task {task.module_path} must be JSON values "
+            f"(str, int, float, bool, None, lists and dicts of them): {exc}"
+        ) from exc
+    return positional, named

@@ -1,0 +1,89 @@
+"""rabbitbus.tasks.results: batched writes and rows to TaskResult."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from rabbitbus.models import TaskRecord
+from rabbitbus.tasks import results
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def record(key: str, status: str = TaskRecord.Status.RUNNING) -> TaskRecord:
+    return TaskRecord(id=key, task_path="tests.testapp.tasks.add", queue_name="q", status=status)
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of each batch written."""
+    sizes: list[int] = []
+    original = results.write
+
+    def counting(records: Any, using: str) -> None:
+        sizes.append(len(records))
+        original(records, using)
+
+    monkeypatch.setattr(results, "write", counting)
+    return sizes
+
+
+async def test_records_submitted_together_are_written_in_one_transaction(
+    writes: list[int],
+) -> None:
+    writer = results.ResultWriter("default")
+    await asyncio.gather(*(writer.submit(record(f"r{i}")) for i in range(50)))
+    await writer.close()
+    assert writes == [50]
+    assert await TaskRecord.objects.acount() == 50
+
+
+async def test_a_later_record_of_the_same_task_replaces_the_unwritten_one(
+    writes: list[int],
+) -> None:
+    writer = results.ResultWriter("default")
+    running = writer.submit(record("same"))
+    done = writer.submit(record("same", TaskRecord.Status.SUCCESSFUL))
+    await asyncio.gather(running, done)
+    await writer.close()
+    assert writes == [1]
+    assert (await TaskRecord.objects.aget(id="same")).status == TaskRecord.Status.SUCCESSFUL
+
+
+async def test_records_arriving_during_a_write_form_the_next_batch(writes: list[int]) -> None:
+    writer = results.ResultWriter("default")
+    first = writer.submit(record("a"))
+    await asyncio.sleep(0)  # the first batch is being written
+    rest = [writer.submit(record(key)) for key in ("b", "c", "d")]
+    await asyncio.gather(first, *rest)
+    await writer.close()
+    assert writes == [1, 3]
+
+
+async def test_a_failed_write_fails_every_waiter_of_its_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(records: Any, using: str) -> None:
+        raise RuntimeError("database says no")
+
+    monkeypatch.setattr(results, "write", broken)
+    writer = results.ResultWriter("default")
+    outcomes = await asyncio.gather(
+        writer.submit(record("x")), writer.submit(record("y")), return_exceptions=True
+    )
+    await writer.close()
+    assert [type(outcome) for outcome in outcomes] == [RuntimeError, RuntimeError]
+
+
+async def test_a_row_reads_back_as_a_task_result() -> None:
+    await TaskRecord.objects.acreate(
+        id="ok", task_path="tests.testapp.tasks.add", queue_name="default",
+        status=TaskRecord.Status.SUCCESSFUL, args=[1, 2], return_value=3, worker_ids=["w1"],
+    )  # fmt: skip
+    result = await sync_to_async(results.get_result)("ok", "default")
+    assert (result.args, result.return_value, result.worker_ids) == ([1, 2], 3, ["w1"])
+    assert result.task.name == "add"

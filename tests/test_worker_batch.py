@@ -1,0 +1,137 @@
+"""Group commit (``@consumer(transaction="batch")``): one transaction per batch, each
+effect applied once, only the culprit retried or dead-lettered."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from rabbitbus import batching, dispatch, publish_many
+from rabbitbus.exceptions import Reject
+from rabbitbus.messages import Message
+from rabbitbus.registry import ConsumerSpec
+from rabbitbus.threads import Threads
+from tests.broker import Broker
+from tests.workers import spawn_worker
+
+
+def raw(message_id: str, body: bytes = b'{"n": 1}') -> dispatch.Raw:
+    return dispatch.Raw(
+        body=body,
+        headers={},
+        exchange="",
+        routing_key="q",
+        message_id=message_id,
+        redelivered=False,
+        content_type="application/json",
+        content_encoding=None,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deliveries_in_hand_run_in_one_transaction_and_a_failure_splits_the_batch() -> None:
+    seen: list[tuple[str, bool]] = []
+
+    def handler(message: dispatch.ReceivedMessage) -> None:
+        seen.append((message.message_id or "", connection.in_atomic_block))
+        if message.body.get("poison"):
+            raise Reject("poison")
+
+    spec = ConsumerSpec(name="b", handler=handler, queue="q", prefetch=10, transaction="batch")
+    threads = Threads(1, "test-batch")
+    one_by_one: list[str] = []
+
+    async def alone(delivery: dispatch.Raw) -> dispatch.Outcome:
+        one_by_one.append(delivery.message_id or "")
+        return await dispatch.dispatch(spec, delivery, threads)
+
+    async def deliver(batch: list[dispatch.Raw]) -> list[dispatch.Outcome | None]:
+        batcher = batching.Batcher(spec, threads, alone, lambda: False)
+        outcomes = await asyncio.gather(*(batcher.submit(delivery) for delivery in batch))
+        assert batcher.counts == ({"batches": 1, "split": 0} if not one_by_one else
+                                  {"batches": 0, "split": 1})  # fmt: skip
+        return outcomes
+
+    try:
+        clean = asyncio.run(deliver([raw(f"a{n}") for n in range(10)]))
+        assert [o.action for o in clean if o] == [dispatch.ACK] * 10
+        assert seen == [(f"a{n}", True) for n in range(10)] and one_by_one == []
+        seen.clear()
+        mixed = [raw(f"b{n}") for n in range(5)] + [raw("poison", b'{"poison": true}')]
+        mixed += [raw("not json", b"{")]
+        outcomes = asyncio.run(deliver(mixed))
+    finally:
+        threads.shutdown()
+    assert [o.action for o in outcomes if o] == [dispatch.ACK] * 5 + [dispatch.DEAD_LETTER] * 2
+    # the batch ran to the poison and rolled back, then each message alone
+    assert one_by_one == ["not json", "b0", "b1", "b2", "b3", "b4", "poison"]
+
+
+def effects(db_path: Path) -> list[str]:
+    """The effects ledger: one row per time the handler's transaction committed."""
+    if not db_path.exists() and db_path.name == POSTGRES:
+        from tests.testapp.models import Effect
+
+        return list(Effect.objects.filter(consumer="batch").values_list("message_id", flat=True))
+    with sqlite3.connect(db_path, timeout=20) as db:
+        return [row[0] for row in db.execute("SELECT message_id FROM testapp_effect")]
+
+
+#: ``db_path`` standing for the PostgreSQL test database (tests/test_worker_batch_pg.py).
+POSTGRES = "postgres"
+
+
+def start(workers: list, broker: Broker, prefix: str, db_path: Path) -> subprocess.Popen:
+    env = {"RABBITBUS_TEST_BATCH": "1"}
+    if db_path.name == POSTGRES:
+        env["DJANGO_SETTINGS_MODULE"] = "tests.settings_pg_child"
+    process = spawn_worker(prefix, db_path, extra_env=env)
+    workers.append(process)
+    assert broker.wait_for(lambda: broker.consumers(f"{prefix}.batch", missing=0) == 1, 60)
+    return process
+
+
+def send(prefix: str, bodies: list[dict]) -> list[str]:
+    result = publish_many([Message("", f"{prefix}.batch", body) for body in bodies])
+    assert result.ok
+    return result.confirmed
+
+
+def test_a_poison_message_is_dead_lettered_alone_and_the_rest_applied_once(
+    broker: Broker, prefix: str, db_path: Path, workers: list
+) -> None:
+    start(workers, broker, prefix, db_path)
+    bodies: list[dict] = [{"n": n} for n in range(60)]
+    bodies[17], bodies[41] = {"poison": True}, {"fail": True}
+    ids = send(prefix, bodies)
+    good = [i for i, body in zip(ids, bodies, strict=True) if "n" in body]
+    assert broker.wait_for(lambda: len(effects(db_path)) >= 58, timeout=30)
+    assert broker.wait_for(lambda: broker.queue_depth(f"{prefix}.batch.dlq") == 2, timeout=30)
+    assert sorted(effects(db_path)) == sorted(good)
+    assert broker.wait_for(lambda: broker.unacked(f"{prefix}.batch") == 0, timeout=10)
+
+
+def test_sigkill_at_any_point_applies_every_effect_exactly_once(
+    broker: Broker, prefix: str, db_path: Path, workers: list
+) -> None:
+    worker = start(workers, broker, prefix, db_path)
+    ids = send(prefix, [{"sleep": 0.002} for _ in range(1000)])
+    for number, kill_after in enumerate((150, 500)):
+        if number:
+            worker = start(workers, broker, prefix, db_path)
+        assert broker.wait_for(lambda n=kill_after: len(effects(db_path)) >= n, timeout=60)
+        worker.kill()
+        worker.wait(timeout=10)
+    start(workers, broker, prefix, db_path)
+    assert broker.wait_for(lambda: len(effects(db_path)) >= len(ids), timeout=120)
+    time.sleep(0.5)  # anything applied twice would show now
+    counts = Counter(effects(db_path))
+    assert set(counts) == set(ids)
+    assert [i for i, n in counts.items() if n > 1] == []
