@@ -165,7 +165,7 @@ def publish_outcome(error: BaseException | None) -> str:
     return "failed"
 
 
-def _count_published(envelopes: Sequence[Any], outcomes: dict[str, Any], started: float) -> None:
+def count_published(envelopes: Sequence[Any], outcomes: dict[str, Any], started: float) -> None:
     elapsed = time.perf_counter() - started
     for envelope in envelopes:
         error = outcomes.get(envelope.message_id)
@@ -188,7 +188,7 @@ def observe_send(send: SendFunction) -> SendFunction:
             return send(envelopes, alias, timeout)
         started = time.perf_counter()
         outcomes = send(envelopes, alias, timeout)
-        _count_published(envelopes, outcomes, started)
+        count_published(envelopes, outcomes, started)
         return outcomes
 
     return observed
@@ -200,7 +200,7 @@ def observe_asend(asend: AsendFunction) -> AsendFunction:
     async def counted(envelope: Any, conn: Any, timeout: float | None) -> Any:
         started = time.perf_counter()
         outcome = await asend(envelope, conn, timeout)
-        _count_published([envelope], {envelope.message_id: outcome}, started)
+        count_published([envelope], {envelope.message_id: outcome}, started)
         return outcome
 
     @functools.wraps(asend)
