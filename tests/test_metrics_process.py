@@ -11,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rabbitbus import publish_many, rpc
 from rabbitbus.messages import Message
 from tests.broker import Broker
-from tests.workers import ROOT, spawn_worker
+from tests.workers import ROOT, spawn_worker, worker_env
 
 #: What each body asks the outcomes consumer (tests/testapp/rabbit.py) to do, and how often.
 WORKLOAD = {"ok": 3, "reject": 2, "fail": 2, "retry_once": 1}
@@ -173,3 +174,45 @@ def test_the_view_sums_every_web_process_in_multiprocess_mode(
         published = "rabbitbus_published_messages_total"
         assert total(text, published, exchange=exchange, outcome="confirmed") == 5
         assert total(text, "rabbitbus_publish_confirm_seconds_count") == 5
+
+
+def serve_command(command: str, port: int, prefix: str, db_path: Path, *args: str) -> Any:
+    """``manage.py <command> ... --metrics-port port`` with tests.settings_worker."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", command, *args, "--metrics-port", str(port)],
+        cwd=ROOT,
+        env=worker_env(prefix, db_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_an_rpc_server_serves_its_request_counts(prefix: str, db_path: Path, workers: list) -> None:
+    port = free_port()
+    workers.append(serve_command("rabbit_rpc", port, prefix, db_path, "test.aecho"))
+    assert wait_for(lambda: total(scrape(port), "rabbitbus_connection_up") == 1, timeout=60)
+    assert [rpc.call("test.aecho", n, timeout=10) for n in range(4)] == [0, 1, 2, 3]
+    text = scrape(port)
+    assert total(text, "rabbitbus_rpc_requests_total", procedure="test.aecho", outcome="ok") == 4
+    assert total(text, "rabbitbus_rpc_request_seconds_count", procedure="test.aecho") == 4
+
+
+def test_the_outbox_relay_serves_rows_relayed_and_the_backlog(
+    prefix: str, db_path: Path, workers: list, exchange: str, queue: str
+) -> None:
+    enqueue = (
+        f"from rabbitbus import outbox\nfor n in range(3): outbox.enqueue({exchange!r}, 'k', n)"
+    )
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", enqueue],
+        cwd=ROOT, env=worker_env(prefix, db_path), check=True, timeout=60,
+    )  # fmt: skip
+    port = free_port()
+    workers.append(serve_command("rabbit_outbox", port, prefix, db_path))
+    assert wait_for(lambda: total(scrape(port), "rabbitbus_outbox_relayed_total") == 3, 60)
+    assert wait_for(lambda: "rabbitbus_outbox_pending " in scrape(port))
+    text = scrape(port)
+    assert total(text, "rabbitbus_outbox_pending") == 0
+    assert total(text, "rabbitbus_outbox_oldest_pending_seconds") == 0
+    assert total(text, "rabbitbus_published_messages_total", exchange=exchange) == 3
