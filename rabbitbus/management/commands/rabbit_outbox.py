@@ -51,8 +51,9 @@ class Command(BaseCommand):
                 while relay.run_once():
                     pass
             else:
+                stop = _stop_on_signals()  # before the greeting: an operator may act on it
                 self._greet(console, relay, metrics.banner(options["metrics_port"]))
-                relay.run(_stop_on_signals())
+                relay.run(stop)
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
         finally:
