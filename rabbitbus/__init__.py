@@ -19,7 +19,7 @@ _EXPORTS = {
     "PublishResult": "rabbitbus.publishing",
     "Message": "rabbitbus.messages",
     "bridge": "rabbitbus.bridges",
-    "publish_on_commit": "rabbitbus.delivery",
+    "publish_on_commit": "rabbitbus.on_commit",
     "call": "rabbitbus.rpc",
     "acall": "rabbitbus.rpc",
     "consumer": "rabbitbus.registry",
@@ -31,10 +31,10 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from rabbitbus.bridges import bridge
-    from rabbitbus.delivery import publish_on_commit
     from rabbitbus.dispatch import ReceivedMessage
     from rabbitbus.exceptions import Reject, Retry, RpcNotSent
     from rabbitbus.messages import Message
+    from rabbitbus.on_commit import publish_on_commit
     from rabbitbus.publishing import PublishResult, apublish, apublish_many, publish, publish_many
     from rabbitbus.registry import consumer
     from rabbitbus.rpc import acall, call

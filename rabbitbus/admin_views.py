@@ -60,7 +60,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     _require(request, "rabbitbus.view_dashboard")
     snapshot = monitoring.overview()
     context = _context(
-        request, "RabbitMQ", snapshot=snapshot, stale=monitoring.STALE_AFTER,
+        request, "RabbitMQ", snapshot=snapshot, stale=monitoring.options().stale_after,
         task_changelist=_task_changelist(request), task_statuses=task_monitoring.STATUSES,
     )  # fmt: skip
     return TemplateResponse(request, "admin/rabbitbus/dashboard.html", context)

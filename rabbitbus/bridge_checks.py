@@ -11,20 +11,13 @@ from typing import Any
 from django.core.checks import CheckMessage, register
 from django.dispatch import Signal
 
-from rabbitbus.bridges import MODEL_EVENTS, SETTING_KEYS, Bridge, registered, resolve
-from rabbitbus.checks import _e
-from rabbitbus.delivery import FAILURE_POLICIES, MODES
+from rabbitbus.bridges import SETTING_KEYS, Bridge, label, registered, resolve
+from rabbitbus.check_messages import error as _e
+from rabbitbus.conf import DEFAULTS, MODEL_EVENTS, OutboxSettings, defaults, numbers
+from rabbitbus.on_commit import FAILURE_POLICIES, MODES
 
-OUTBOX_NUMBERS = (
-    "BATCH_SIZE",
-    "CLAIM_TIMEOUT",
-    "MAX_ATTEMPTS",
-    "RETRY_BACKOFF",
-    "RETENTION",
-    "POLL_INTERVAL",
-    "IDLE_INTERVAL",
-    "ON_COMMIT_CONNECT_TIMEOUT",
-)
+OUTBOX_DEFAULTS = defaults(OutboxSettings)
+OUTBOX_NUMBERS = numbers(OutboxSettings)
 
 
 def bridge_setting_errors(raw: Any) -> list[CheckMessage]:
@@ -140,11 +133,11 @@ def bridge_errors(where: str, declared: Bridge, exchanges: Any) -> list[CheckMes
 
 def outbox_errors(raw: Any) -> list[CheckMessage]:
     """Problems with ``RABBITBUS['OUTBOX']`` (rabbitbus.E045)."""
-    hint = f"Keys: {', '.join([*OUTBOX_NUMBERS, 'ON_COMMIT_FAILURE'])}."
+    hint = f"Keys: {', '.join(OUTBOX_DEFAULTS)}."
     if not isinstance(raw, dict):
         return [_e("E045", "RABBITBUS['OUTBOX'] must be a dict.", hint)]
     errors: list[CheckMessage] = []
-    unknown = set(raw) - {*OUTBOX_NUMBERS, "ON_COMMIT_FAILURE"}
+    unknown = set(raw) - set(OUTBOX_DEFAULTS)
     if unknown:
         errors.append(
             _e("E045", f"RABBITBUS['OUTBOX'] has unknown key(s) {sorted(unknown)}.", hint)
@@ -153,7 +146,7 @@ def outbox_errors(raw: Any) -> list[CheckMessage]:
         value = raw.get(key, 1)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             errors.append(_e("E045", f"RABBITBUS['OUTBOX'][{key!r}] must be positive.", hint))
-    if raw.get("ON_COMMIT_FAILURE", "outbox") not in FAILURE_POLICIES:
+    if raw.get("ON_COMMIT_FAILURE", OUTBOX_DEFAULTS["ON_COMMIT_FAILURE"]) not in FAILURE_POLICIES:
         errors.append(
             _e(
                 "E045",
@@ -168,18 +161,16 @@ def all_errors(raw: Any) -> list[CheckMessage]:
     """Bridge and outbox problems for the whole ``RABBITBUS`` setting plus ``rabbit.py`` bridges."""
     if not isinstance(raw, dict):
         return []  # rabbitbus.E001
-    exchanges = raw.get("EXCHANGES", {})
-    settings_bridges = raw.get("BRIDGES", [])
+    exchanges = raw.get("EXCHANGES", DEFAULTS["EXCHANGES"])
+    settings_bridges = raw.get("BRIDGES", DEFAULTS["BRIDGES"])
     structural = bridge_setting_errors(settings_bridges)
-    errors = structural + outbox_errors(raw.get("OUTBOX", {}))
+    errors = structural + outbox_errors(raw.get("OUTBOX", DEFAULTS["OUTBOX"]))
     if not structural:
         for index, entry in enumerate(settings_bridges):
             where = f"RABBITBUS['BRIDGES'][{index}]"
             errors += bridge_errors(where, Bridge.from_setting(entry), exchanges)
     for declared in registered():
-        errors += bridge_errors(
-            f"bridge({declared.model or declared.signal!r})", declared, exchanges
-        )
+        errors += bridge_errors(label(declared), declared, exchanges)
     return errors
 
 

@@ -31,24 +31,15 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import Signal
 from django.utils.module_loading import import_string
 
-from rabbitbus import delivery
+from rabbitbus import on_commit
+from rabbitbus.conf import BridgeOptions, defaults, keys
 
 logger = logging.getLogger("rabbitbus.bridges")
 
-MODEL_EVENTS = ("created", "updated", "deleted")
-SETTING_KEYS = {
-    "MODEL": "model",
-    "SIGNAL": "signal",
-    "EXCHANGE": "exchange",
-    "ROUTING_KEY": "routing_key",
-    "EVENTS": "events",
-    "PAYLOAD": "payload",
-    "HEADERS": "headers",
-    "MODE": "mode",
-    "CONNECTION": "connection",
-    "TYPE": "type",
-    "OPTIONS": "options",
-}
+#: Each ``RABBITBUS['BRIDGES'][i]`` key -> the :class:`Bridge` field it sets.
+SETTING_KEYS = {key: key.lower() for key in sorted(keys(BridgeOptions))}
+#: The settings' defaults, which are also those of ``bridge()`` in code.
+_DEFAULTS = defaults(BridgeOptions)
 
 
 def resolve(value: Any) -> Any:
@@ -61,15 +52,15 @@ class Bridge:
     """One signal -> message rule. See the module docstring for each field."""
 
     exchange: str
-    model: Any = None
-    signal: Any = None
-    routing_key: Any = "{model}.{event}"
-    events: Sequence[str] = MODEL_EVENTS
-    payload: Any = None
-    headers: Any = None
-    mode: str = "on_commit"
-    connection: str = "default"
-    type: str | None = "{app_label}.{model}.{event}"
+    model: Any = _DEFAULTS["MODEL"]
+    signal: Any = _DEFAULTS["SIGNAL"]
+    routing_key: Any = _DEFAULTS["ROUTING_KEY"]
+    events: Sequence[str] = _DEFAULTS["EVENTS"]
+    payload: Any = _DEFAULTS["PAYLOAD"]
+    headers: Any = _DEFAULTS["HEADERS"]
+    mode: str = _DEFAULTS["MODE"]
+    connection: str = _DEFAULTS["CONNECTION"]
+    type: str | None = _DEFAULTS["TYPE"]
     options: dict[str, Any] = field(default_factory=dict)
     _receivers: list[tuple[Signal, Callable[..., None]]] = field(default_factory=list, repr=False)
 
@@ -127,7 +118,7 @@ class Bridge:
     def emit(self, instance: Any, event: str, using: str | None, **kwargs: Any) -> str:
         """Build and deliver the message for ``event`` on ``instance``; returns its id."""
         names = self._names(instance, event)
-        return delivery.deliver(
+        return on_commit.deliver(
             self.mode,
             self.exchange,
             self._routing_key(instance, event, names),
@@ -206,10 +197,28 @@ def registered() -> list[Bridge]:
     return list(_registry)
 
 
-def from_settings() -> list[Bridge]:
+def label(declared: Bridge) -> str:
+    """How checks and log lines name a bridge declared in code."""
+    return f"bridge({declared.model or declared.signal!r})"
+
+
+def from_settings() -> list[tuple[str, Bridge | str]]:
+    """``RABBITBUS['BRIDGES']``: (where, the bridge or why there is none) per entry."""
     from rabbitbus.conf import settings
 
-    return [Bridge.from_setting(raw) for raw in settings.BRIDGES if isinstance(raw, dict)]
+    raw = settings.BRIDGES
+    if not isinstance(raw, list | tuple):
+        return [("RABBITBUS['BRIDGES']", "it is not a list")]
+    return [(f"RABBITBUS['BRIDGES'][{index}]", _entry(entry)) for index, entry in enumerate(raw)]
+
+
+def _entry(raw: Any) -> Bridge | str:
+    if not isinstance(raw, dict) or "EXCHANGE" not in raw:
+        return "it is not a dict with an EXCHANGE"
+    unknown = sorted(set(raw) - set(SETTING_KEYS))
+    if unknown:
+        return f"unknown key(s) {', '.join(unknown)}"
+    return Bridge.from_setting(raw)
 
 
 _settings_bridges: list[Bridge] = []
@@ -218,15 +227,25 @@ _settings_bridges: list[Bridge] = []
 def connect_all() -> None:
     """Connect every declared and configured bridge; called by ``AppConfig.ready()``.
 
-    A bridge whose model or signal does not resolve is skipped here and
-    reported by the system checks (rabbitbus.E041).
+    A bridge that cannot be connected (a malformed settings entry, a model or
+    signal that does not resolve) would never publish: it is skipped with a
+    WARNING naming it and why, so a process started without the system checks
+    (gunicorn, a worker) still says so. The checks report the same
+    (rabbitbus.E040, E041). Settings bridges connected before are disconnected
+    first, so calling this again (settings changed) connects each bridge once.
     """
-    try:
-        _settings_bridges[:] = from_settings()
-    except (KeyError, TypeError) as exc:
-        logger.debug("RABBITBUS['BRIDGES'] not connected: %s", exc)
-    for declared in [*_registry, *_settings_bridges]:
+    for stale in _settings_bridges:
+        stale.disconnect()
+    _settings_bridges.clear()
+    found: list[tuple[str, Bridge]] = [(label(declared), declared) for declared in _registry]
+    for where, entry in from_settings():
+        if isinstance(entry, str):
+            logger.warning("%s is not connected and will not publish: %s.", where, entry)
+        else:
+            _settings_bridges.append(entry)
+            found.append((where, entry))
+    for where, declared in found:
         try:
             declared.connect()
         except (LookupError, ImportError, ValueError) as exc:
-            logger.debug("Bridge %r not connected: %s", declared, exc)
+            logger.warning("%s is not connected and will not publish: %s", where, exc)

@@ -9,188 +9,43 @@ stable and has a test.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, register
 from django.utils.module_loading import import_string
 
 from rabbitbus import event_loop
+from rabbitbus.check_messages import error as _e
+from rabbitbus.check_messages import unknown_keys as _unknown_keys
+from rabbitbus.check_messages import warning as _w
+from rabbitbus.conf import (
+    DEFAULTS,
+    BindingOptions,
+    ExchangeOptions,
+    ManagementSettings,
+    MonitoringSettings,
+    QueueOptions,
+    WorkerSettings,
+    defaults,
+    keys,
+    numbers,
+)
+from rabbitbus.connection_checks import connection_errors
 
-TOP_LEVEL_KEYS = frozenset(
-    {
-        "CONNECTIONS",
-        "SERIALIZER",
-        "MAX_MESSAGE_SIZE",
-        "APP_ID",
-        "EXCHANGES",
-        "QUEUES",
-        "BRIDGES",
-        "OUTBOX",
-        "RPC_REPLY_TO_PREFIXES",
-        "WORKER",
-        "MANAGEMENT",
-        "MONITORING",
-    }
-)
-CONNECTION_KEYS = frozenset(
-    {
-        "URL",
-        "URLS",
-        "HEARTBEAT",
-        "CONNECTION_TIMEOUT",
-        "BLOCKED_CONNECTION_TIMEOUT",
-        "PUBLISH_TIMEOUT",
-        "RECONNECT_TIMEOUT",
-        "CONNECTION_NAME",
-        "TLS",
-    }
-)
-TIMEOUT_KEYS = (
-    "CONNECTION_TIMEOUT",
-    "BLOCKED_CONNECTION_TIMEOUT",
-    "PUBLISH_TIMEOUT",
-    "RECONNECT_TIMEOUT",
-)
-TLS_KEYS = frozenset({"CA_FILE", "CERT_FILE", "KEY_FILE", "SERVER_HOSTNAME", "INSECURE"})
+TOP_LEVEL_KEYS = frozenset(DEFAULTS)
+EXCHANGE_KEYS = keys(ExchangeOptions)
+QUEUE_KEYS = keys(QueueOptions)
+WORKER_KEYS = keys(WorkerSettings)
+MANAGEMENT_KEYS = keys(ManagementSettings)
+MONITORING_KEYS = keys(MonitoringSettings)
 EXCHANGE_TYPES = frozenset({"direct", "topic", "fanout", "headers"})
-EXCHANGE_KEYS = frozenset({"TYPE", "DURABLE", "AUTO_DELETE", "ARGUMENTS"})
 QUEUE_TYPES = frozenset({"classic", "quorum"})
-QUEUE_KEYS = frozenset(
-    {
-        "TYPE",
-        "DURABLE",
-        "AUTO_DELETE",
-        "EXCLUSIVE",
-        "ARGUMENTS",
-        "DEAD_LETTER_EXCHANGE",
-        "DEAD_LETTER_ROUTING_KEY",
-        "DELIVERY_LIMIT",
-        "MESSAGE_TTL",
-        "MAX_LENGTH",
-        "BINDINGS",
-    }
-)
 BROKER_MAX_MESSAGE_SIZE = 128 * 1024 * 1024
-
-
-def _e(id_: str, msg: str, hint: str) -> Error:
-    return Error(msg, hint=hint, id=f"rabbitbus.{id_}")
-
-
-def _w(id_: str, msg: str, hint: str) -> Warning:
-    return Warning(msg, hint=hint, id=f"rabbitbus.{id_}")
-
-
-def _unknown_keys(raw: dict[str, Any], known: Iterable[str], where: str) -> list[CheckMessage]:
-    unknown = sorted(set(raw) - set(known))
-    if not unknown:
-        return []
-    return [
-        _e(
-            "E002",
-            f"Unknown key(s) {', '.join(unknown)} in {where}.",
-            f"Valid keys: {', '.join(sorted(known))}.",
-        )
-    ]
-
-
-# -- connections -----------------------------------------------------------
-
-
-def _url_errors(alias: str, url: Any) -> list[CheckMessage]:
-    where = f"RABBITBUS['CONNECTIONS'][{alias!r}]"
-    try:
-        parts = urlsplit(url) if isinstance(url, str) else None
-        parts and parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("amqp", "amqps") or not parts.hostname:
-        return [
-            _e(
-                "E005",
-                f"{where} has an invalid AMQP URL.",
-                "Use amqp://user:password@host:5672/vhost or amqps://... for TLS.",
-            )
-        ]
-    return []
-
-
-def _number_errors(alias: str, options: dict[str, Any]) -> list[CheckMessage]:
-    where = f"RABBITBUS['CONNECTIONS'][{alias!r}]"
-    errors: list[CheckMessage] = []
-    heartbeat = options.get("HEARTBEAT", 30)
-    if isinstance(heartbeat, bool) or not isinstance(heartbeat, int) or heartbeat < 0:
-        errors.append(
-            _e("E006", f"{where}['HEARTBEAT'] must be a whole number of seconds >= 0.", "e.g. 30")
-        )
-    elif heartbeat == 0:
-        errors.append(
-            _w(
-                "W002",
-                f"{where}['HEARTBEAT'] is 0: dead connections go unnoticed.",
-                "Use a heartbeat of 10 to 60 seconds.",
-            )
-        )
-    for key in TIMEOUT_KEYS:
-        value = options.get(key, 1)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            errors.append(
-                _e("E006", f"{where}[{key!r}] must be a positive number of seconds.", "e.g. 10")
-            )
-    name = options.get("CONNECTION_NAME")
-    if name is not None and not isinstance(name, str):
-        errors.append(_e("E012", f"{where}['CONNECTION_NAME'] must be a string.", "e.g. 'shop'"))
-    return errors
-
-
-def _tls_errors(alias: str, tls: Any, urls: list[Any]) -> list[CheckMessage]:
-    where = f"RABBITBUS['CONNECTIONS'][{alias!r}]['TLS']"
-    if tls is None:
-        return []
-    if not isinstance(tls, dict):
-        return [_e("E007", f"{where} must be a dict.", f"Keys: {', '.join(sorted(TLS_KEYS))}.")]
-    errors = _unknown_keys(tls, TLS_KEYS, where)
-    if not any(isinstance(url, str) and url.startswith("amqps://") for url in urls):
-        errors.append(
-            _e("E009", f"{where} is set but no URL uses amqps://.", "Use amqps:// URLs for TLS.")
-        )
-    for key in ("CA_FILE", "CERT_FILE", "KEY_FILE"):
-        path = tls.get(key)
-        if path is not None and not (isinstance(path, str) and os.path.isfile(path)):
-            errors.append(
-                _e("E008", f"{where}[{key!r}] is not a readable file.", "Check the path.")
-            )
-    if tls.get("INSECURE"):
-        errors.append(
-            _w(
-                "W001",
-                f"{where}['INSECURE'] turns off certificate verification.",
-                "Give CA_FILE instead; INSECURE lets anyone on the path read your messages.",
-            )
-        )
-    return errors
-
-
-def connection_errors(alias: str, raw: Any) -> list[CheckMessage]:
-    """Problems with one ``CONNECTIONS`` entry (errors first)."""
-    where = f"RABBITBUS['CONNECTIONS'][{alias!r}]"
-    if not isinstance(raw, dict):
-        return [_e("E004", f"{where} must be a dict.", "e.g. {'URL': 'amqp://...'}")]
-    errors = _unknown_keys(raw, CONNECTION_KEYS, where)
-    urls = raw.get("URLS")
-    if urls is not None and (not isinstance(urls, list | tuple) or not urls):
-        errors.append(
-            _e("E005", f"{where}['URLS'] must be a non-empty list of URLs.", "Or give URL alone.")
-        )
-        urls = []
-    urls = list(urls or [raw.get("URL", "amqp://guest:guest@127.0.0.1:5672/")])
-    for url in urls:
-        errors += _url_errors(alias, url)
-    errors += _number_errors(alias, raw)
-    errors += _tls_errors(alias, raw.get("TLS"), urls)
-    return sorted(errors, key=lambda message: not message.is_serious())
+EXCHANGE_DEFAULTS = defaults(ExchangeOptions)
+QUEUE_DEFAULTS = defaults(QueueOptions)
+BINDING_DEFAULTS = defaults(BindingOptions)
+WORKER_DEFAULTS = defaults(WorkerSettings)
+WORKER_NUMBERS = numbers(WorkerSettings)
 
 
 # -- topology --------------------------------------------------------------
@@ -203,7 +58,7 @@ def _exchange_errors(name: str, raw: Any) -> list[CheckMessage]:
     if not isinstance(raw, dict):
         return [_e("E020", f"{where} must be a dict or an exchange type.", "e.g. 'topic'")]
     errors = _unknown_keys(raw, EXCHANGE_KEYS, where)
-    if raw.get("TYPE", "topic") not in EXCHANGE_TYPES:
+    if raw.get("TYPE", EXCHANGE_DEFAULTS["TYPE"]) not in EXCHANGE_TYPES:
         errors.append(
             _e(
                 "E020",
@@ -222,7 +77,10 @@ def _binding_errors(queue: str, bindings: Any, exchanges: dict[str, Any]) -> lis
     errors: list[CheckMessage] = []
     for binding in bindings:
         if isinstance(binding, dict):
-            binding = (binding.get("EXCHANGE"), binding.get("ROUTING_KEY", ""))
+            binding = (
+                binding.get("EXCHANGE"),
+                binding.get("ROUTING_KEY", BINDING_DEFAULTS["ROUTING_KEY"]),
+            )
         if not (isinstance(binding, list | tuple) and len(binding) == 2):
             errors.append(_e("E025", f"{where} has a malformed binding {binding!r}.", hint))
             continue
@@ -243,7 +101,7 @@ def _queue_errors(name: str, raw: Any, exchanges: dict[str, Any]) -> list[CheckM
     if not isinstance(raw, dict):
         return [_e("E021", f"{where} must be a dict.", "e.g. {'TYPE': 'quorum'}")]
     errors = _unknown_keys(raw, QUEUE_KEYS, where)
-    kind = raw.get("TYPE", "quorum")
+    kind = raw.get("TYPE", QUEUE_DEFAULTS["TYPE"])
     if kind not in QUEUE_TYPES:
         errors.append(_e("E021", f"{where} has an unknown TYPE.", "'quorum' or 'classic'."))
     if kind == "quorum" and (
@@ -254,7 +112,7 @@ def _queue_errors(name: str, raw: Any, exchanges: dict[str, Any]) -> list[CheckM
         )
     if raw.get("DELIVERY_LIMIT") is not None:
         if not raw.get("DEAD_LETTER_EXCHANGE") and "x-dead-letter-exchange" not in raw.get(
-            "ARGUMENTS", {}
+            "ARGUMENTS", QUEUE_DEFAULTS["ARGUMENTS"]
         ):
             errors.append(
                 _e(
@@ -271,7 +129,7 @@ def _queue_errors(name: str, raw: Any, exchanges: dict[str, Any]) -> list[CheckM
                     "Use a quorum queue, or rely on rabbitbus retries.",
                 )
             )
-    errors += _binding_errors(name, raw.get("BINDINGS", []), exchanges)
+    errors += _binding_errors(name, raw.get("BINDINGS", QUEUE_DEFAULTS["BINDINGS"]), exchanges)
     return errors
 
 
@@ -324,7 +182,7 @@ def setting_errors(raw: Any) -> list[CheckMessage]:
     if not isinstance(raw, dict):
         return [_e("E001", "RABBITBUS must be a dict.", "See the README's quick start.")]
     errors = _unknown_keys(raw, TOP_LEVEL_KEYS, "RABBITBUS")
-    connections = raw.get("CONNECTIONS", {"default": {}})
+    connections = raw.get("CONNECTIONS", DEFAULTS["CONNECTIONS"])
     if not isinstance(connections, dict) or "default" not in connections:
         errors.append(
             _e(
@@ -336,32 +194,16 @@ def setting_errors(raw: Any) -> list[CheckMessage]:
         connections = {}
     for alias, options in connections.items():
         errors += connection_errors(alias, options)
-    errors += _serializer_errors(raw.get("SERIALIZER", "rabbitbus.serializers.JSONSerializer"))
-    errors += _size_errors(raw.get("MAX_MESSAGE_SIZE", 1024 * 1024))
-    if not isinstance(raw.get("APP_ID", ""), str):
+    errors += _serializer_errors(raw.get("SERIALIZER", DEFAULTS["SERIALIZER"]))
+    errors += _size_errors(raw.get("MAX_MESSAGE_SIZE", DEFAULTS["MAX_MESSAGE_SIZE"]))
+    if not isinstance(raw.get("APP_ID", DEFAULTS["APP_ID"]), str):
         errors.append(_e("E013", "RABBITBUS['APP_ID'] must be a string.", "e.g. 'shop'"))
-    errors += topology_errors(raw.get("EXCHANGES", {}), raw.get("QUEUES", {}))
-    errors += _rpc_errors(raw.get("RPC_REPLY_TO_PREFIXES", ("amq.rabbitmq.reply-to.",)))
-    errors += worker_errors(raw.get("WORKER", {}))
+    errors += topology_errors(
+        raw.get("EXCHANGES", DEFAULTS["EXCHANGES"]), raw.get("QUEUES", DEFAULTS["QUEUES"])
+    )
+    errors += _rpc_errors(raw.get("RPC_REPLY_TO_PREFIXES", DEFAULTS["RPC_REPLY_TO_PREFIXES"]))
+    errors += worker_errors(raw.get("WORKER", DEFAULTS["WORKER"]))
     return errors
-
-
-WORKER_KEYS = frozenset(
-    {
-        "EVENT_LOOP",
-        "GRACE_PERIOD",
-        "HEARTBEAT_FILE",
-        "HEARTBEAT_INTERVAL",
-        "PROCESSED_RETENTION_DAYS",
-        "RECONNECT_MAX_DELAY",
-    }
-)
-WORKER_NUMBERS = (
-    "GRACE_PERIOD",
-    "HEARTBEAT_INTERVAL",
-    "PROCESSED_RETENTION_DAYS",
-    "RECONNECT_MAX_DELAY",
-)
 
 
 def worker_errors(raw: Any) -> list[CheckMessage]:
@@ -393,7 +235,7 @@ def worker_errors(raw: Any) -> list[CheckMessage]:
                 "e.g. '/tmp/worker.alive'",
             )
         )
-    return errors + _event_loop_errors(raw.get("EVENT_LOOP", event_loop.DEFAULT))
+    return errors + _event_loop_errors(raw.get("EVENT_LOOP", WORKER_DEFAULTS["EVENT_LOOP"]))
 
 
 def _event_loop_errors(name: Any) -> list[CheckMessage]:
@@ -442,9 +284,6 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 
 # -- monitoring (rabbitbus.E060-E069 / W060-W069) ----------------------------
 
-MANAGEMENT_KEYS = frozenset({"URL", "USER", "PASSWORD", "TIMEOUT"})
-MONITORING_KEYS = frozenset({"EVENTS_EXCHANGE", "STALE_AFTER", "DLQ_SUFFIX"})
-
 
 def management_errors(raw: Any) -> list[CheckMessage]:
     """Problems with ``RABBITBUS['MANAGEMENT']`` (None means "not configured")."""
@@ -458,7 +297,7 @@ def management_errors(raw: Any) -> list[CheckMessage]:
     url = raw.get("URL")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         errors.append(_e("E061", f"{where}['URL'] must be an http(s):// URL.", hint))
-    timeout = raw.get("TIMEOUT", 3)
+    timeout = raw.get("TIMEOUT", defaults(ManagementSettings)["TIMEOUT"])
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
         errors.append(_e("E062", f"{where}['TIMEOUT'] must be a positive number.", "e.g. 3"))
     return errors
@@ -470,7 +309,7 @@ def monitoring_errors(raw: Any) -> list[CheckMessage]:
     if not isinstance(raw, dict):
         return [_e("E063", f"{where} must be a dict.", "e.g. {'STALE_AFTER': 60}")]
     errors = _unknown_keys(raw, MONITORING_KEYS, where)
-    stale = raw.get("STALE_AFTER", 60)
+    stale = raw.get("STALE_AFTER", defaults(MonitoringSettings)["STALE_AFTER"])
     if isinstance(stale, bool) or not isinstance(stale, int | float) or stale <= 0:
         errors.append(_e("E064", f"{where}['STALE_AFTER'] must be positive seconds.", "e.g. 60"))
     for key in ("EVENTS_EXCHANGE", "DLQ_SUFFIX"):
@@ -487,4 +326,6 @@ def check_monitoring(app_configs: Any = None, **kwargs: Any) -> list[CheckMessag
     raw = getattr(settings, "RABBITBUS", {})
     if not isinstance(raw, dict):
         return []
-    return management_errors(raw.get("MANAGEMENT")) + monitoring_errors(raw.get("MONITORING", {}))
+    return management_errors(raw.get("MANAGEMENT")) + monitoring_errors(
+        raw.get("MONITORING", DEFAULTS["MONITORING"])
+    )

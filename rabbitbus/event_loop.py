@@ -31,7 +31,6 @@ T = TypeVar("T")
 
 #: The values of ``EVENT_LOOP`` and ``--loop``.
 CHOICES = ("auto", "asyncio", "uvloop")
-DEFAULT = "auto"
 
 
 def uvloop_installed() -> bool:
@@ -46,7 +45,7 @@ def resolve(name: str | None = None) -> str:
     if name is None:
         from rabbitbus.conf import settings
 
-        name = settings.WORKER.get("EVENT_LOOP", DEFAULT)
+        name = settings.worker.event_loop
     if name not in CHOICES:
         raise ConfigurationError(
             f"Unknown event loop {name!r}: choose one of {', '.join(CHOICES)}."

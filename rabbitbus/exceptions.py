@@ -174,6 +174,9 @@ class RemoteError(RpcError):
 class ManagementApiError(RabbitBusError):
     """The RabbitMQ management HTTP API could not be reached or refused a request."""
 
+    #: The HTTP status of a refusal; None when the API could not be reached.
+    status: int | None = None
+
 
 class QueueNotFound(RabbitBusError, LookupError):
     """A queue rabbitbus does not know, or that does not exist on the broker."""

@@ -16,7 +16,6 @@ import socket
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from django.db import close_old_connections
 from django.utils import timezone
@@ -27,22 +26,16 @@ from rabbitbus.runtime import Runtime
 logger = logging.getLogger("rabbitbus.health")
 
 
-def worker_settings() -> dict[str, Any]:
-    from rabbitbus.conf import DEFAULTS
-
-    return {**DEFAULTS["WORKER"], **settings.WORKER}
-
-
 class Heartbeat:
     """Refreshes the heartbeat file and row of one runtime until cancelled."""
 
     def __init__(self, runtime: Runtime, kind: str = "consumer") -> None:
-        options = worker_settings()
+        options = settings.worker
         self.runtime = runtime
         self.alias = runtime.connection_settings.alias
         self.kind = kind
-        self.interval = float(options["HEARTBEAT_INTERVAL"])
-        self.path = Path(options["HEARTBEAT_FILE"]) if options["HEARTBEAT_FILE"] else None
+        self.interval = float(options.heartbeat_interval)
+        self.path = Path(options.heartbeat_file) if options.heartbeat_file else None
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.started_at = timezone.now()
 
@@ -122,15 +115,15 @@ async def serve(runtime: Runtime, *, kind: str = "consumer", handle_signals: boo
 
 def check(path: str | None = None) -> tuple[bool, str]:
     """Whether a worker's heartbeat file is fresh (younger than 3 intervals)."""
-    options = worker_settings()
-    target = path or options["HEARTBEAT_FILE"]
+    options = settings.worker
+    target = path or options.heartbeat_file
     if not target:
         return False, "No heartbeat file: set RABBITBUS['WORKER']['HEARTBEAT_FILE']."
     try:
         age = time.time() - Path(target).stat().st_mtime
     except OSError:
         return False, f"No heartbeat at {target}."
-    limit = 3 * float(options["HEARTBEAT_INTERVAL"])
+    limit = 3 * float(options.heartbeat_interval)
     if age > limit:
         return False, f"Heartbeat at {target} is {age:.0f}s old (limit {limit:.0f}s)."
     return True, f"Worker alive: heartbeat {age:.1f}s old."
@@ -140,7 +133,7 @@ def prune_processed(days: float | None = None) -> int:
     """Delete inbox rows older than ``days`` (default PROCESSED_RETENTION_DAYS); return how many."""
     from rabbitbus.models import ProcessedMessage
 
-    keep = worker_settings()["PROCESSED_RETENTION_DAYS"] if days is None else days
+    keep = settings.worker.processed_retention_days if days is None else days
     cutoff = timezone.now() - timedelta(days=keep)
     deleted, _ = ProcessedMessage.objects.filter(processed_at__lt=cutoff).delete()
     return deleted

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from rabbitbus.conf import ManagementSettings, defaults
 from rabbitbus.exceptions import ManagementApiError
 
-DEFAULT_TIMEOUT = 3.0
+#: ``RABBITBUS["MANAGEMENT"]``'s defaults, also those of a :class:`ManagementApi` built in code.
+_DEFAULTS = defaults(ManagementSettings)
 QUEUE_COLUMNS = "name,messages_ready,messages_unacknowledged,consumers,message_stats"
 HISTORY_COLUMNS = "messages_ready_details,messages_unacknowledged_details"
 #: Spacing of history samples; the broker keeps 5 s samples for ~10 minutes by default
@@ -31,25 +33,38 @@ class ManagementApi:
     """The management API of one node, as one user."""
 
     url: str
-    user: str = "guest"
-    password: str = field(default="guest", repr=False)
-    timeout: float = DEFAULT_TIMEOUT
+    user: str = _DEFAULTS["USER"]
+    password: str = field(default=_DEFAULTS["PASSWORD"], repr=False)
+    timeout: float = _DEFAULTS["TIMEOUT"]
 
     def get(self, path: str) -> Any:
         """GET ``/api/<path>`` and return the decoded JSON; raises ManagementApiError."""
         return self._request("GET", path)
 
-    def _request(self, method: str, path: str) -> Any:
+    def put(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        """PUT ``body`` (JSON) to ``/api/<path>``; raises ManagementApiError."""
+        return self._request("PUT", path, body or {})
+
+    def delete(self, path: str) -> Any:
+        """DELETE ``/api/<path>``; raises ManagementApiError (HTTP 404 if there is none)."""
+        return self._request("DELETE", path)
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(  # noqa: S310 - the URL comes from settings
-            f"{self.url.rstrip('/')}/api/{path}", method=method
+            f"{self.url.rstrip('/')}/api/{path}", data=data, method=method
         )
         token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
-            raise ManagementApiError(f"{method} /api/{path}: HTTP {exc.code}") from exc
+            error = ManagementApiError(f"{method} /api/{path}: HTTP {exc.code}")
+            error.status = exc.code
+            raise error from exc
         except (OSError, ValueError) as exc:
             raise ManagementApiError(f"{method} /api/{path}: {type(exc).__name__}") from exc
 
@@ -77,12 +92,12 @@ def configured() -> ManagementApi | None:
     """The API from ``RABBITBUS["MANAGEMENT"]``, or None when it is not configured."""
     from rabbitbus.conf import settings
 
-    raw = settings.MANAGEMENT
-    if not raw:
+    options = settings.management
+    if options is None:
         return None
     return ManagementApi(
-        url=raw["URL"],
-        user=raw.get("USER", "guest"),
-        password=raw.get("PASSWORD", "guest"),
-        timeout=float(raw.get("TIMEOUT", DEFAULT_TIMEOUT)),
+        url=options.url,
+        user=options.user,
+        password=options.password,
+        timeout=float(options.timeout),
     )

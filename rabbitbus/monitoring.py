@@ -21,30 +21,28 @@ from typing import Any
 from django.utils import timezone
 
 from rabbitbus import connections, history, mgmt, task_monitoring, topology
+from rabbitbus.conf import MonitoringSettings
 from rabbitbus.exceptions import BrokerConnectionError, ManagementApiError, RabbitBusError
 
 logger = logging.getLogger("rabbitbus.monitoring")
 
-EVENTS_EXCHANGE = "rabbitbus.events"
-DLQ_SUFFIX = ".dlq"
-STALE_AFTER = 60.0
 NO_RATES = "Rates need the management API: set RABBITBUS['MANAGEMENT'] to show them."
 
 
-def option(name: str, default: Any) -> Any:
-    """One ``RABBITBUS["MONITORING"]`` option."""
+def options() -> MonitoringSettings:
+    """``RABBITBUS["MONITORING"]`` over its defaults."""
     from rabbitbus.conf import settings
 
-    return settings.MONITORING.get(name, default)
+    return settings.monitoring
 
 
 def events_exchange() -> str:
-    return str(option("EVENTS_EXCHANGE", EVENTS_EXCHANGE))
+    return str(options().events_exchange)
 
 
 def is_dlq(name: str) -> bool:
     """Whether ``name`` is a dead-letter queue (by the ``DLQ_SUFFIX`` convention)."""
-    return name.endswith(option("DLQ_SUFFIX", DLQ_SUFFIX))
+    return name.endswith(options().dlq_suffix)
 
 
 _RETRY = re.compile(r"\.(retry|delay)\.\d+$")
@@ -189,7 +187,7 @@ def workers(now: datetime | None = None) -> list[dict[str, Any]]:
     from rabbitbus.models import WorkerHeartbeat
 
     now = now or timezone.now()
-    stale_before = now - timedelta(seconds=float(option("STALE_AFTER", STALE_AFTER)))
+    stale_before = now - timedelta(seconds=float(options().stale_after))
     fields = ("worker_id", "hostname", "pid", "kind", "consumers", "processed", "failed")
     rows = WorkerHeartbeat.objects.order_by("-last_seen").values(*fields, "retried", "last_seen")
     return [{**row, "stale": row["last_seen"] < stale_before} for row in rows]

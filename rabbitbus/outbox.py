@@ -26,7 +26,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from rabbitbus import messages
-from rabbitbus.conf import settings
+from rabbitbus.conf import OutboxSettings, settings
 from rabbitbus.messages import Envelope, Message
 from rabbitbus.models import OutboxMessage
 
@@ -35,19 +35,6 @@ NOTIFY_CHANNEL = "rabbitbus_outbox"
 
 #: Set (on commit) when this process wrote rows; an in-process relay waits on it.
 local_wakeup = threading.Event()
-
-OUTBOX_DEFAULTS: dict[str, Any] = {
-    "BATCH_SIZE": 500,
-    "CLAIM_TIMEOUT": 60.0,
-    "MAX_ATTEMPTS": 5,
-    "RETRY_BACKOFF": 5.0,
-    "RETENTION": 7 * 24 * 3600.0,
-    "POLL_INTERVAL": 0.05,
-    "IDLE_INTERVAL": 1.0,
-    "ON_COMMIT_FAILURE": "outbox",
-    # The most a commit waits to connect before falling back (never above CONNECTION_TIMEOUT).
-    "ON_COMMIT_CONNECT_TIMEOUT": 2.0,
-}
 
 #: Envelope fields kept in the row's ``properties`` JSON.
 PROPERTY_FIELDS = (
@@ -68,9 +55,9 @@ PENDING, SENT, FAILED = (
 )
 
 
-def options() -> dict[str, Any]:
-    """``RABBITBUS['OUTBOX']`` merged over :data:`OUTBOX_DEFAULTS`."""
-    return {**OUTBOX_DEFAULTS, **settings.OUTBOX}
+def options() -> OutboxSettings:
+    """``RABBITBUS['OUTBOX']`` over its defaults (:class:`rabbitbus.conf.OutboxSettings`)."""
+    return settings.outbox
 
 
 # -- writing -----------------------------------------------------------------
@@ -200,7 +187,7 @@ def record_failure(
     error: BaseException,
     relay_id: str,
     using: str = "default",
-    opts: dict[str, Any] | None = None,
+    opts: OutboxSettings | None = None,
 ) -> bool:
     """Count a failed attempt; back off, or mark the row failed after ``MAX_ATTEMPTS``.
 
@@ -209,8 +196,8 @@ def record_failure(
     """
     opts = opts or options()
     attempts = row.attempts + 1
-    give_up = attempts >= opts["MAX_ATTEMPTS"]
-    delay = opts["RETRY_BACKOFF"] * 2 ** (attempts - 1)
+    give_up = attempts >= opts.max_attempts
+    delay = opts.retry_backoff * 2 ** (attempts - 1)
     OutboxMessage.objects.using(using).filter(id=row.id, claimed_by=relay_id).update(
         attempts=F("attempts") + 1,
         last_error=f"{type(error).__name__}: {error}"[:2000],
@@ -223,7 +210,7 @@ def record_failure(
 
 def prune(retention: float | None = None, using: str = "default") -> int:
     """Delete rows sent more than ``retention`` seconds ago; returns how many."""
-    seconds = options()["RETENTION"] if retention is None else retention
+    seconds = options().retention if retention is None else retention
     cutoff = timezone.now() - timedelta(seconds=seconds)
     deleted, _ = OutboxMessage.objects.using(using).filter(status=SENT, sent_at__lt=cutoff).delete()
     return deleted

@@ -18,17 +18,18 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from django.db import connections, transaction
 
 from rabbitbus import connections as rabbit_connections
 from rabbitbus import outbox, publishing
+from rabbitbus.conf import OutboxSettings
 from rabbitbus.console import Observer
 from rabbitbus.exceptions import (
     AccessRefused,
@@ -40,9 +41,8 @@ from rabbitbus.models import OutboxMessage
 
 logger = logging.getLogger("rabbitbus.relay")
 
-#: Test-only: when set, the relay stops forever after publishing a batch and
-#: before marking it sent, so a test can SIGKILL it at that exact point.
-DEBUG_HANG_ENV = "RABBITBUS_OUTBOX_DEBUG_HANG_BEFORE_MARK"
+#: Called with each batch's result after the publish and before the rows are marked sent.
+BeforeMark = Callable[[publishing.PublishResult], None]
 
 #: Publish outcomes that say nothing about the row: leave it pending.
 TRANSIENT = (BrokerConnectionError, PublishTimeout)
@@ -53,7 +53,13 @@ STOP_CHECK = 0.5
 
 
 class Relay:
-    """Moves outbox rows of database ``using`` to RabbitMQ. Not thread-safe: one per thread."""
+    """Moves outbox rows of database ``using`` to RabbitMQ. Not thread-safe: one per thread.
+
+    ``options`` override ``RABBITBUS['OUTBOX']`` keys for this relay. ``before_mark``, if
+    given, is called with each batch's :class:`~rabbitbus.publishing.PublishResult` between
+    the publish and the transaction that marks the rows sent: the window in which a relay
+    that dies publishes its batch a second time (the fault tests stop a relay there).
+    """
 
     def __init__(
         self,
@@ -61,15 +67,16 @@ class Relay:
         using: str = "default",
         relay_id: str | None = None,
         options: dict[str, Any] | None = None,
+        before_mark: BeforeMark | None = None,
     ) -> None:
         self.using = using
         self.relay_id = relay_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.options = {**outbox.options(), **(options or {})}
+        self.options = outbox.options().overridden(options or {})
         self.published = 0
         self.failed = 0
         #: Told of each row published or failed for good (``rabbit_outbox -v 2``).
         self.observer: Observer | None = None
-        self._hang_before_mark = bool(os.environ.get(DEBUG_HANG_ENV))
+        self.before_mark = before_mark
         self._last_prune = 0.0
         #: The failure of the previous iteration, as "Type: message" (its traceback was logged).
         self._failing: str | None = None
@@ -80,7 +87,7 @@ class Relay:
         Raises :class:`BrokerUnavailable` (rows released) when no broker answers.
         """
         opts = self.options
-        rows = outbox.claim(self.relay_id, opts["BATCH_SIZE"], opts["CLAIM_TIMEOUT"], self.using)
+        rows = outbox.claim(self.relay_id, opts.batch_size, opts.claim_timeout, self.using)
         by_connection: dict[str, list[OutboxMessage]] = defaultdict(list)
         for row in rows:
             by_connection[row.connection].append(row)
@@ -96,8 +103,8 @@ class Relay:
     def _publish(self, alias: str, rows: list[OutboxMessage]) -> None:
         envelopes = [outbox.envelope_of(row) for row in rows]
         result = publishing.publish_envelopes(envelopes, connection=alias)
-        if self._hang_before_mark:
-            self._hang(len(result.confirmed))
+        if self.before_mark is not None:
+            self.before_mark(result)
         self._settle(rows, result)
 
     def _settle(self, rows: list[OutboxMessage], result: publishing.PublishResult) -> None:
@@ -137,31 +144,25 @@ class Relay:
                 "Outbox message %s not published (%s); will retry", row.message_id, error
             )
 
-    def _hang(self, confirmed: int) -> None:
-        sys.stderr.write(f"rabbitbus-relay: published {confirmed}; hanging before mark\n")
-        sys.stderr.flush()
-        while True:
-            time.sleep(3600)
-
     def prune_if_due(self) -> None:
         """Delete old sent rows at most every five minutes."""
         if time.monotonic() - self._last_prune >= PRUNE_EVERY:
             self._last_prune = time.monotonic()
-            deleted = outbox.prune(self.options["RETENTION"], self.using)
+            deleted = outbox.prune(self.options.retention, self.using)
             if deleted:
                 logger.info("Pruned %d sent outbox messages", deleted)
 
     def run(self, stop: threading.Event) -> None:
         """Relay until ``stop`` is set; survives broker and database outages."""
         waiter = make_waiter(self.using, self.options)
-        delay = self.options["POLL_INTERVAL"]
+        delay = self.options.poll_interval
         try:
             while not stop.is_set():
                 claimed = self._step()
                 if claimed is None:  # broker or database down: back off
-                    delay = min(self.options["IDLE_INTERVAL"] * 5, max(delay * 2, 0.5))
+                    delay = min(self.options.idle_interval * 5, max(delay * 2, 0.5))
                     stop.wait(delay)
-                elif claimed < self.options["BATCH_SIZE"]:
+                elif claimed < self.options.batch_size:
                     delay = waiter.wait(claimed > 0, stop)
         finally:
             waiter.close()
@@ -211,8 +212,8 @@ class PollWaiter:
     Writers in this process cut the wait short through :data:`outbox.local_wakeup`.
     """
 
-    def __init__(self, options: dict[str, Any]) -> None:
-        self.busy, self.idle = options["POLL_INTERVAL"], options["IDLE_INTERVAL"]
+    def __init__(self, options: OutboxSettings) -> None:
+        self.busy, self.idle = options.poll_interval, options.idle_interval
         self.delay = self.busy
 
     def wait(self, busy: bool, stop: threading.Event) -> float:
@@ -232,13 +233,13 @@ class PollWaiter:
 class NotifyWaiter:
     """PostgreSQL ``LISTEN``: wakes as soon as a writer commits; polls every IDLE_INTERVAL."""
 
-    def __init__(self, using: str, options: dict[str, Any]) -> None:
+    def __init__(self, using: str, options: OutboxSettings) -> None:
         import psycopg
 
         params = connections[using].get_connection_params()
         params.pop("cursor_factory", None)
         params.pop("context", None)
-        self.idle = options["IDLE_INTERVAL"]
+        self.idle = options.idle_interval
         self.connection = psycopg.connect(**params, autocommit=True)
         self.connection.execute(f"LISTEN {outbox.NOTIFY_CHANNEL}")
 
@@ -253,7 +254,7 @@ class NotifyWaiter:
         self.connection.close()
 
 
-def make_waiter(using: str, options: dict[str, Any]) -> PollWaiter | NotifyWaiter:
+def make_waiter(using: str, options: OutboxSettings) -> PollWaiter | NotifyWaiter:
     if connections[using].vendor == "postgresql":
         try:
             return NotifyWaiter(using, options)

@@ -65,9 +65,9 @@ class Runtime:
     def __init__(self, services: Sequence[Service], *, alias: str = "default") -> None:
         self.services = list(services)
         self.connection_settings: ConnectionSettings = settings.connection(alias)
-        worker = settings.WORKER
-        self.grace = float(worker.get("GRACE_PERIOD", 30))
-        self.reconnect_cap = float(worker.get("RECONNECT_MAX_DELAY", 30))
+        worker = settings.worker
+        self.grace = float(worker.grace_period)
+        self.reconnect_cap = float(worker.reconnect_max_delay)
         self.stopping = asyncio.Event()
         self.ready = False
         self.connection: aiormq.abc.AbstractConnection | None = None

@@ -13,15 +13,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from rabbitbus.conf import BindingOptions, ExchangeOptions, QueueOptions, defaults, read
 from rabbitbus.exceptions import ConfigurationError, TopologyConflict, TopologyError
+
+#: Entities declared in code take the defaults of their ``EXCHANGES``/``QUEUES`` settings.
+_EXCHANGE = defaults(ExchangeOptions)
+_QUEUE = defaults(QueueOptions)
 
 
 @dataclass(frozen=True)
 class Exchange:
     name: str
-    type: str = "topic"
-    durable: bool = True
-    auto_delete: bool = False
+    type: str = _EXCHANGE["TYPE"]
+    durable: bool = _EXCHANGE["DURABLE"]
+    auto_delete: bool = _EXCHANGE["AUTO_DELETE"]
     arguments: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
@@ -30,10 +35,10 @@ class Queue:
     """A queue. Quorum and durable by default, as work queues should be."""
 
     name: str
-    type: str = "quorum"
-    durable: bool = True
-    auto_delete: bool = False
-    exclusive: bool = False
+    type: str = _QUEUE["TYPE"]
+    durable: bool = _QUEUE["DURABLE"]
+    auto_delete: bool = _QUEUE["AUTO_DELETE"]
+    exclusive: bool = _QUEUE["EXCLUSIVE"]
     dead_letter_exchange: str | None = None
     dead_letter_routing_key: str | None = None
     delivery_limit: int | None = None
@@ -107,7 +112,8 @@ registry = Topology()
 def _binding_pairs(raw: Any) -> Iterator[tuple[str, str]]:
     for binding in raw:
         if isinstance(binding, dict):
-            yield binding["EXCHANGE"], binding.get("ROUTING_KEY", "")
+            options = read(BindingOptions, binding, "a binding")
+            yield options.exchange, options.routing_key
         else:
             yield binding[0], binding[1]
 
@@ -121,36 +127,38 @@ def from_settings(exchanges: dict[str, Any], queues: dict[str, Any]) -> Topology
         raise ConfigurationError(f"{errors[0].id}: {errors[0].msg}")
     topology = Topology()
     for name, raw in exchanges.items():
-        raw = {"TYPE": raw} if isinstance(raw, str) else raw
+        where = f"RABBITBUS['EXCHANGES'][{name!r}]"
+        entry = read(ExchangeOptions, {"TYPE": raw} if isinstance(raw, str) else raw, where)
         topology.add(
             Exchange(
                 name,
-                type=raw.get("TYPE", "topic"),
-                durable=raw.get("DURABLE", True),
-                auto_delete=raw.get("AUTO_DELETE", False),
-                arguments=raw.get("ARGUMENTS", {}),
+                type=entry.type,
+                durable=entry.durable,
+                auto_delete=entry.auto_delete,
+                arguments=entry.arguments,
             )
         )
     for name, raw in queues.items():
-        topology.add(_queue_from_settings(name, raw))
-        for exchange, routing_key in _binding_pairs(raw.get("BINDINGS", [])):
+        queue = read(QueueOptions, raw, f"RABBITBUS['QUEUES'][{name!r}]")
+        topology.add(_queue_from_settings(name, queue))
+        for exchange, routing_key in _binding_pairs(queue.bindings):
             topology.add(Binding(name, exchange, routing_key))
     return topology
 
 
-def _queue_from_settings(name: str, raw: dict[str, Any]) -> Queue:
+def _queue_from_settings(name: str, options: QueueOptions) -> Queue:
     return Queue(
         name,
-        type=raw.get("TYPE", "quorum"),
-        durable=raw.get("DURABLE", True),
-        auto_delete=raw.get("AUTO_DELETE", False),
-        exclusive=raw.get("EXCLUSIVE", False),
-        dead_letter_exchange=raw.get("DEAD_LETTER_EXCHANGE"),
-        dead_letter_routing_key=raw.get("DEAD_LETTER_ROUTING_KEY"),
-        delivery_limit=raw.get("DELIVERY_LIMIT"),
-        message_ttl=raw.get("MESSAGE_TTL"),
-        max_length=raw.get("MAX_LENGTH"),
-        arguments=raw.get("ARGUMENTS", {}),
+        type=options.type,
+        durable=options.durable,
+        auto_delete=options.auto_delete,
+        exclusive=options.exclusive,
+        dead_letter_exchange=options.dead_letter_exchange,
+        dead_letter_routing_key=options.dead_letter_routing_key,
+        delivery_limit=options.delivery_limit,
+        message_ttl=options.message_ttl,
+        max_length=options.max_length,
+        arguments=options.arguments,
     )
 
 

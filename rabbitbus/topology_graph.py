@@ -36,7 +36,7 @@ def _parent(queue: topology.Queue, kind: str, names: set[str]) -> str | None:
     if kind == "retry" and queue.dead_letter_routing_key in names:
         return queue.dead_letter_routing_key
     if kind == "dead-letter":
-        base = queue.name.removesuffix(str(monitoring.option("DLQ_SUFFIX", monitoring.DLQ_SUFFIX)))
+        base = queue.name.removesuffix(str(monitoring.options().dlq_suffix))
         return base if base in names else None
     return None
 

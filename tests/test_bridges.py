@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.apps import apps
 from django.db import transaction
 from django.dispatch import Signal
 from django.test import override_settings
@@ -200,6 +202,60 @@ def test_settings_bridges_are_connected(exchange: str, broker: Broker, queue: st
         bridges.connect_all()
         try:
             Order.objects.create(number="A-9")
+        finally:
+            for declared in bridges._settings_bridges:
+                declared.disconnect()
+    assert [m.routing_key for m in drain(broker, queue)] == ["o.created"]
+
+
+def test_a_bridge_that_cannot_publish_is_named_in_a_warning_at_startup(
+    exchange: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    setting = [
+        {"MODEL": "testapp.NoSuchModel", "EXCHANGE": exchange},
+        {"MODEL": "testapp.Order", "EXCHANGE": exchange, "ROUTNG_KEY": "o.{event}"},
+        {"MODEL": "testapp.Order"},
+    ]
+    in_code = Bridge(exchange=exchange, signal="tests.test_bridges.no_such_signal")
+    bridges._registry.append(in_code)
+    caplog.set_level(logging.WARNING, logger="rabbitbus.bridges")
+    try:
+        with override_settings(RABBITBUS={**_rabbitbus(), "BRIDGES": setting}):
+            apps.get_app_config("rabbitbus").ready()
+    finally:
+        bridges._registry.remove(in_code)
+        bridges.connect_all()
+    lines = {record.getMessage() for record in caplog.records if record.levelname == "WARNING"}
+    assert len(lines) == 4, lines
+    assert any(
+        line.startswith("RABBITBUS['BRIDGES'][0] is not connected and will not publish: ")
+        and "NoSuchModel" in line
+        for line in lines
+    ), lines
+    assert (
+        "RABBITBUS['BRIDGES'][1] is not connected and will not publish: "
+        "unknown key(s) ROUTNG_KEY." in lines
+    )
+    assert (
+        "RABBITBUS['BRIDGES'][2] is not connected and will not publish: "
+        "it is not a dict with an EXCHANGE." in lines
+    )
+    assert any(
+        line.startswith("bridge('tests.test_bridges.no_such_signal') is not connected")
+        and "no_such_signal" in line.split(":", 1)[1]
+        for line in lines
+    ), lines
+
+
+def test_connecting_again_leaves_each_settings_bridge_connected_once(
+    exchange: str, broker: Broker, queue: str
+) -> None:
+    setting = [{"MODEL": "testapp.Order", "EXCHANGE": exchange, "ROUTING_KEY": "o.{event}"}]
+    with override_settings(RABBITBUS={**_rabbitbus(), "BRIDGES": setting}):
+        bridges.connect_all()
+        bridges.connect_all()
+        try:
+            Order.objects.create(number="A-10")
         finally:
             for declared in bridges._settings_bridges:
                 declared.disconnect()

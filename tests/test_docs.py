@@ -4,15 +4,14 @@ Every system check id, every ``RABBITBUS`` settings key (with its default)
 and every exception class the code defines is documented under ``docs/``;
 and the docs (README included) name no check id, ``rabbitbus.<Name>`` or
 settings key that does not exist. The code side is read from the code itself:
-check ids from the string literals of ``rabbitbus/``, keys from the checks'
-lists of valid keys, defaults from the modules that hold them, exceptions
-from ``rabbitbus.exceptions``.
+check ids from the string literals of ``rabbitbus/``, keys and defaults from
+the schema in ``rabbitbus.conf`` (which the checks take their valid keys
+from), exceptions from ``rabbitbus.exceptions``.
 """
 
 from __future__ import annotations
 
 import ast
-import dataclasses
 import importlib
 import inspect
 import re
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from rabbitbus import bridge_checks, bridges, checks, conf, exceptions, mgmt, monitoring, outbox
+from rabbitbus import conf, exceptions
 from rabbitbus.models import TaskRecord
 from rabbitbus.tasks import options as task_options
 
@@ -45,17 +44,20 @@ UPPER_CASE_WORD = re.compile(r"`([A-Z][A-Z0-9_]{2,})`")
 ELSEWHERE = re.compile(r"^((DJANGO|DEMO|RABBITBUS)_\w+|\w+_URL|LISTEN|NOTIFY|ATOMIC_REQUESTS)$")
 
 #: Each section of docs/settings.md and the keys the code accepts there.
+SECTIONS: dict[str, type] = {
+    "CONNECTIONS": conf.ConnectionOptions,
+    "TLS": conf.TLSOptions,
+    "EXCHANGES": conf.ExchangeOptions,
+    "QUEUES": conf.QueueOptions,
+    "WORKER": conf.WorkerSettings,
+    "OUTBOX": conf.OutboxSettings,
+    "MANAGEMENT": conf.ManagementSettings,
+    "MONITORING": conf.MonitoringSettings,
+    "BRIDGES": conf.BridgeOptions,
+}
 SCHEMA: dict[str, frozenset[str]] = {
-    "RABBITBUS": checks.TOP_LEVEL_KEYS,
-    "CONNECTIONS": checks.CONNECTION_KEYS,
-    "TLS": checks.TLS_KEYS,
-    "EXCHANGES": checks.EXCHANGE_KEYS,
-    "QUEUES": checks.QUEUE_KEYS,
-    "WORKER": checks.WORKER_KEYS,
-    "OUTBOX": frozenset({*bridge_checks.OUTBOX_NUMBERS, "ON_COMMIT_FAILURE"}),
-    "MANAGEMENT": checks.MANAGEMENT_KEYS,
-    "MONITORING": checks.MONITORING_KEYS,
-    "BRIDGES": frozenset(bridges.SETTING_KEYS),
+    "RABBITBUS": frozenset(conf.DEFAULTS),
+    **{name: conf.keys(section) for name, section in SECTIONS.items()},
 }
 
 
@@ -96,25 +98,9 @@ def check_table(text: str) -> set[str]:
 
 
 def code_defaults() -> dict[str, dict[str, Any]]:
-    """Every default the code holds, by settings section."""
-    bridge_fields = {field.name: field.default for field in dataclasses.fields(bridges.Bridge)}
-    return {
-        "RABBITBUS": {k: v for k, v in conf.DEFAULTS.items() if k not in ("CONNECTIONS", "WORKER")},
-        "CONNECTIONS": conf.CONNECTION_DEFAULTS,
-        "WORKER": conf.DEFAULTS["WORKER"],
-        "OUTBOX": outbox.OUTBOX_DEFAULTS,
-        "MANAGEMENT": {"TIMEOUT": mgmt.DEFAULT_TIMEOUT},
-        "MONITORING": {
-            "STALE_AFTER": monitoring.STALE_AFTER,
-            "DLQ_SUFFIX": monitoring.DLQ_SUFFIX,
-            "EVENTS_EXCHANGE": monitoring.EVENTS_EXCHANGE,
-        },
-        "BRIDGES": {
-            key: bridge_fields[name]
-            for key, name in bridges.SETTING_KEYS.items()
-            if bridge_fields[name] is not dataclasses.MISSING
-        },
-    }
+    """Every default of the schema, by settings section."""
+    top = {k: v for k, v in conf.DEFAULTS.items() if k not in ("CONNECTIONS", "WORKER")}
+    return {"RABBITBUS": top, **{n: conf.defaults(s) for n, s in SECTIONS.items()}}
 
 
 def shown(value: Any) -> str:
@@ -194,7 +180,7 @@ def test_the_docs_name_no_settings_key_the_code_lacks() -> None:
     for name, text in doc_texts().items():
         for outer, key, inner in SETTING_REFERENCE.findall(text):
             if outer == "RABBITBUS":
-                ok = key in checks.TOP_LEVEL_KEYS
+                ok = key in conf.DEFAULTS
                 outer, key = key, inner[2:-2] if inner else ""
                 if not key:
                     if not ok:

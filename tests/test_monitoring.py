@@ -153,9 +153,9 @@ def test_rabbit_status_json(shop: Shop) -> None:
 def events_queue(broker: Broker) -> Iterator[str]:
     name = unique("events")
     with broker.channel() as channel:
-        channel.exchange_declare(monitoring.EVENTS_EXCHANGE, "topic", durable=True)
+        channel.exchange_declare(monitoring.events_exchange(), "topic", durable=True)
         channel.queue_declare(name, exclusive=False, auto_delete=False)
-        channel.queue_bind(name, monitoring.EVENTS_EXCHANGE, "worker.#")
+        channel.queue_bind(name, monitoring.events_exchange(), "worker.#")
     yield name
     with broker.channel() as channel:
         channel.queue_delete(name)
@@ -179,14 +179,14 @@ async def test_apublish_event_reaches_a_bound_queue(broker: Broker, events_queue
 
 def test_publish_event_never_raises(broker: Broker) -> None:
     with broker.channel() as channel:
-        channel.exchange_delete(monitoring.EVENTS_EXCHANGE)
+        channel.exchange_delete(monitoring.events_exchange())
     assert monitoring.publish_event("worker.stats", {}) is False
     assert monitoring.publish_event("worker.stats", {"bad": object()}) is False
 
 
 async def test_apublish_event_never_raises(broker: Broker) -> None:
     with broker.channel() as channel:
-        channel.exchange_delete(monitoring.EVENTS_EXCHANGE)
+        channel.exchange_delete(monitoring.events_exchange())
     try:
         assert await monitoring.apublish_event("worker.stats", {}) is False
     finally:
@@ -196,7 +196,7 @@ async def test_apublish_event_never_raises(broker: Broker) -> None:
 def test_events_exchange_is_in_the_registry() -> None:
     from rabbitbus import topology
 
-    assert monitoring.EVENTS_EXCHANGE in topology.configured().exchanges
+    assert monitoring.events_exchange() in topology.configured().exchanges
 
 
 def test_management_api_refusal_is_typed_and_hides_the_password() -> None:

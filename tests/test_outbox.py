@@ -65,6 +65,21 @@ def test_relay_publishes_the_stored_bytes_and_marks_rows_sent(
     assert Relay().run_once() == 0
 
 
+def test_before_mark_sees_the_batch_published_and_not_yet_marked_sent(
+    broker: Broker, exchange: str, queue: str
+) -> None:
+    message_id = outbox.enqueue(exchange, "order.placed", {"order": 2})
+    seen: list[tuple[list[str], str]] = []
+
+    def before_mark(result: rabbitbus.PublishResult) -> None:
+        seen.append((list(result.confirmed), OutboxMessage.objects.get().status))
+
+    assert Relay(before_mark=before_mark).run_once() == 1
+    assert seen == [([message_id], "pending")]
+    assert OutboxMessage.objects.get().status == "sent"
+    assert [message.message_id for message in drain(broker, queue)] == [message_id]
+
+
 def test_enqueue_in_a_rolled_back_transaction_leaves_nothing(exchange: str) -> None:
     with pytest.raises(Boom), transaction.atomic():
         outbox.enqueue(exchange, "order.placed", {})

@@ -22,7 +22,7 @@ import pytest
 from rabbitbus import outbox
 from rabbitbus.messages import Message
 from rabbitbus.models import OutboxMessage
-from rabbitbus.relay import DEBUG_HANG_ENV, Relay
+from rabbitbus.relay import Relay
 from tests.broker import Broker
 from tests.consuming import Delivered, drain, drain_until
 from tests.testapp.models import Effect
@@ -94,9 +94,8 @@ def start_hanging_relay(batch_size: int, claim_timeout: float) -> subprocess.Pop
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings_pg_child",
         "RABBITBUS_TEST_CLAIM_TIMEOUT": str(claim_timeout),
-        DEBUG_HANG_ENV: "1",
     }
-    command = [sys.executable, "manage.py", "rabbit_outbox", "--batch-size", str(batch_size)]
+    command = [sys.executable, "-m", "tests.hanging_relay", str(batch_size)]
     return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
 
 

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.test import TestCase
 
 import rabbitbus
-from rabbitbus import delivery, outbox, publishing, rpc, rpc_client
+from rabbitbus import on_commit, outbox, publishing, rpc, rpc_client
 from rabbitbus.bridges import Bridge
 from rabbitbus.exceptions import NoRoute, RemoteError, RpcTimeout
 from rabbitbus.messages import Message
@@ -165,7 +165,7 @@ def test_publish_on_commit_records_only_after_commit(
 @pytest.mark.django_db(transaction=True)
 def test_publish_on_commit_rolled_back_records_nothing(published: Capture) -> None:
     with pytest.raises(ZeroDivisionError), transaction.atomic():
-        delivery.publish_on_commit(EXCHANGE, "never")
+        on_commit.publish_on_commit(EXCHANGE, "never")
         raise ZeroDivisionError
     published.assert_not_published(routing_key="never")
 

@@ -75,12 +75,24 @@ def test_deliveries_in_hand_run_in_one_transaction_and_a_failure_splits_the_batc
 
 
 def effects(db_path: Path) -> list[str]:
+    """The effects ledger: one row per time the handler's transaction committed."""
+    if not db_path.exists() and db_path.name == POSTGRES:
+        from tests.testapp.models import Effect
+
+        return list(Effect.objects.filter(consumer="batch").values_list("message_id", flat=True))
     with sqlite3.connect(db_path, timeout=20) as db:
         return [row[0] for row in db.execute("SELECT message_id FROM testapp_effect")]
 
 
+#: ``db_path`` standing for the PostgreSQL test database (tests/test_worker_batch_pg.py).
+POSTGRES = "postgres"
+
+
 def start(workers: list, broker: Broker, prefix: str, db_path: Path) -> subprocess.Popen:
-    process = spawn_worker(prefix, db_path, extra_env={"RABBITBUS_TEST_BATCH": "1"})
+    env = {"RABBITBUS_TEST_BATCH": "1"}
+    if db_path.name == POSTGRES:
+        env["DJANGO_SETTINGS_MODULE"] = "tests.settings_pg_child"
+    process = spawn_worker(prefix, db_path, extra_env=env)
     workers.append(process)
     assert broker.wait_for(lambda: broker.consumers(f"{prefix}.batch", missing=0) == 1, 60)
     return process

@@ -18,7 +18,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
-from rabbitbus import delivery, outbox, publishing
+from rabbitbus import on_commit, outbox, publishing
 from rabbitbus.exceptions import ConfigurationError, TaskArgumentsError
 from rabbitbus.tasks import options as task_options
 from rabbitbus.tasks import results, wire
@@ -98,7 +98,7 @@ class RabbitMQBackend(BaseTaskBackend):
         if self.options_.delivery == "outbox":
             outbox.enqueue("", queue, job.body(), using=using, **message)
         elif connections[using].in_atomic_block:
-            delivery.publish_on_commit("", queue, job.body(), using=using, **message)
+            on_commit.publish_on_commit("", queue, job.body(), using=using, **message)
         else:
             publishing.publish("", queue, job.body(), **message)
 

@@ -11,6 +11,7 @@ from django.test import AsyncClient, Client
 
 from demo_shop.catalog.rabbit import UnknownProduct, quote
 from rabbitbus import connections
+from rabbitbus.testing import RabbitBroker
 from tests.broker import Broker
 from tests.rpc_support import raw_server, serving
 
@@ -87,9 +88,12 @@ def test_quote_refuses_an_unknown_product() -> None:
         quote({"RB-NOPE": 1})
 
 
-def test_checkout_shows_the_quote_from_the_catalog_service(shopper: Client) -> None:
-    with serving("catalog.quote"):
-        response = shopper.get("/checkout/")
+def test_checkout_shows_the_quote_from_the_catalog_service(
+    rabbit_broker: RabbitBroker, shopper: Client
+) -> None:
+    # rabbitbus.testing's own throwaway vhost and in-process server, as a project would.
+    rabbit_broker.worker(consumers=(), procedures=["catalog.quote"])
+    response = shopper.get("/checkout/")
     assert response.status_code == 200
     assert_quoted(response.content)
 

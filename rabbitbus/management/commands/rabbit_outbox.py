@@ -49,8 +49,9 @@ class Command(BaseCommand):
                 while relay.run_once():
                     pass
             else:
+                stop = _stop_on_signals()  # before the greeting: an operator may act on it
                 self._greet(console, relay)
-                relay.run(_stop_on_signals())
+                relay.run(stop)
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
         finally:
@@ -66,7 +67,7 @@ class Command(BaseCommand):
         vendor = db_connections[relay.using].vendor
         work = [
             f"relays outbox rows of database {relay.using!r} ({vendor}), "
-            f"{relay.options['BATCH_SIZE']} per batch, idle wait {relay.options['IDLE_INTERVAL']}s"
+            f"{relay.options.batch_size} per batch, idle wait {relay.options.idle_interval}s"
         ]
         console.greet("outbox relay", work, alias="default", loop=None)
 

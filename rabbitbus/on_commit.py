@@ -32,7 +32,7 @@ from rabbitbus.exceptions import (
 )
 from rabbitbus.messages import Envelope, Message
 
-logger = logging.getLogger("rabbitbus.delivery")
+logger = logging.getLogger("rabbitbus.on_commit")
 
 Mode = Literal["on_commit", "outbox"]
 MODES = ("on_commit", "outbox")
@@ -56,7 +56,7 @@ def publish_on_commit(
     overrides ``OUTBOX['ON_COMMIT_FAILURE']`` ("outbox" or "raise").
     """
     envelope = messages.build(Message(exchange, routing_key, payload, **options))
-    policy = on_failure or outbox.options()["ON_COMMIT_FAILURE"]
+    policy = on_failure or outbox.options().on_commit_failure
     if policy not in FAILURE_POLICIES:
         raise ConfigurationError(f"on_failure must be one of {FAILURE_POLICIES}, not {policy!r}")
 
@@ -97,7 +97,7 @@ def _publish(envelope: Envelope, connection: str) -> None:
 
 def _connect_timeout(alias: str) -> float:
     """How long a commit waits to connect (the fallback keeps it short)."""
-    limit = float(outbox.options()["ON_COMMIT_CONNECT_TIMEOUT"])
+    limit = float(outbox.options().on_commit_connect_timeout)
     return min(limit, settings.connection(alias).connection_timeout)
 
 
