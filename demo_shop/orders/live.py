@@ -47,8 +47,11 @@ def invoice_email(order: Order) -> dict[str, Any] | None:
         return None
     try:
         result = email_invoice.get_result(order.invoice_task_id)
-    except TaskResultDoesNotExist:  # enqueued in a transaction not yet committed
-        return None
+    except TaskResultDoesNotExist:
+        # The READY row is committed with the id, so it was pruned (rabbit_tasks --prune).
+        detail = "result no longer stored"
+        return {"id": order.invoice_task_id, "status": "", "finished": True, "clock": "",
+                "finished_at": None, "detail": detail}  # fmt: skip
     finished = result.finished_at
     if result.status == TaskResultStatus.SUCCESSFUL:
         detail = f"sent to {result.return_value['to']}"
