@@ -32,11 +32,10 @@ def pointed_at(url: str) -> dict[str, Any]:
     """The project's ``RABBITBUS`` with every connection's URL replaced by ``url``."""
     raw = dict(getattr(django_settings, "RABBITBUS", None) or {})
     tls = urlsplit(url).scheme == "amqps"
+    replaced = {"URL", "URLS"} if tls else {"URL", "URLS", "TLS"}
     pointed = {}
     for alias, options in (raw.get("CONNECTIONS") or DEFAULTS["CONNECTIONS"]).items():
-        kept = {k: v for k, v in options.items() if k not in {"URL", "URLS"}}
-        if not tls:
-            kept.pop("TLS", None)
+        kept = {k: v for k, v in options.items() if k not in replaced}
         pointed[alias] = {**kept, "URL": url}
     return {**raw, "CONNECTIONS": pointed}
 
