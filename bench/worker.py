@@ -39,6 +39,8 @@ SCENARIOS = [
     "raw-aio-pika",
     "raw-pika",
     "rabbitbus-noop",
+    "rabbitbus-noop-metrics",
+    "rabbitbus-noop-no-otel",
     "celery-solo",
     "rabbitbus-inbox-sqlite",
     "rabbitbus-inbox-postgres",
@@ -59,6 +61,9 @@ INBOX_TARGETS = {
     ("batch", "sqlite"): 1.0,
     ("batch", "postgres"): 1.0,
 }
+#: Observability's cost (issue 19), least ratio to the baseline: noop has opentelemetry-api
+#: and no provider (hooks return at once), no-otel skips the hooks as if it were not installed.
+OVERHEADS = {("noop-metrics", "noop"): 0.90, ("noop", "noop-no-otel"): 0.98}
 
 
 def fill(url: str, queue: str, count: int) -> None:
@@ -269,7 +274,18 @@ def run_scenario(name: str, url: str, count: int) -> float:
     inbox = name.endswith(("sqlite", "postgres"))
     if inbox:
         call_command("migrate", verbosity=0)
+    observability(name)
     return asyncio.run(rabbitbus_worker(queue, count, inbox=inbox, batch="batch" in name))
+
+
+def observability(name: str) -> None:
+    """Metrics on (no port served: counting is the cost) or tracing hooks off, as named."""
+    from rabbitbus.observability import metrics, traces
+
+    if name.endswith("-metrics"):
+        metrics.enable()
+    if name.endswith("-no-otel"):
+        traces.on = False
 
 
 def child(name: str, count: int) -> None:
@@ -335,6 +351,12 @@ def report(rates: dict[str, list[float]], args: argparse.Namespace) -> None:
                 f"rabbitbus-noop / {other}: {ratio:.2f}x of medians, per round "
                 f"{', '.join(f'{r:.2f}' for r in per_round)} (target >= {target:.1f}x)"
             )
+    for (name, baseline), least in OVERHEADS.items():
+        ours, base = rates.get(f"rabbitbus-{name}"), rates.get(f"rabbitbus-{baseline}")
+        if ours and base:
+            each = ", ".join(f"{a / b:.3f}" for a, b in zip(ours, base, strict=True))
+            ratio = median(ours) / median(base)
+            print(f"{name} / {baseline}: {ratio:.3f}x, per round {each} (target >= {least}x)")
     for (kind, database), target in INBOX_TARGETS.items():
         ours, loop = rates.get(f"rabbitbus-{kind}-{database}"), rates.get(f"django-loop-{database}")
         if ours and loop:

@@ -17,6 +17,7 @@ class RabbitBusConfig(AppConfig):
             bridges,
             checks,
             error_reports,
+            observability,
             topology_checks,
         )
         from rabbitbus.monitoring import register_topology
@@ -25,6 +26,7 @@ class RabbitBusConfig(AppConfig):
         from rabbitbus.tasks.options import register_topology as register_task_queues
 
         register_task_queues()  # the queues of TASKS backends that are RabbitMQBackend
+        observability.setup()  # metrics on if RABBITBUS["METRICS"] says so; registers checks
 
         # Handlers live in <app>/rabbit.py (Channels already owns consumers.py).
         autodiscover_modules("rabbit")

@@ -24,6 +24,7 @@ from django.db import (
 
 from rabbitbus import messages, retries
 from rabbitbus.exceptions import DecodeError, Reject, Retry
+from rabbitbus.observability import traces
 from rabbitbus.registry import ConsumerSpec
 from rabbitbus.threads import Threads
 
@@ -154,12 +155,13 @@ def _after_failure(
 
 async def run_handler(spec: ConsumerSpec, message: ReceivedMessage, threads: Threads) -> bool:
     """Run the handler; returns True if an idempotent consumer had already applied it."""
-    if spec.idempotent:
-        return await threads.run(_idempotent_call, spec, message)
-    if spec.is_async:
+    if spec.is_async and not spec.idempotent:
         await spec.handler(message)
         return False
-    return await threads.run(_plain_call, spec, message)
+    call = _idempotent_call if spec.idempotent else _plain_call
+    if traces.on:  # the handler's own publishes continue its trace
+        call = traces.in_this_context(call)
+    return await threads.run(call, spec, message)
 
 
 def database_unreachable() -> bool:

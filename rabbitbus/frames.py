@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 METHOD, HEADER, BODY = 1, 2, 3
 FRAME_END = b"\xce"
@@ -91,6 +92,7 @@ def publish(
     reply_to: str | None = None,
     expiration: str | None = None,
     deadline: int | None = None,
+    trace: dict[str, str] | None = None,
     mandatory: bool = False,
 ) -> bytes:
     """A transient ``basic.publish`` to the default exchange, its header and body frames.
@@ -99,13 +101,17 @@ def publish(
     :data:`DEADLINE_HEADER`, encoded as pamqp and pika encode it. The body is
     split into frames of at most ``body_frame_max`` bytes (the connection's
     negotiated ``frame_max`` less :data:`FRAME_OVERHEAD`).
+    ``trace`` (``traceparent`` and the like) adds long-string entries after it.
     Raises ``ValueError`` for a string longer than AMQP's 255-byte short strings.
     """
     method = _PUBLISH.pack(BASIC, PUBLISH, 0) + b"\x00" + _short(routing_key)
     method += b"\x01" if mandatory else b"\x00"
     flags = CONTENT_TYPE | DELIVERY_MODE | CORRELATION_ID | TYPE
     properties = _short(content_type)
-    if deadline is not None:
+    if trace:
+        flags |= HEADERS
+        properties += _table(deadline, trace)
+    elif deadline is not None:
         flags |= HEADERS
         properties += _DEADLINE_TABLE + _INT64.pack(deadline)
     properties += b"\x01" + _short(correlation_id)
@@ -121,6 +127,19 @@ def publish(
     size = body_frame_max
     parts += [_frame(BODY, channel, body[i : i + size]) for i in range(0, len(body), size)]
     return b"".join(parts)
+
+
+def _table(deadline: int | None, strings: dict[str, str]) -> bytes:
+    """A ``headers`` table of the deadline (if any) and long strings, keys sorted as
+    pamqp sorts them."""
+    entries = {
+        name: _short(name) + b"S" + struct.pack(">I", len(value.encode())) + value.encode()
+        for name, value in strings.items()
+    }
+    if deadline is not None:
+        entries[DEADLINE_HEADER] = _DEADLINE_ENTRY + _INT64.pack(deadline)
+    table = b"".join(entries[name] for name in sorted(entries))
+    return struct.pack(">I", len(table)) + table
 
 
 def ack(channel: int, delivery_tag: int) -> bytes:
@@ -141,6 +160,9 @@ class Delivery:
     body: bytes
     #: The caller's deadline (:data:`DEADLINE_HEADER`, epoch milliseconds), if it sent one.
     deadline: int | None = None
+    #: Its ``headers`` table when the driver read it (:func:`read_delivery` reads only
+    #: deadline-only tables and leaves this None).
+    headers: dict[str, Any] | None = None
     #: How many frames carried it (0: not read from bytes by :func:`read_delivery`).
     frames: int = 0
     #: Where its last frame ends in the data it was read from.

@@ -15,6 +15,7 @@ from typing import Any
 
 from rabbitbus import serializers
 from rabbitbus.exceptions import DecodeError, MessageTooLarge
+from rabbitbus.observability import traces
 
 PERSISTENT = 2
 TRANSIENT = 1
@@ -97,15 +98,19 @@ def build(message: Message, serializer: Any = None) -> Envelope:
 
     serializer = serializer or serializers.default()
     body = checked_size(serializer.dumps(message.payload))
+    message_id = message.message_id or uuid.uuid4().hex
+    headers = dict(message.headers or {})
+    if traces.on:
+        traces.inject_publish(message.exchange, message.routing_key, message_id, headers)
     return Envelope(
         exchange=message.exchange,
         routing_key=message.routing_key,
         body=body,
-        message_id=message.message_id or uuid.uuid4().hex,
+        message_id=message_id,
         content_type=serializer.content_type,
         timestamp=int(time.time()),
         app_id=settings.APP_ID,
-        headers=dict(message.headers or {}),
+        headers=headers,
         type=message.type,
         delivery_mode=PERSISTENT if message.persistent else TRANSIENT,
         priority=message.priority,

@@ -25,6 +25,7 @@ from rabbitbus import connections, messages
 from rabbitbus.confirms import Outcome, channel_error, unroutable
 from rabbitbus.exceptions import BrokerBlocked, BrokerUnavailable, NotConfirmed, PublishTimeout
 from rabbitbus.messages import Envelope, Message
+from rabbitbus.observability import metrics
 
 logger = logging.getLogger("rabbitbus.publishing")
 
@@ -139,6 +140,7 @@ def publish_envelopes(
     return _result(envelopes, outcomes)
 
 
+@metrics.observe_send
 def _send(envelopes: Sequence[Envelope], alias: str, timeout: float | None) -> dict[str, Outcome]:
     """An outcome for every envelope; never raises, never forgets a confirm."""
     if interceptor is not None:
@@ -321,6 +323,7 @@ AIORMQ_TRANSIENT = (
 )
 
 
+@metrics.observe_asend
 async def _asend_one(
     envelope: Envelope, conn: connections.AsyncConnection, timeout: float | None
 ) -> Outcome:

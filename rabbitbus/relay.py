@@ -38,6 +38,7 @@ from rabbitbus.exceptions import (
     PublishTimeout,
 )
 from rabbitbus.models import OutboxMessage
+from rabbitbus.observability import metrics
 
 logger = logging.getLogger("rabbitbus.relay")
 
@@ -120,6 +121,8 @@ class Relay:
                     self._record_failure(row, error)
             outbox.release(transient, self.relay_id, self.using)
         self.published += len(confirmed)
+        if metrics.on:
+            metrics.relayed(len(confirmed))
         if self.observer is not None:  # no per-row work on the hot path unless asked
             for row in rows:
                 if row.message_id in confirmed:
@@ -173,6 +176,8 @@ class Relay:
         try:
             claimed = self.run_once()
             self.prune_if_due()
+            if metrics.on:
+                metrics.outbox_backlog(self.using)
         except AccessRefused as exc:
             logger.error("Relay refused by the broker (%s); retrying", exc)  # a setting to fix
         except BrokerConnectionError as exc:

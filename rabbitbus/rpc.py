@@ -47,6 +47,7 @@ from rabbitbus.exceptions import (
     RpcTimeout,
 )
 from rabbitbus.messages import decode_body
+from rabbitbus.observability import calls, metrics, traces
 
 logger = logging.getLogger("rabbitbus.rpc")
 
@@ -244,6 +245,10 @@ def call(
     if rpc_client.interceptor is not None:
         req = rpc_client.request(name, args, kwargs, timeout)
         return result_from_reply(*rpc_client.interceptor.call(name, req, timeout))
+    if metrics.on or traces.on:
+        return calls.observed(
+            name, lambda: rpc_client.sync_client(connection).call(name, args, kwargs, timeout)
+        )
     return rpc_client.sync_client(connection).call(name, args, kwargs, timeout)
 
 
@@ -260,6 +265,10 @@ async def acall(
     if rpc_client.interceptor is not None:
         req = rpc_client.request(name, args, kwargs, timeout)
         return result_from_reply(*await rpc_client.interceptor.acall(name, req, timeout))
+    if metrics.on or traces.on:
+        return await calls.aobserved(
+            name, rpc_client.async_client(connection).call(name, args, kwargs, timeout)
+        )
     return await rpc_client.async_client(connection).call(name, args, kwargs, timeout)
 
 

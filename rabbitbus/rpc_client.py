@@ -38,6 +38,7 @@ from rabbitbus.exceptions import (
     RpcNotSent,
     RpcTimeout,
 )
+from rabbitbus.observability import traces
 from rabbitbus.rpc import (
     DIRECT_REPLY_TO,
     REQUEST_TYPE,
@@ -98,6 +99,8 @@ class Request:
     expiration: str
     #: Epoch milliseconds after which no server starts it (``frames.DEADLINE_HEADER``).
     deadline: int
+    #: The caller's trace context (``traceparent``...), when tracing (rabbitbus.observability).
+    trace: dict[str, str] | None = None
 
 
 def request(name: str, args: Any, kwargs: dict[str, Any], timeout: float) -> Request:
@@ -114,6 +117,7 @@ def request(name: str, args: Any, kwargs: dict[str, Any], timeout: float) -> Req
         correlation_id=uuid.uuid4().hex,
         expiration=str(int(timeout * 1000)),
         deadline=deadline_after(timeout),
+        trace=traces.context_headers() if traces.on else None,
     )
 
 
@@ -125,7 +129,7 @@ def aiormq_properties(req: Request) -> Basic.Properties:
         expiration=req.expiration,
         correlation_id=req.correlation_id,
         reply_to=DIRECT_REPLY_TO,
-        headers={frames.DEADLINE_HEADER: req.deadline},
+        headers={frames.DEADLINE_HEADER: req.deadline, **(req.trace or {})},
     )
 
 
@@ -408,6 +412,7 @@ def publish_in_one_write(channel: Any, req: Request) -> None:
         reply_to=DIRECT_REPLY_TO,
         expiration=req.expiration,
         deadline=req.deadline,
+        trace=req.trace,
         mandatory=True,
     )
     write_now(connection, data)

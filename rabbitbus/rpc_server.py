@@ -33,6 +33,7 @@ from rabbitbus.conf import settings
 from rabbitbus.console import Observer
 from rabbitbus.dispatch import with_fresh_db
 from rabbitbus.exceptions import ConfigurationError, DecodeError, SerializationError
+from rabbitbus.observability import metrics, traces
 from rabbitbus.rpc import (
     REPLY_TYPE,
     Procedure,
@@ -80,7 +81,8 @@ async def run_procedure(
         return await proc.func(*args, **kwargs)
     if threads is None:
         return await asyncio.to_thread(_in_db_scope, proc, args, kwargs)
-    return await threads.run(_in_db_scope, proc, args, kwargs)
+    call = traces.in_this_context(_in_db_scope) if traces.on else _in_db_scope
+    return await threads.run(call, proc, args, kwargs)
 
 
 async def handle(
@@ -205,6 +207,8 @@ class RpcService:
     async def _drop_expired(self, channel: aiormq.Channel, request: frames.Delivery) -> None:
         """Ack ``request`` unstarted: its caller has given up. One INFO line per burst."""
         self.counts["expired"] += 1
+        if metrics.on:
+            metrics.rpc_request(self.proc.name, "expired")
         now = time.monotonic()
         if now - self.expired_at > BURST_GAP:
             logger.info(
@@ -223,14 +227,29 @@ class RpcService:
                 "Rejecting RPC request %s for %s: %s", request.message_id, self.proc.name, problem
             )
             self.counts["rejected"] += 1
+            if metrics.on:
+                metrics.rpc_request(self.proc.name, "rejected")
             await _reject(channel, request, requeue=False)
             return
-        ok, body = await handle(self.proc, request.body, request.content_type, self.threads)
+        started = time.perf_counter() if metrics.on else 0.0
+        if traces.on:
+            ok, body = await self._traced(request)
+        else:
+            ok, body = await handle(self.proc, request.body, request.content_type, self.threads)
         self.counts["processed" if ok else "failed"] += 1
+        if metrics.on:
+            metrics.rpc_request(self.proc.name, "ok" if ok else "error", started)
         await _reply_and_ack(channel, request, body, self.tap)
         if self.observer is not None:
             told = "answered" if ok else "answered with an error"
             self.observer(self.name, told, request.message_id)
+
+    async def _traced(self, request: frames.Delivery) -> tuple[bool, bytes]:
+        """:func:`handle` under a server span continuing the caller's trace."""
+        with traces.rpc_span(self.proc.name, server=True, headers=request.headers) as span:
+            ok, body = await handle(self.proc, request.body, request.content_type, self.threads)
+            traces.settled(span, "ok" if ok else "error", None if ok else "error reply")
+        return ok, body
 
 
 def delivery_of(message: aiormq.abc.DeliveredMessage) -> frames.Delivery:
@@ -245,6 +264,7 @@ def delivery_of(message: aiormq.abc.DeliveredMessage) -> frames.Delivery:
         message_id=properties.message_id,
         body=message.body,
         deadline=_deadline(properties.headers),
+        headers=properties.headers,
     )
 
 

@@ -34,6 +34,7 @@ import aiormq.abc
 from rabbitbus import amqp_tap, connections, driver_logs, refusals, topology
 from rabbitbus.conf import ConnectionSettings, Endpoint, settings
 from rabbitbus.exceptions import TopologyError
+from rabbitbus.observability import metrics
 
 logger = logging.getLogger("rabbitbus.runtime")
 
@@ -113,10 +114,14 @@ class Runtime:
             await self._close(connection)
             return True
         self.ready = True
+        if metrics.on:
+            metrics.connection_changed(self.connection_settings.alias, up=True)
         for callback in self.on_connected:
             callback(connection)
         await self._wait_closed_or_stopped(connection)
         self.ready = False
+        if metrics.on:
+            metrics.connection_changed(self.connection_settings.alias, up=False)
         return not self.stopping.is_set()
 
     async def _wait_closed_or_stopped(self, connection: aiormq.abc.AbstractConnection) -> None:

@@ -26,6 +26,7 @@ from rabbitbus.batching import Batcher
 from rabbitbus.console import Observer
 from rabbitbus.exceptions import TopologyError
 from rabbitbus.messages import PERSISTENT, Envelope
+from rabbitbus.observability import metrics, traces
 from rabbitbus.registry import ConsumerSpec
 from rabbitbus.runtime import RECOVERABLE, Runtime, Service, cancel, consume
 from rabbitbus.threads import Threads
@@ -159,13 +160,14 @@ class ConsumerService:
     async def _handle(
         self, acks: ChannelAcks, tag: int, message: aiormq.abc.DeliveredMessage
     ) -> None:
+        started = time.perf_counter() if metrics.on else 0.0
         if self.batcher is not None:
             raw = raw_of(message)
             batched = await self.batcher.submit(raw)
             if batched is None:
                 await self._requeue(acks, tag)  # not started: another worker takes it now
             else:
-                await self._settle(acks, tag, raw, batched)
+                await self._settle(acks, tag, raw, batched, started)
             return
         async with self.slots:
             if self.stopping:
@@ -173,15 +175,23 @@ class ConsumerService:
                 await self._requeue(acks, tag)
                 return
             raw = raw_of(message)
-            await self._settle(acks, tag, raw, await self._dispatch(raw))
+            outcome = await (self._traced(raw) if traces.on else self._dispatch(raw))
+            await self._settle(acks, tag, raw, outcome, started)
 
     async def _settle(
-        self, acks: ChannelAcks, tag: int, raw: dispatch.Raw, outcome: dispatch.Outcome
+        self,
+        acks: ChannelAcks,
+        tag: int,
+        raw: dispatch.Raw,
+        outcome: dispatch.Outcome,
+        started: float = 0.0,
     ) -> None:
-        """Carry out ``outcome``: ack, park (retry or dead-letter copy, then ack) or requeue."""
+        """Carry out ``outcome``: ack, park (retry or dead-letter copy, then ack) or requeue.
+        ``started``: ``time.perf_counter()`` when the delivery was taken up (for metrics)."""
+        settled = True
         if outcome.action == dispatch.DATABASE_DOWN:
             await self._requeue(acks, tag)  # stopping: the next worker runs it
-            told = "held through a database outage, requeued"
+            told, settled = "held through a database outage, requeued", False
         elif outcome.action == dispatch.ACK:
             self.counts["processed"] += 1
             acks.ack(tag)
@@ -191,7 +201,9 @@ class ConsumerService:
             told = _parked(outcome)
         else:
             await self._requeue(acks, tag)
-            told = "failed, requeued"
+            told, settled = "failed, requeued", False
+        if metrics.on:
+            metrics.consumed(self.spec, outcome, settled, started)
         if self.observer is not None:
             self.observer(self.name, told, raw.message_id)
 
@@ -216,6 +228,17 @@ class ConsumerService:
         if self.database_down is not None:
             self.database_down = None
             logger.info("Database reachable again; %s is handling messages", self.name)
+        return outcome
+
+    async def _traced(self, raw: dispatch.Raw) -> dispatch.Outcome:
+        """:meth:`_dispatch` under a ``process`` span continuing the message's trace."""
+        if not traces.active():
+            return await self._dispatch(raw)
+        with traces.processing(
+            self.spec.queue, raw.routing_key, raw.message_id, raw.headers, self.name
+        ) as span:
+            outcome = await self._dispatch(raw)
+            traces.settled(span, outcome.action, outcome.error)
         return outcome
 
     async def _park(self, raw: dispatch.Raw, outcome: dispatch.Outcome) -> bool:

@@ -41,7 +41,9 @@ SETTING_REFERENCE = re.compile(
 UPPER_CASE_WORD = re.compile(r"`([A-Z][A-Z0-9_]{2,})`")
 #: Upper-case names the docs may use that are not RABBITBUS keys: environment variables, SQL,
 #: a DATABASES key.
-ELSEWHERE = re.compile(r"^((DJANGO|DEMO|RABBITBUS)_\w+|\w+_URL|LISTEN|NOTIFY|ATOMIC_REQUESTS)$")
+ELSEWHERE = re.compile(
+    r"^((DJANGO|DEMO|RABBITBUS|PROMETHEUS)_\w+|\w+_URL|LISTEN|NOTIFY|ATOMIC_REQUESTS)$"
+)
 
 #: Each section of docs/settings.md and the keys the code accepts there.
 SECTIONS: dict[str, type] = {
@@ -54,6 +56,7 @@ SECTIONS: dict[str, type] = {
     "MANAGEMENT": conf.ManagementSettings,
     "MONITORING": conf.MonitoringSettings,
     "BRIDGES": conf.BridgeOptions,
+    "METRICS": conf.MetricsSettings,
 }
 SCHEMA: dict[str, frozenset[str]] = {
     "RABBITBUS": frozenset(conf.DEFAULTS),

@@ -66,6 +66,7 @@ EXPECTED = {
         "STALE_AFTER": 60.0,
     },
     "MANAGEMENT": {"USER": "guest", "PASSWORD": "guest", "TIMEOUT": 3.0},
+    "METRICS": {"PORT": None, "ADDR": "0.0.0.0"},  # noqa: S104
 }
 
 
@@ -139,6 +140,7 @@ def test_the_top_level_defaults_are_unchanged() -> None:
         "RPC_REPLY_TO_PREFIXES": ("amq.rabbitmq.reply-to.", "amq.gen-"),
         "MANAGEMENT": None,
         "MONITORING": {},
+        "METRICS": None,
     }
     assert conf.DEFAULTS["WORKER"] == EXPECTED["WORKER"]
 

@@ -32,6 +32,7 @@ from rabbitbus.conf.schema import (
     ConnectionOptions,
     ExchangeOptions,
     ManagementSettings,
+    MetricsSettings,
     MonitoringSettings,
     OutboxSettings,
     QueueOptions,
@@ -57,6 +58,7 @@ __all__ = [
     "Endpoint",
     "ExchangeOptions",
     "ManagementSettings",
+    "MetricsSettings",
     "MonitoringSettings",
     "OutboxSettings",
     "QueueOptions",
@@ -106,6 +108,11 @@ class Settings:
     @cached_property
     def monitoring(self) -> MonitoringSettings:
         return read(MonitoringSettings, self.MONITORING, "RABBITBUS['MONITORING']")
+
+    @cached_property
+    def metrics(self) -> MetricsSettings:
+        """``METRICS`` (every field at its default when metrics are off)."""
+        return read(MetricsSettings, self.METRICS or {}, "RABBITBUS['METRICS']")
 
     @cached_property
     def management(self) -> ManagementSettings | None:

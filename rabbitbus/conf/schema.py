@@ -157,6 +157,14 @@ class MonitoringSettings:
     dlq_suffix: str = ".dlq"
 
 
+@dataclass(frozen=True)
+class MetricsSettings:
+    """``RABBITBUS['METRICS']``: Prometheus metrics (the setting is None when off)."""
+
+    port: int | None = None
+    addr: str = "0.0.0.0"  # noqa: S104 - Prometheus scrapes from another host
+
+
 def keys(section: type) -> frozenset[str]:
     """The settings keys of a schema dataclass: its field names, upper-case."""
     return frozenset(item.name.upper() for item in fields(section))
@@ -213,6 +221,8 @@ DEFAULTS: dict[str, Any] = {
     # Monitoring (rabbitbus.monitoring): the optional management HTTP API and the dashboard.
     "MANAGEMENT": None,
     "MONITORING": {},
+    # rabbitbus.observability.metrics: a dict (MetricsSettings) turns them on.
+    "METRICS": None,
 }
 
 CONNECTION_DEFAULTS: dict[str, Any] = defaults(ConnectionOptions)

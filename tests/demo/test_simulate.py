@@ -9,8 +9,10 @@ real worker processes (``tests/shop_services.py``, on PostgreSQL).
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
 import pytest
 from django.core.management import call_command
@@ -22,6 +24,7 @@ from demo_shop.catalog.models import Product
 from demo_shop.orders import simulation
 from demo_shop.orders.models import Order
 from demo_shop.orders.simulation import figures
+from demo_shop.orders.simulation.placement import Placement
 from demo_shop.orders.simulation.progress import ProgressBar
 from demo_shop.orders.simulation.shoppers import (
     CheckoutFailed,
@@ -83,12 +86,44 @@ def test_percentile_refuses_nonsense(values: list[float], p: float) -> None:
         (["--timeout", "0"], "--timeout must be more than 0 seconds (got 0.0)."),
         (["--url", "ftp://example.com"], "--url must look like http://127.0.0.1:8000"),
         (["--url", "127.0.0.1:8000"], "--url must look like http://127.0.0.1:8000"),
+        (["--rate", "0"], "--rate must be more than 0 orders per second (got 0.0)."),
     ],
 )
 def test_bad_options_are_a_command_error_that_says_which(args: list[str], message: str) -> None:
     with pytest.raises(CommandError) as caught:
         simulate(*args)
     assert str(caught.value).startswith(message)
+
+
+class Stopwatch:
+    """A shopper that only notes when each order was placed (pure: no views, no broker)."""
+
+    placed: ClassVar[list[float]] = []
+
+    def place(self, spec: OrderSpec) -> int:
+        Stopwatch.placed.append(time.monotonic())
+        return len(Stopwatch.placed)
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_open_loop_places_each_order_no_earlier_than_its_turn() -> None:
+    Stopwatch.placed = []
+    specs = [OrderSpec("RB-TEE", 1, f"sim-x-{n}@example.com", "4242") for n in range(12)]
+    placement = Placement(specs, 4, Stopwatch, rate=40).start()  # type: ignore[arg-type]
+    placement.join()
+    assert placement.placed == 12 and placement.error is None
+    turns = sorted(Stopwatch.placed)
+    assert all(at >= placement.started + n / 40 for n, at in enumerate(turns))
+
+
+def test_a_closed_loop_places_orders_as_fast_as_the_shoppers_go() -> None:
+    Stopwatch.placed = []
+    specs = [OrderSpec("RB-TEE", 1, f"sim-x-{n}@example.com", "4242") for n in range(12)]
+    placement = Placement(specs, 4, Stopwatch).start()  # type: ignore[arg-type]
+    placement.join()
+    assert placement.placed == 12 and placement.late == 0.0
 
 
 @pytest.mark.django_db
@@ -288,7 +323,8 @@ def test_orders_that_never_finish_fail_the_run_after_the_timeout(quotes: None) -
 def test_a_small_run_through_the_real_services_finishes_every_order(
     transactional_db: None, shop: ShopServices
 ) -> None:
-    out = simulate("--orders", "5", "--concurrency", "2", "--decline-rate", "0.4")
+    out = simulate("--orders", "5", "--concurrency", "2", "--decline-rate", "0.4", "--rate", "5")
+    assert "offered at 5 orders/s (open loop" in out
     assert "Final: 3 confirmed, 2 cancelled, 0 not final." in out
     assert "Checkout to confirmed: p50 " in out
     assert len(shop.emails()) == 3

@@ -136,3 +136,20 @@ if PREFIX and os.environ.get("RABBITBUS_TEST_BATCH"):
             raise RuntimeError("this message always fails")
         time.sleep(float(message.body.get("sleep", 0)))
         Effect.objects.create(consumer="batch", message_id=message.message_id or "")
+
+
+if PREFIX and os.environ.get("RABBITBUS_TEST_OUTCOMES"):
+    from rabbitbus.exceptions import Reject, Retry
+
+    @consumer(queue=f"{PREFIX}.outcomes", prefetch=10, attempts=2, backoff=(0.05, 0.05))
+    def outcomes(message: ReceivedMessage) -> None:
+        """Does what the body says: ``ok``, ``reject``, ``fail`` (every attempt) or
+        ``retry_once`` (Retry on the first attempt, ok on the second): a known mix of
+        outcomes for tests/test_metrics.py."""
+        do = message.body["do"]
+        if do == "reject":
+            raise Reject("asked to")
+        if do == "fail":
+            raise ValueError("asked to fail")
+        if do == "retry_once" and message.attempt == 1:
+            raise Retry(delay=0.05)

@@ -53,6 +53,8 @@ class Options:
     timeout: float = 60.0
     url: str | None = None
     seed: int | None = None
+    #: Orders per second offered on a fixed schedule (open loop); None: closed loop.
+    rate: float | None = None
 
 
 def check(options: Options) -> None:
@@ -63,6 +65,8 @@ def check(options: Options) -> None:
         raise CommandError(f"--concurrency must be at least 1 (got {options.concurrency}).")
     if not 0 <= options.decline_rate <= 1:
         raise CommandError(f"--decline-rate must be between 0 and 1 (got {options.decline_rate}).")
+    if options.rate is not None and options.rate <= 0:
+        raise CommandError(f"--rate must be more than 0 orders per second (got {options.rate}).")
     if options.timeout <= 0:
         raise CommandError(f"--timeout must be more than 0 seconds (got {options.timeout}).")
     if options.url is not None:
@@ -121,7 +125,9 @@ def run(options: Options, out: SupportsWrite[str], progress: ProgressBar) -> fig
     tag = uuid.uuid4().hex[:8]
     prefix = email_prefix(tag)
     specs = plan(options, shelf(), tag)
-    placement = Placement(specs, options.concurrency, shopper_factory(options)).start()
+    placement = Placement(
+        specs, options.concurrency, shopper_factory(options), rate=options.rate
+    ).start()
     watch(placement, prefix, options.timeout, progress)
     if placement.error is not None:
         raise CommandError(f"A shopper failed after {placement.placed} orders: {placement.error}")
@@ -131,18 +137,20 @@ def run(options: Options, out: SupportsWrite[str], progress: ProgressBar) -> fig
             f"The orders placed at {options.url} are not in this database: "
             "run shop_simulate with the server's settings (DATABASE_URL)."
         )
-    out.write(figures.describe(result, describe_run(options, tag)))
+    out.write(figures.describe(result, describe_run(options, tag, placement.late)))
     figures.check_complete(result, options.timeout)
     return result
 
 
-def describe_run(options: Options, tag: str) -> str:
+def describe_run(options: Options, tag: str, late: float = 0.0) -> str:
     how = f"against {options.url}" if options.url else "in-process test clients"
     shoppers = min(options.concurrency, options.orders)  # as many threads as Placement starts
-    return (
-        f"{tag}: {plural(options.orders, 'order')}, {plural(shoppers, 'shopper')} ({how}), "
-        f"{options.decline_rate:.0%} declined cards"
-    )
+    offered = ""
+    if options.rate is not None:
+        offered = f", offered at {options.rate:g} orders/s (open loop"
+        offered += f", up to {late:.2f} s behind schedule)" if late >= 0.01 else ", on schedule)"
+    who = f"{plural(options.orders, 'order')}, {plural(shoppers, 'shopper')} ({how})"
+    return f"{tag}: {who}{offered}, {options.decline_rate:.0%} declined cards"
 
 
 def plural(count: int, noun: str) -> str:

@@ -1,4 +1,12 @@
-"""Shopper threads placing a list of planned orders, a fixed number at a time."""
+"""Shopper threads placing a list of planned orders, a fixed number at a time.
+
+Closed loop by default: each shopper places its next order as soon as the last
+one is in. With ``rate``, open loop: order ``n`` is placed no earlier than
+``n / rate`` seconds after the start, whatever the others are doing, so
+latency is measured at an offered load rather than as queueing behind
+shoppers who wait for each other; ``concurrency`` then bounds the checkouts in
+flight, and :attr:`Placement.late` tells how far behind schedule the run fell.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +26,19 @@ class Placement:
     """
 
     def __init__(
-        self, specs: Sequence[OrderSpec], concurrency: int, make_shopper: Callable[[], Shopper]
+        self,
+        specs: Sequence[OrderSpec],
+        concurrency: int,
+        make_shopper: Callable[[], Shopper],
+        rate: float | None = None,
     ) -> None:
         self.planned = len(specs)
-        self.todo: queue.SimpleQueue[OrderSpec] = queue.SimpleQueue()
-        for spec in specs:
-            self.todo.put(spec)
+        self.rate = rate
+        self.todo: queue.SimpleQueue[tuple[int, OrderSpec]] = queue.SimpleQueue()
+        for number, spec in enumerate(specs):
+            self.todo.put((number, spec))
+        #: Open loop: the most seconds an order started after its scheduled time.
+        self.late = 0.0
         self.ids: list[int] = []
         self.error: BaseException | None = None
         self.started = self.finished = 0.0
@@ -52,15 +67,27 @@ class Placement:
         for thread in self._threads:
             thread.join()
 
+    def _wait_for_turn(self, number: int) -> None:
+        """Open loop: sleep until order ``number``'s scheduled time, or note the lateness."""
+        if self.rate is None:
+            return
+        behind = time.monotonic() - (self.started + number / self.rate)
+        if behind < 0:
+            time.sleep(-behind)
+        else:
+            with self._lock:
+                self.late = max(self.late, behind)
+
     def _work(self) -> None:
         shopper = None
         try:
             shopper = self._make_shopper()
             while self.error is None:
                 try:
-                    spec = self.todo.get_nowait()
+                    number, spec = self.todo.get_nowait()
                 except queue.Empty:
                     return
+                self._wait_for_turn(number)
                 order_id = shopper.place(spec)
                 with self._lock:
                     self.ids.append(order_id)

@@ -16,6 +16,7 @@ from rabbitbus import health, registry, rpc_server, worker
 from rabbitbus.console import Console, run_watched
 from rabbitbus.event_loop import add_loop_argument
 from rabbitbus.exceptions import RabbitBusError
+from rabbitbus.observability import metrics
 
 
 class Command(BaseCommand):
@@ -29,6 +30,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--connection", default="default", help="Connection alias.")
         add_loop_argument(parser)
+        metrics.add_metrics_argument(parser)
         parser.add_argument(
             "--rpc",
             nargs="*",
@@ -90,6 +92,7 @@ class Command(BaseCommand):
         servers = [p for p in procedures if isinstance(p, rpc_server.RpcService)]
         work += [f"serves {line}" for line in rpc_server.summary(servers)]
         work += [f"runs tasks of {p.spec.queue}" for p in procedures if p not in servers]
+        work += metrics.banner(options["metrics_port"])
         title = "consumer worker" + (" and RPC server" if procedures else "")
         run = functools.partial(worker.run, specs, alias=alias, loop=loop, runtime=runtime)
         run_watched(Console(self.stdout, options["verbosity"], loop), runtime, title, work, run)

@@ -12,6 +12,7 @@ from django.db import connections as db_connections
 from rabbitbus import connections, outbox
 from rabbitbus.console import Console
 from rabbitbus.exceptions import RabbitBusError
+from rabbitbus.observability import metrics
 from rabbitbus.relay import Relay
 
 
@@ -29,6 +30,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--retry-failed", action="store_true", help="Make failed rows pending again, then exit."
         )
+        metrics.add_metrics_argument(parser)
 
     def handle(self, *args: Any, database: str, batch_size: int | None, **options: Any) -> None:
         if options["status"]:
@@ -50,7 +52,7 @@ class Command(BaseCommand):
                     pass
             else:
                 stop = _stop_on_signals()  # before the greeting: an operator may act on it
-                self._greet(console, relay)
+                self._greet(console, relay, metrics.banner(options["metrics_port"]))
                 relay.run(stop)
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
@@ -63,11 +65,12 @@ class Command(BaseCommand):
             console.say(f"Stopped outbox relay after {console.uptime()}: {figures}.")
 
     @staticmethod
-    def _greet(console: Console, relay: Relay) -> None:
+    def _greet(console: Console, relay: Relay, served: list[str]) -> None:
         vendor = db_connections[relay.using].vendor
         work = [
             f"relays outbox rows of database {relay.using!r} ({vendor}), "
-            f"{relay.options.batch_size} per batch, idle wait {relay.options.idle_interval}s"
+            f"{relay.options.batch_size} per batch, idle wait {relay.options.idle_interval}s",
+            *served,
         ]
         console.greet("outbox relay", work, alias="default", loop=None)
 

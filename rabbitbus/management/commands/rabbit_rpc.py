@@ -11,6 +11,7 @@ from rabbitbus import rpc_server
 from rabbitbus.console import Console, run_watched
 from rabbitbus.event_loop import add_loop_argument
 from rabbitbus.exceptions import RabbitBusError
+from rabbitbus.observability import metrics
 from rabbitbus.runtime import Runtime
 
 
@@ -30,6 +31,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--connection", default="default", help="Connection alias.")
         add_loop_argument(parser)
+        metrics.add_metrics_argument(parser)
 
     def handle(self, *args: Any, names: list[str], connection: str, **options: Any) -> None:
         loop = options["loop"]
@@ -40,6 +42,7 @@ class Command(BaseCommand):
             )
             runtime = Runtime(chosen, alias=connection)
             work = [f"serves {line}" for line in rpc_server.summary(chosen)]
+            work += metrics.banner(options["metrics_port"])
             run = functools.partial(rpc_server.run, names, loop=loop, runtime=runtime)
             run_watched(console, runtime, "RPC server", work, run)
         except RabbitBusError as exc:

@@ -40,6 +40,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--url", help="A running server (http://127.0.0.1:8000) instead of in-process."
         )
+        parser.add_argument(
+            "--rate",
+            type=float,
+            help="Orders per second on a fixed schedule (open loop; --concurrency then bounds "
+            "the checkouts in flight). Default: closed loop, each shopper at once after the last.",
+        )
         parser.add_argument("--seed", type=int, help="Random seed for the mix of orders.")
         parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
 
@@ -54,5 +60,6 @@ class Command(BaseCommand):
             timeout=options["timeout"],
             url=options["url"],
             seed=options["seed"],
+            rate=options["rate"],
         )
         simulation.run(run, self.stdout, progress)

@@ -1,0 +1,209 @@
+"""OpenTelemetry traces across publish, consume and RPC: optional, and silent without a provider.
+
+With ``opentelemetry-api`` installed and a tracer provider configured (the SDK's, or
+any other), every publish carries the W3C ``traceparent`` (and ``tracestate``) of a
+``publish`` span in its headers; workers and RPC servers extract it and run the
+handler under a ``process`` span that is its child; ``rpc.call`` runs under a client
+span whose context travels with the request. Spans follow the OpenTelemetry
+messaging semantic conventions
+(https://opentelemetry.io/docs/specs/semconv/messaging/rabbitmq/). Consumers are
+push-based (``basic.consume``), so there is no separate ``receive`` span.
+
+Without the package, ``on`` is False and each hook point costs one attribute check;
+without a provider, the hooks return at once and nothing is added to any message.
+Headers come from the wire: whatever they hold (garbage, huge strings, numbers,
+tables), extraction gives up quietly and the message is handled as usual.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
+
+logger = logging.getLogger("rabbitbus.observability.traces")
+
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import propagate, trace
+except ImportError:  # the extra is not installed: tracing stays off
+    trace = None  # type: ignore[assignment]
+
+#: True when opentelemetry-api is importable: every hook point checks this first.
+on = trace is not None
+
+SYSTEM = "rabbitmq"
+#: Longest header value read as trace context (a traceparent is 55 characters; W3C
+#: tracestate is at most 512).
+MAX_HEADER_LENGTH = 512
+TRACER_NAME = "rabbitbus"
+
+#: The tracer provider rabbitbus uses; None: OpenTelemetry's global one
+#: (``opentelemetry.trace.set_tracer_provider``).
+provider: Any = None
+
+#: Seconds between two looks for a global provider while there is none.
+RECHECK = 1.0
+
+_tracer_of: dict[int, Any] = {}
+_global = {"set": False, "next_look": 0.0}
+
+
+def active() -> bool:
+    """Whether a tracer provider is configured (else nothing is traced).
+
+    A global provider is looked for at most every ``RECHECK`` seconds until one is set
+    (OpenTelemetry lets a process set it once, so it stays): the hot paths do not pay
+    for the look on every message.
+    """
+    if not on:
+        return False
+    if provider is not None or _global["set"]:
+        return True
+    now = time.monotonic()
+    if now < _global["next_look"]:
+        return False
+    _global["next_look"] = now + RECHECK
+    _global["set"] = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    return bool(_global["set"])
+
+
+def _tracer() -> Any:
+    chosen = provider if provider is not None else trace.get_tracer_provider()
+    tracer = _tracer_of.get(id(chosen))
+    if tracer is None:
+        tracer = _tracer_of[id(chosen)] = chosen.get_tracer(TRACER_NAME)
+    return tracer
+
+
+def _attributes(operation: str, destination: str, routing_key: str, message_id: str | None) -> dict:
+    attributes = {
+        "messaging.system": SYSTEM,
+        "messaging.operation.type": operation,
+        "messaging.operation.name": operation,
+        "messaging.destination.name": destination,
+        "messaging.rabbitmq.destination.routing_key": routing_key,
+    }
+    if message_id:
+        attributes["messaging.message.id"] = message_id
+    return attributes
+
+
+def inject_publish(
+    exchange: str, routing_key: str, message_id: str | None, headers: MutableMapping[str, Any]
+) -> None:
+    """Record a ``publish`` span (a child of the current one) and write its context
+    into ``headers``. Nothing without a provider, nor for the monitoring events a
+    worker publishes in the background (outside any trace)."""
+    if not active() or _background_event(exchange):
+        return
+    destination = exchange or "amq.default"
+    with _tracer().start_as_current_span(
+        f"publish {destination}",
+        kind=trace.SpanKind.PRODUCER,
+        attributes=_attributes("publish", destination, routing_key, message_id),
+    ):
+        propagate.inject(headers)
+
+
+def _background_event(exchange: str) -> bool:
+    from rabbitbus.monitoring import events_exchange
+
+    current = trace.get_current_span().get_span_context()
+    return exchange == events_exchange() and not current.is_valid
+
+
+def context_headers() -> dict[str, str]:
+    """The current trace context as headers (for an RPC request); empty without one."""
+    carrier: dict[str, str] = {}
+    if active():
+        propagate.inject(carrier)
+    return carrier
+
+
+def extract(headers: Any) -> Any:
+    """The trace context ``headers`` carry, or None; never raises, whatever the wire sent."""
+    if not isinstance(headers, dict):
+        return None
+    carrier = {}
+    try:
+        for field in propagate.get_global_textmap().fields:
+            value = headers.get(field)
+            if isinstance(value, bytes | bytearray):
+                value = bytes(value).decode("ascii")
+            if isinstance(value, str) and len(value) <= MAX_HEADER_LENGTH:
+                carrier[field] = value
+        return propagate.extract(carrier) if carrier else None
+    except Exception:  # noqa: BLE001 - a bad header must not cost the message
+        logger.debug("Ignoring unreadable trace context in message headers", exc_info=True)
+        return None
+
+
+@contextlib.contextmanager
+def processing(
+    destination: str, routing_key: str, message_id: str | None, headers: Any, consumer: str
+) -> Iterator[Any]:
+    """A ``process`` span for one delivery, a child of the context its headers carry;
+    yields the span (None without a provider)."""
+    if not active():
+        yield None
+        return
+    attributes = _attributes("process", destination, routing_key, message_id)
+    attributes["messaging.consumer.group.name"] = consumer
+    with _tracer().start_as_current_span(
+        f"process {destination}",
+        context=extract(headers),
+        kind=trace.SpanKind.CONSUMER,
+        attributes=attributes,
+    ) as span:
+        yield span
+
+
+def settled(span: Any, action: str, error: Any) -> None:
+    """Note what became of a delivery: ``rabbitbus.outcome``, and an error status on failure."""
+    if span is None:
+        return
+    span.set_attribute("rabbitbus.outcome", action)
+    if error is not None:
+        text = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else error
+        span.set_status(trace.Status(trace.StatusCode.ERROR, str(text)[:200]))
+
+
+@contextlib.contextmanager
+def rpc_span(procedure: str, server: bool, headers: Any = None) -> Iterator[Any]:
+    """An RPC span: the client's (current context as parent) or the server's (the
+    request's context as parent). Yields None without a provider."""
+    if not active():
+        yield None
+        return
+    kind = trace.SpanKind.SERVER if server else trace.SpanKind.CLIENT
+    attributes = {
+        "rpc.system": "rabbitbus",
+        "rpc.method": procedure,
+        "messaging.system": SYSTEM,
+    }
+    with _tracer().start_as_current_span(
+        procedure,
+        context=extract(headers) if server else None,
+        kind=kind,
+        attributes=attributes,
+    ) as span:
+        yield span
+
+
+def in_this_context(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` to run in another thread with the current trace context."""
+    if not active():
+        return function
+    current = otel_context.get_current()
+
+    def run(*args: Any) -> Any:
+        token = otel_context.attach(current)
+        try:
+            return function(*args)
+        finally:
+            otel_context.detach(token)
+
+    return run
