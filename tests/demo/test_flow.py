@@ -59,15 +59,7 @@ def wait_final(shop: ShopServices, *pks: int, timeout: float = 90) -> dict[int, 
 
 
 def wait_invoice_emails(shop: ShopServices, *orders: Order, timeout: float = 90) -> None:
-    """Wait until the invoice email task of every (confirmed) order has finished."""
-    ids = [Order.objects.get(pk=order.pk).invoice_task_id for order in orders]
-    assert all(ids), "a confirmed order has no invoice email task"
-
-    def done() -> bool:
-        finished = TaskRecord.objects.filter(pk__in=ids, finished_at__isnull=False)
-        return finished.count() == len(ids)
-
-    if not shop.broker.wait_for(done, timeout=timeout, interval=0.1):
+    if not shop.wait_invoice_tasks([order.pk for order in orders], timeout):
         pytest.fail(f"invoice emails not sent after {timeout}s:\n{shop.log('billing')}")
 
 
