@@ -1,8 +1,9 @@
-"""bench/tasks.py's settings: PostgreSQL, rabbitbus's task backend and django-tasks-db's."""
+"""bench/tasks.py's settings: PostgreSQL, rabbitbus's task backend, django-tasks-db's,
+and django-celery-results for the Celery baseline."""
 
 from bench.settings_worker import *  # noqa: F403
 
-INSTALLED_APPS = [*INSTALLED_APPS, "django_tasks_db"]  # noqa: F405
+INSTALLED_APPS = [*INSTALLED_APPS, "django_tasks_db", "django_celery_results"]  # noqa: F405
 _RABBIT = {"BACKEND": "rabbitbus.tasks.RabbitMQBackend", "QUEUES": ["default"]}
 TASKS = {
     # The default: enqueue records the READY row, as django-tasks-db does.

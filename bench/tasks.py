@@ -1,20 +1,25 @@
-"""django.tasks benchmark (not a test): rabbitbus.tasks beside django-tasks-db, in one run.
+"""django.tasks benchmark (not a test): rabbitbus.tasks beside django-tasks-db and Celery.
 
-    .venv/bin/python bench/tasks.py [--tasks 2000] [--concurrency 8]
+    .venv/bin/python bench/tasks.py [--tasks 2000] [--concurrency 8] [--latency 200]
 
 PostgreSQL (``BENCH_DATABASE_URL``, default the local ``rabbitbus_bench_tasks``
 database, created and migrated here) and a vhost of its own, deleted afterwards.
+Every contender stores every result in that database (bench/task_contenders.py):
 
 * enqueue rate, sync: ``noop.enqueue()`` in a loop through rabbitbus (the READY
-  row and a confirmed publish; and with ``RECORD_ENQUEUED`` off) vs
-  django-tasks-db (one INSERT);
-* enqueue rate, async: ``aenqueue()`` 50 at a time, same contenders;
-* end to end: the tasks enqueued above run by one worker process
-  (``rabbit_tasks --concurrency N`` / ``db_worker --interval 0``), rate from the
-  first task finished to the last (worker start-up left out for both), every
-  result stored by both.
+  row and a confirmed publish; and with ``RECORD_ENQUEUED`` off), django-tasks-db
+  (one INSERT) and Celery (``apply_async``: a publish, unconfirmed by default);
+* enqueue rate, async: ``aenqueue()`` 50 at a time (Celery has no async enqueue);
+* end to end, no-op and a task that writes one row: the tasks enqueued first, then
+  run by one worker process (``rabbit_tasks --concurrency N``, ``db_worker
+  --interval 0``, ``celery worker -P threads -c N`` with late acks and
+  django-celery-results), rate from the first task finished to the last;
+* enqueue-to-start latency: tasks enqueued one at a time (``--latency`` of them,
+  20 ms apart) to an idle running worker, each returning ``time.time()`` at its
+  start minus the time taken just before ``enqueue()`` (so rabbitbus's READY row
+  and broker confirm count; ``rabbitbus-lean`` writes no READY row); p50 and p95.
 
-Prints each figure and the ratios rabbitbus / django-tasks-db.
+Prints each figure and the ratios rabbitbus / django-tasks-db and rabbitbus / Celery.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
+import statistics
 import sys
 import time
 import uuid
@@ -37,6 +42,7 @@ DATABASE = "rabbitbus_bench_tasks"
 os.environ.setdefault("BENCH_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{DATABASE}")
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings_tasks"
 IN_FLIGHT = 50
+SPACING = 0.02
 
 
 def create_database() -> None:
@@ -47,14 +53,6 @@ def create_database() -> None:
             db.execute(f'CREATE DATABASE "{DATABASE}"')
 
 
-def manage(*args: str, wait: bool = True) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "manage.py", *args]
-    process = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy())
-    if wait:
-        assert process.wait(timeout=300) == 0, command
-    return process
-
-
 def rate(count: int, function: Callable[[], Any]) -> float:
     started = time.perf_counter()
     function()
@@ -62,6 +60,7 @@ def rate(count: int, function: Callable[[], Any]) -> float:
 
 
 def enqueue_rates(count: int) -> dict[str, float]:
+    from bench.task_contenders import Celery
     from tests.testapp.tasks import noop
 
     figures = {}
@@ -73,12 +72,11 @@ def enqueue_rates(count: int) -> dict[str, float]:
         figures[f"enqueue async {label}"] = rate(
             count, lambda t=task: asyncio.run(_aenqueue(t, count))
         )
+    celery = Celery()
+    figures["enqueue sync celery"] = rate(
+        count, lambda: [celery.enqueue("noop") for _ in range(count)]
+    )
     return figures
-
-
-def _enqueue(task: Any, count: int) -> None:
-    for _ in range(count):
-        task.enqueue()
 
 
 async def _aenqueue(task: Any, count: int) -> None:
@@ -91,68 +89,113 @@ async def _aenqueue(task: Any, count: int) -> None:
     await asyncio.gather(*(one() for _ in range(count)))
 
 
-def end_to_end(label: str, model: Any, expected: int, command: list[str]) -> float:
-    """Run the worker until ``expected`` rows are finished; tasks/s first to last finish."""
-    from django.db.models import Max, Min
-
-    worker = manage(*command, wait=False)
+def end_to_end(contender: Any, expected: int, concurrency: int) -> float:
+    """Run the worker until ``expected`` results are stored; tasks/s first to last finish."""
+    worker = contender.worker(concurrency)
     try:
         deadline = time.monotonic() + 600
-        while model.objects.filter(status="SUCCESSFUL").count() < expected:
-            assert time.monotonic() < deadline, f"{label}: not done in time"
-            assert worker.poll() is None, f"{label}: the worker exited"
+        while contender.finished() < expected:
+            assert time.monotonic() < deadline, f"{contender.label}: not done in time"
+            assert worker.poll() is None, f"{contender.label}: the worker exited"
             time.sleep(0.2)
     finally:
         worker.terminate()
         worker.wait(timeout=60)
-    span = model.objects.aggregate(first=Min("finished_at"), last=Max("finished_at"))
-    return (expected - 1) / (span["last"] - span["first"]).total_seconds()
+    first, last = contender.span()
+    return (expected - 1) / (last - first).total_seconds()
+
+
+def latencies(contender: Any, count: int, concurrency: int) -> list[float]:
+    """Enqueue-to-start seconds of ``count`` tasks sent one at a time to an idle worker."""
+    worker = contender.worker(concurrency)
+    try:
+        contender.enqueue("latency", time.time())  # warm-up: the worker is up once it ran
+        _wait(contender, worker, 1)
+        contender.clear()
+        for _ in range(count):
+            contender.enqueue("latency", time.time())
+            time.sleep(SPACING)
+        _wait(contender, worker, count)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    return sorted(contender.return_values())
+
+
+def _wait(contender: Any, worker: Any, expected: int) -> None:
+    deadline = time.monotonic() + 300
+    while contender.finished() < expected:
+        assert time.monotonic() < deadline, f"{contender.label}: not done in time"
+        assert worker.poll() is None, f"{contender.label}: the worker exited"
+        time.sleep(0.05)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--latency", type=int, default=200, help="tasks for the latency run")
     options = parser.parse_args()
     from tests.broker import add_vhost, delete_vhost
 
     create_database()
     add_vhost(VHOST)
     try:
-        run(options.tasks, options.concurrency)
+        report(run(options.tasks, options.concurrency, options.latency))
     finally:
         delete_vhost(VHOST)
 
 
-def run(count: int, concurrency: int) -> None:
+def run(count: int, concurrency: int, latency_count: int) -> dict[str, float]:
+    from bench.task_contenders import manage
+
     manage("migrate", "-v0")
     manage("rabbit_setup", "-v0")
     import django
 
     django.setup()
-    from django_tasks_db.models import DBTaskResult
+    from bench.task_contenders import RabbitBus, contenders
 
-    from rabbitbus.models import TaskRecord
-
-    TaskRecord.objects.all().delete()
-    DBTaskResult.objects.all().delete()
+    rabbit, db, celery = everyone = contenders()
+    for contender in everyone:
+        contender.clear()
     figures = enqueue_rates(count)
-    figures["end to end rabbitbus"] = end_to_end(
-        "rabbitbus", TaskRecord, 4 * count,
-        ["rabbit_tasks", "--concurrency", str(concurrency)],
-    )  # fmt: skip
-    figures["end to end db"] = end_to_end(
-        "db", DBTaskResult, 2 * count,
-        ["db_worker", "--backend", "db", "--interval", "0", "--no-startup-delay", "--no-reload"],
-    )  # fmt: skip
+    sizes = {rabbit.label: 4 * count, db.label: 2 * count, celery.label: count}
+    for contender in everyone:
+        key = f"end to end {short(contender)}"
+        figures[key] = end_to_end(contender, sizes[contender.label], concurrency)
+        contender.clear()
+    for contender in everyone:
+        for n in range(count):
+            contender.enqueue("write_row", n)
+        figures[f"write row {short(contender)}"] = end_to_end(contender, count, concurrency)
+        contender.clear()
+    for contender in [rabbit, RabbitBus("lean"), db, celery]:
+        values = latencies(contender, latency_count, concurrency)
+        figures[f"latency p50 {short(contender)}"] = statistics.median(values)
+        figures[f"latency p95 {short(contender)}"] = values[int(len(values) * 0.95) - 1]
+        contender.clear()
+    return figures
+
+
+def short(contender: Any) -> str:
+    return {"django-tasks-db": "db"}.get(contender.label, contender.label)
+
+
+def report(figures: dict[str, float]) -> None:
     for name, value in figures.items():
-        print(f"{name:32} {value:10.0f} tasks/s")
+        if name.startswith("latency"):
+            print(f"{name:32} {value * 1000:10.1f} ms")
+        else:
+            print(f"{name:32} {value:10.0f} tasks/s")
     print()
-    for kind in ("enqueue sync", "enqueue async", "end to end"):
+    for kind in ("enqueue sync", "enqueue async", "end to end", "write row", "latency p50"):
         for label in ("rabbitbus", "rabbitbus-lean"):
             key = f"{kind} {label}"
-            if key in figures:
-                print(f"{key:32} {figures[key] / figures[f'{kind} db']:6.2f}x django-tasks-db")
+            for other, name in (("db", "django-tasks-db"), ("celery", "Celery")):
+                if key in figures and f"{kind} {other}" in figures:
+                    ratio = figures[key] / figures[f"{kind} {other}"]
+                    print(f"{key:32} {ratio:6.2f}x {name}")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ The flow (routing keys on the ``shop`` exchange)::
     checkout ── order.placed ──┬─> inventory: reserve ── stock.reserved | stock.rejected ──┐
                                └─> billing:   charge  ── payment.captured | payment.declined ┤
                                                                                             v
-    billing: invoice + email <── order.paid ── orders (the saga) <── invoice.sent ──────────┘
-    inventory: release <── stock.release ──┘  └── payment.refund ──> billing: refund
+    billing: invoice <───────── order.paid ── orders (the saga) <── invoice.issued ────────┘
+    inventory: release <── stock.release ──┘  ├── payment.refund ──> billing: refund
+                                              └── confirmed: enqueues the invoice email task
 
 Card numbers never travel in messages: billing reads them from the order.
 """

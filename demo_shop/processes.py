@@ -13,7 +13,7 @@ from __future__ import annotations
 #: service name -> ``manage.py`` arguments
 WORKERS: dict[str, tuple[str, ...]] = {
     "inventory": ("rabbit_consume", "inventory"),
-    "billing": ("rabbit_consume", "billing"),
+    "billing": ("rabbit_consume", "billing", "--tasks"),  # and the invoice emails
     "orders": ("rabbit_consume", "orders"),
     "rpc": ("rabbit_rpc",),
     "relay": ("rabbit_outbox",),

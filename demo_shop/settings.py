@@ -120,6 +120,16 @@ RABBITBUS = {
     },
 }
 
+# Background tasks (django.tasks) on RabbitMQ: the invoice email is one (billing/tasks.py),
+# enqueued when the saga confirms an order, run by the billing worker (`rabbit_consume
+# billing --tasks`), its result stored in the database and shown on the order page.
+TASKS = {
+    "default": {
+        "BACKEND": "rabbitbus.tasks.RabbitMQBackend",
+        "QUEUES": ["default"],
+    }
+}
+
 # Invoices are emailed; the demo writes them to files (one per email) instead of sending them.
 _MAIL_DIR = os.environ.get("DJANGO_EMAIL_FILE_PATH", str(BASE_DIR / "var" / "mail"))
 if django.VERSION >= (6, 1):

@@ -17,9 +17,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from rabbitbus import deadletters, monitoring, topology_graph
+from rabbitbus import deadletters, monitoring, task_monitoring, topology_graph
 from rabbitbus.exceptions import QueueNotFound, RabbitBusError
 from rabbitbus.models import Dashboard
 
@@ -59,9 +60,17 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     _require(request, "rabbitbus.view_dashboard")
     snapshot = monitoring.overview()
     context = _context(
-        request, "RabbitMQ", snapshot=snapshot, stale=monitoring.options().stale_after
-    )
+        request, "RabbitMQ", snapshot=snapshot, stale=monitoring.options().stale_after,
+        task_changelist=_task_changelist(request), task_statuses=task_monitoring.STATUSES,
+    )  # fmt: skip
     return TemplateResponse(request, "admin/rabbitbus/dashboard.html", context)
+
+
+def _task_changelist(request: HttpRequest) -> str:
+    """The task results' admin list, if this user may see it ("" otherwise)."""
+    if not request.user.has_perm("rabbitbus.view_taskrecord"):
+        return ""
+    return reverse("admin:rabbitbus_taskrecord_changelist")
 
 
 def data(request: HttpRequest) -> JsonResponse:

@@ -1,4 +1,5 @@
-"""What the dashboard and ``rabbit_status`` show: broker, queues, workers, outbox, DLQs.
+"""What the dashboard and ``rabbit_status`` show: broker, queues, workers, outbox, DLQs,
+task queues (:mod:`rabbitbus.task_monitoring`).
 
 :func:`overview` gathers one snapshot, as plain data (JSON-ready through
 :func:`as_json`). Queue figures come from the management HTTP API when
@@ -19,7 +20,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from rabbitbus import connections, history, mgmt, topology
+from rabbitbus import connections, history, mgmt, task_monitoring, topology
 from rabbitbus.conf import MonitoringSettings
 from rabbitbus.exceptions import BrokerConnectionError, ManagementApiError, RabbitBusError
 
@@ -44,11 +45,12 @@ def is_dlq(name: str) -> bool:
     return name.endswith(options().dlq_suffix)
 
 
-_RETRY = re.compile(r"\.retry\.\d+$")
+_RETRY = re.compile(r"\.(retry|delay)\.\d+$")
 
 
 def is_retry(name: str) -> bool:
-    """Whether ``name`` is a retry delay queue (``<queue>.retry.<ms>``, see retries.py)."""
+    """Whether ``name`` is a delay queue: a retry's (``<queue>.retry.<ms>``, see retries.py)
+    or a deferred task's (``<queue>.delay.<ms>``, see rabbitbus.tasks.options)."""
     return bool(_RETRY.search(name))
 
 
@@ -58,8 +60,10 @@ def _natural(name: str) -> list[tuple[int, int | str]]:
 
 
 def known_queues() -> list[str]:
-    """Every queue rabbitbus knows (settings plus the code registry), sorted naturally."""
-    return sorted(topology.configured().queues, key=_natural)
+    """Every queue rabbitbus knows (settings, the code registry and the ``TASKS`` backends'
+    queues as configured now), sorted naturally."""
+    names = set(topology.configured().queues) | set(task_monitoring.all_queues())
+    return sorted(names, key=_natural)
 
 
 @dataclass
@@ -93,6 +97,7 @@ class Overview:
     queues: list[QueueStats] = field(default_factory=list)
     workers: list[dict[str, Any]] = field(default_factory=list)
     outbox: dict[str, Any] = field(default_factory=dict)
+    tasks: list[task_monitoring.TaskQueueStats] = field(default_factory=list)
 
     @property
     def dead_letters(self) -> list[QueueStats]:
@@ -220,10 +225,11 @@ def broker_overview(alias: str = "default") -> Overview:
 
 
 def overview(alias: str = "default") -> Overview:
-    """The whole snapshot: broker, queues, workers and outbox."""
+    """The whole snapshot: broker, queues, workers, outbox and task queues."""
     snapshot = broker_overview(alias)
     snapshot.workers = workers()
     snapshot.outbox = outbox()
+    snapshot.tasks = task_monitoring.task_queues(snapshot.queues)
     return snapshot
 
 

@@ -54,7 +54,8 @@ cat <<MSG
   Dashboard:       http://127.0.0.1:$PORT/admin/rabbitbus/dashboard/   (live queues, charts)
   Topology:        http://127.0.0.1:$PORT/admin/rabbitbus/dashboard/topology/
   RabbitMQ UI:     http://127.0.0.1:15672/   (guest / guest; management plugin $management)
-  Invoices:        var/mail/ (one file per email)
+  Invoices:        var/mail/ (one file per email, sent by a django.tasks task;
+                   its result on the order page and in Admin > Task results)
   Dead letter:     order the "Carrot crate (on stocktake)": inventory dead-letters it to
                    inventory.orders.dlq; untick Stocktake on the product in the admin, then
                    replay it from Admin > RabbitMQ (docs/dead-letter-demo.md)

@@ -111,6 +111,22 @@ class ShopServices:
         path = self.log_dir / f"{name}.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
+    def wait_invoice_tasks(self, order_ids: list[int], timeout: float = 90) -> bool:
+        """Wait until the invoice email task of each (confirmed) order has finished:
+        the saga enqueues it on confirmation, billing's worker sends it after."""
+        from demo_shop.orders.models import Order
+        from rabbitbus.models import TaskRecord
+
+        ids = list(Order.objects.filter(pk__in=order_ids).values_list("invoice_task_id", flat=True))
+        if len(ids) != len(order_ids) or not all(ids):
+            return False
+
+        def done() -> bool:
+            finished = TaskRecord.objects.filter(pk__in=ids, finished_at__isnull=False)
+            return finished.count() == len(ids)
+
+        return self.broker.wait_for(done, timeout=timeout, interval=0.1)
+
     def emails(self) -> list[tuple[str, str]]:
         """(recipient, subject) of every email sent so far."""
         found = []

@@ -17,6 +17,7 @@ from django.urls import path
 from demo_shop.asgi import application
 from rabbitbus import connections, monitoring
 from rabbitbus.live import DashboardConsumer, MessageStreamConsumer
+from rabbitbus.models import TaskRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -91,6 +92,30 @@ async def test_staff_receives_snapshots_and_events() -> None:
         assert await monitoring.apublish_event("worker.stats", {"processed": 5}) is True
         event = await receive_until(communicator, "event")
         assert event == {"type": "event", "kind": "worker.stats", "data": {"processed": 5}}
+    finally:
+        await communicator.disconnect()
+
+
+def failed_default_tasks(snapshot: dict[str, Any]) -> int:
+    (row,) = [row for row in snapshot["data"]["tasks"] if row["name"] == "default"]
+    return int(row["results"]["FAILED"])
+
+
+async def test_task_result_counts_change_live() -> None:
+    communicator, connected, _ = await connect(
+        ORIGIN, (b"cookie", await session_cookie(True, True))
+    )
+    assert connected is True
+    try:
+        before = failed_default_tasks(await receive_until(communicator, "overview"))
+        await database_sync_to_async(TaskRecord.objects.create)(
+            id="live-1", task_path="x.y", queue_name="default", status="FAILED"
+        )
+        for _ in range(50):  # a later snapshot counts it, without reloading anything
+            if failed_default_tasks(await receive_until(communicator, "overview")) == before + 1:
+                break
+        else:
+            raise AssertionError("the FAILED count never grew")
     finally:
         await communicator.disconnect()
 

@@ -1,4 +1,4 @@
-"""Charging orders, refunding them, and sending their invoices."""
+"""Charging orders, refunding them, issuing their invoices and emailing them."""
 
 from __future__ import annotations
 
@@ -39,16 +39,22 @@ def refund(order_id: int) -> bool:
     return True
 
 
-def send_invoice(order_id: int) -> Invoice:
-    """Create the order's invoice and email it, once."""
+def issue_invoice(order_id: int) -> Invoice:
+    """Create the order's invoice, once; emailing it is a task (:mod:`demo_shop.billing.tasks`)."""
     order = Order.objects.get(pk=order_id)
     invoice, _ = Invoice.objects.get_or_create(order=order, defaults={"amount": order.total})
+    return invoice
+
+
+def email_invoice(order_id: int) -> Invoice:
+    """Email the order's invoice, once (a task run again after a crash sends no second one)."""
+    invoice = Invoice.objects.select_for_update().select_related("order").get(order_id=order_id)
     if invoice.emailed_at is None:
         send_mail(
             f"Your invoice for order #{order_id}",
             f"Thank you for your order #{order_id}.\nAmount charged: {invoice.amount} EUR.\n",
             None,
-            [order.email],
+            [invoice.order.email],
         )
         invoice.emailed_at = timezone.now()
         invoice.save(update_fields=["emailed_at"])

@@ -1,4 +1,8 @@
-"""The billing service: charges placed orders, refunds cancelled ones, sends invoices."""
+"""The billing service: charges placed orders, refunds cancelled ones, issues invoices.
+
+The invoice email is a task the saga enqueues once the order is confirmed
+(:mod:`demo_shop.billing.tasks`); this service's worker runs it (``--tasks``).
+"""
 
 from __future__ import annotations
 
@@ -27,9 +31,9 @@ def on_order(message: ReceivedMessage) -> str:
         bus.emit("payment.captured", order_id, amount=str(payment.amount))
         return f"captured {payment.amount} EUR ({payment.reference})"
     if message.routing_key == "order.paid":
-        invoice = payments.send_invoice(order_id)
-        bus.emit("invoice.sent", order_id, invoice_id=invoice.pk)
-        return f"invoice #{invoice.pk} for {invoice.amount} EUR emailed"
+        invoice = payments.issue_invoice(order_id)
+        bus.emit("invoice.issued", order_id, invoice_id=invoice.pk)
+        return f"invoice #{invoice.pk} for {invoice.amount} EUR issued"
     if message.routing_key == "payment.refund":
         refunded = payments.refund(order_id)
         return "refunded the captured payment" if refunded else "nothing to refund"

@@ -9,14 +9,17 @@ from channels.db import database_sync_to_async
 from django.urls import path
 
 from demo_shop import bus
+from demo_shop.billing.tasks import email_invoice
 from demo_shop.orders import access, timeline
 from demo_shop.orders.models import Order
 from rabbitbus.live import MessageStreamConsumer
+from rabbitbus.tasks.compat import TaskResultDoesNotExist, TaskResultStatus
 
 
 def order_state(order: Order) -> dict[str, Any]:
     """What an order page shows (also ``status.json``): status, reason, the history of
-    its status and the timeline of its messages (:func:`demo_shop.orders.timeline.entries`)."""
+    its status, the timeline of its messages (:func:`demo_shop.orders.timeline.entries`)
+    and the result of its invoice email task (:func:`invoice_email`)."""
     history = [
         {
             "status": change.status,
@@ -33,6 +36,36 @@ def order_state(order: Order) -> dict[str, Any]:
         "history": history,
         "timeline": timeline.entries(order),
         "settled": timeline.settled(order),
+        "invoice_email": invoice_email(order),
+    }
+
+
+def invoice_email(order: Order) -> dict[str, Any] | None:
+    """The invoice email task's result, read with ``get_result()`` (None before it is
+    enqueued): its status, when it finished, and whom it mailed or why it failed."""
+    if not order.invoice_task_id:
+        return None
+    try:
+        result = email_invoice.get_result(order.invoice_task_id)
+    except TaskResultDoesNotExist:
+        # The READY row is committed with the id, so it was pruned (rabbit_tasks --prune).
+        detail = "result no longer stored"
+        return {"id": order.invoice_task_id, "status": "", "finished": True, "clock": "",
+                "finished_at": None, "detail": detail}  # fmt: skip
+    finished = result.finished_at
+    if result.status == TaskResultStatus.SUCCESSFUL:
+        detail = f"sent to {result.return_value['to']}"
+    elif result.errors:
+        detail = result.errors[-1].exception_class_path
+    else:
+        detail = ""
+    return {
+        "id": result.id,
+        "status": str(result.status),
+        "finished": finished is not None,
+        "finished_at": finished.isoformat() if finished else None,
+        "clock": timeline.clock(finished) if finished else "",
+        "detail": detail,
     }
 
 

@@ -38,6 +38,8 @@ class Order(models.Model):
     payment_state = models.CharField(
         max_length=16, choices=PaymentState.choices, blank=True, default=""
     )
+    # The django.tasks task that emails the invoice, enqueued when the order is confirmed.
+    invoice_task_id = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

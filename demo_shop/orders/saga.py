@@ -4,11 +4,12 @@ Inventory and billing work in parallel on ``order.placed``, so their answers
 arrive in either order, and possibly after the order was cancelled. The saga
 records each answer on the order and moves it forward only in this order::
 
-    placed -> reserved (stock) -> paid (stock and payment) -> confirmed (invoice sent)
+    placed -> reserved (stock) -> paid (stock and payment) -> confirmed (invoice issued)
 
 A negative answer cancels the order and compensates whatever the other side
 did: a reservation is released, a capture refunded, also when the positive
-answer arrives after the cancellation. Each function runs inside the
+answer arrives after the cancellation. Confirming an order enqueues its invoice
+email, a ``django.tasks`` task (:mod:`demo_shop.billing.tasks`). Each function runs inside the
 consumer's transaction with the order row locked; the messages it emits go
 through the outbox in that same transaction.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 
 from demo_shop import bus
+from demo_shop.billing.tasks import email_invoice
 from demo_shop.orders.models import Order
 
 logger = logging.getLogger("demo_shop.orders")
@@ -58,10 +60,13 @@ def payment_declined(order: Order, reason: str) -> str:
     return cancel(order, reason or "Payment declined.")
 
 
-def invoice_sent(order: Order) -> str:
+def invoice_issued(order: Order) -> str:
+    """Confirm the order and enqueue its invoice email (a task, sent when this commits)."""
     if order.status == Status.PAID:
         order.move_to(Status.CONFIRMED)
-        return "order confirmed"
+        order.invoice_task_id = email_invoice.enqueue(order.pk).id
+        order.save(update_fields=["invoice_task_id"])
+        return "order confirmed; invoice email enqueued"
     return f"order {order.status}: nothing to do"
 
 
@@ -85,7 +90,7 @@ def cancel(order: Order, reason: str) -> str:
 
 
 def _charge_complete(order: Order) -> str:
-    """Stock reserved and payment captured: the order is paid; billing sends the invoice.
+    """Stock reserved and payment captured: the order is paid; billing issues the invoice.
 
     Returns what happened, or "" while one of the two is still missing.
     """
@@ -102,5 +107,5 @@ HANDLERS = {
     "stock.rejected": lambda order, body: stock_rejected(order, body.get("reason", "")),
     "payment.captured": lambda order, body: payment_captured(order),
     "payment.declined": lambda order, body: payment_declined(order, body.get("reason", "")),
-    "invoice.sent": lambda order, body: invoice_sent(order),
+    "invoice.issued": lambda order, body: invoice_issued(order),
 }

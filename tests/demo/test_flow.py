@@ -25,7 +25,7 @@ from demo_shop.orders import timeline
 from demo_shop.orders.models import Order
 from demo_shop.orders.services import place_order
 from rabbitbus import outbox, publishing
-from rabbitbus.models import OutboxMessage
+from rabbitbus.models import OutboxMessage, TaskRecord
 from tests.shop_services import ShopServices
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -58,6 +58,11 @@ def wait_final(shop: ShopServices, *pks: int, timeout: float = 90) -> dict[int, 
     return Order.objects.in_bulk(list(pks))
 
 
+def wait_invoice_emails(shop: ShopServices, *orders: Order, timeout: float = 90) -> None:
+    if not shop.wait_invoice_tasks([order.pk for order in orders], timeout):
+        pytest.fail(f"invoice emails not sent after {timeout}s:\n{shop.log('billing')}")
+
+
 def stock(sku: str) -> int:
     return Product.objects.get(sku=sku).stock
 
@@ -78,7 +83,16 @@ def test_an_order_is_confirmed_with_stock_taken_and_one_invoice_emailed(
     assert history(order) == ["placed", "reserved", "paid", "confirmed"]
     assert stock("RB-MUG") == STOCK - 2
     assert Invoice.objects.get(order=order).amount == order.total
+    wait_invoice_emails(shop, order)
     assert shop.emails() == [("ok@example.com", f"Your invoice for order #{order.pk}")]
+    task = Order.objects.get(pk=order.pk).invoice_task_id
+    result = TaskRecord.objects.get(pk=task)
+    assert (result.status, result.return_value["to"]) == ("SUCCESSFUL", "ok@example.com")
+    assert Invoice.objects.get(order=order).emailed_at is not None
+    page = client.get(reverse("order", args=[order.pk])).content.decode()
+    shown = page.split('id="invoice-email">')[1].split("</p>")[0]
+    finished = timeline.clock(result.finished_at)
+    assert "SUCCESSFUL" in shown and finished in shown and "sent to ok@example.com" in shown
     assert Counter(story(order)) == Counter(
         [
             ("order.placed", "checkout"),
@@ -87,10 +101,10 @@ def test_an_order_is_confirmed_with_stock_taken_and_one_invoice_emailed(
             ("stock.reserved", "orders"),
             ("payment.captured", "orders"),
             ("order.paid", "billing"),
-            ("invoice.sent", "orders"),
+            ("invoice.issued", "orders"),
         ]
     )
-    assert story(order)[-1] == ("invoice.sent", "orders")
+    assert story(order)[-1] == ("invoice.issued", "orders")
 
 
 def story(order: Order) -> list[tuple[str, str]]:
@@ -144,6 +158,7 @@ def test_order_placed_delivered_twice_reserves_and_bills_once(shop: ShopServices
     assert Payment.objects.filter(order_id=pk).count() == 1
     assert Invoice.objects.filter(order_id=pk).count() == 1
     assert stock("RB-SOCK") == STOCK - 4
+    wait_invoice_emails(shop, Order.objects.get(pk=pk))
     assert [to for to, _ in shop.emails()].count(Order.objects.get(pk=pk).email) == 1
 
 
@@ -168,6 +183,7 @@ def test_restarts_and_closed_connections_mid_flow_lose_no_order(shop: ShopServic
     confirmed = [o for o in orders.values() if o.status == "confirmed"]
     assert len(confirmed) == 20 and all(o.card_number == GOOD_CARD for o in confirmed)
     assert Invoice.objects.filter(order__in=confirmed).count() == 20
+    wait_invoice_emails(shop, *confirmed)
     sent_to = {to for to, _ in shop.emails()}
     assert {o.email for o in confirmed} <= sent_to  # a SIGKILL may repeat one, never drop one
     # Every declined order's reservation is given back: stock counts only confirmed orders.

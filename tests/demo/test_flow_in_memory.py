@@ -13,10 +13,12 @@ import pytest
 from django.core import mail
 from django.core.management import call_command
 
+from demo_shop.billing.tasks import email_invoice
 from demo_shop.catalog.rabbit import UnknownProduct
 from demo_shop.orders.models import Order
 from demo_shop.orders.services import place_order
 from rabbitbus import rpc
+from rabbitbus.tasks.compat import TaskResultStatus
 from rabbitbus.testing import Capture, InMemoryBroker
 
 pytestmark = [pytest.mark.django_db, pytest.mark.rabbit_memory(relay_outbox=True)]
@@ -40,10 +42,15 @@ def test_an_order_is_reserved_paid_invoiced_and_confirmed(rabbit_memory: InMemor
     keys = rabbit_memory.routing_keys
     assert keys[0] == "order.placed"  # inventory and billing answer in either order
     assert sorted(keys[1:3]) == ["payment.captured", "stock.reserved"]
-    assert keys[3:] == ["order.paid", "invoice.sent"]
+    assert keys[3:] == ["order.paid", "invoice.issued"]
     rabbit_memory.assert_published(routing_key="order.placed", payload_includes={"total": "25.00"})
     assert {o.action for o in rabbit_memory.outcomes()} == {"acked"}
-    assert len(mail.outbox) == 1
+    # Confirming enqueued the invoice email task (published on commit: no broker here).
+    assert email_invoice.get_result(order.invoice_task_id).status == TaskResultStatus.READY
+    assert email_invoice.get_result(order.invoice_task_id).args == [order.pk]
+    assert len(mail.outbox) == 0
+    email_invoice.call(order.pk)  # what the billing worker does with it
+    assert [m.to for m in mail.outbox] == [["buyer@example.com"]]
 
 
 def test_sold_out_stock_cancels_and_refunds(rabbit_memory: InMemoryBroker) -> None:

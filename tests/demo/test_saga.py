@@ -7,9 +7,10 @@ import io
 import pytest
 from django.core.management import call_command
 
+from demo_shop.billing.tasks import email_invoice
 from demo_shop.orders.models import Order
 from demo_shop.orders.services import place_order
-from rabbitbus.models import OutboxMessage
+from rabbitbus.models import OutboxMessage, TaskRecord
 from rabbitbus.testing import run_consumer
 
 pytestmark = pytest.mark.django_db
@@ -49,8 +50,11 @@ def test_both_yes_in_either_order_makes_it_paid_then_invoiced(
         hear(order, key)
     assert statuses(order) == ["placed", "reserved", "paid"]
     assert emitted() == ["order.paid"]
-    hear(order, "invoice.sent")
+    assert not TaskRecord.objects.exists()
+    hear(order, "invoice.issued")
     assert order.status == "confirmed"
+    record = TaskRecord.objects.get(pk=order.invoice_task_id)  # the invoice email, enqueued
+    assert (record.task_path, record.args) == (email_invoice.module_path, [order.pk])
 
 
 def test_stock_rejected_after_a_capture_refunds(order: Order) -> None:
@@ -84,10 +88,11 @@ def test_a_reservation_after_the_cancellation_is_released(order: Order) -> None:
 def test_repeated_answers_change_nothing_more(order: Order) -> None:
     for key in ("stock.reserved", "stock.reserved", "payment.captured", "payment.captured"):
         hear(order, key)
-    hear(order, "invoice.sent")
-    hear(order, "invoice.sent")
+    hear(order, "invoice.issued")
+    hear(order, "invoice.issued")
     assert statuses(order) == ["placed", "reserved", "paid", "confirmed"]
     assert emitted() == ["order.paid"]
+    assert TaskRecord.objects.count() == 1  # one invoice email
 
 
 def test_a_late_no_never_cancels_a_paid_order(order: Order) -> None:

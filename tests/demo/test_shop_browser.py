@@ -52,8 +52,16 @@ def test_one_click_order_turns_confirmed_live(shop: ShopServices) -> None:
                 "document.querySelectorAll('#timeline tbody tr').length === 7", timeout=30000
             )
             last = page.locator("#timeline tbody tr").last.locator("td").all_inner_texts()
-            assert last[2:] == ["invoice.sent", "orders", "order confirmed"]
+            confirmed = ["invoice.issued", "orders", "order confirmed; invoice email enqueued"]
+            assert last[2:] == confirmed
             assert last[1].startswith("+") and last[1].endswith(" s")
+            # Billing's worker ran the invoice email task; the page polls for its result.
+            page.wait_for_function(
+                "document.querySelector('#invoice-email .task-status')?.textContent"
+                " === 'SUCCESSFUL'",
+                timeout=30000,
+            )
+            assert "sent to " in page.locator("#invoice-email").inner_text()
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "shop-order-confirmed.png"), full_page=True)
             declined_order_shows_what_was_undone(page, url)

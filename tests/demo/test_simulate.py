@@ -327,4 +327,6 @@ def test_a_small_run_through_the_real_services_finishes_every_order(
     assert "offered at 5 orders/s (open loop" in out
     assert "Final: 3 confirmed, 2 cancelled, 0 not final." in out
     assert "Checkout to confirmed: p50 " in out
+    confirmed = Order.objects.filter(status=Order.Status.CONFIRMED).values_list("pk", flat=True)
+    assert shop.wait_invoice_tasks(list(confirmed)), shop.log("billing")  # sent by a task
     assert len(shop.emails()) == 3

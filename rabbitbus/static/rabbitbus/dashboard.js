@@ -116,8 +116,26 @@
     });
   }
 
+  // Task queues: broker counts, and the stored results by status (links kept, text replaced).
+  function updateTasks(tasks) {
+    var rows = {};
+    root.querySelectorAll("tr[data-task-queue]").forEach(function (row) { rows[row.dataset.taskQueue] = row; });
+    tasks.forEach(function (task) {
+      var row = rows[task.backend + ":" + task.name];
+      if (!row) { return; }
+      row.querySelectorAll("[data-field]").forEach(function (cell) {
+        cell.textContent = show(task[cell.dataset.field], false);
+      });
+      row.querySelectorAll("[data-status]").forEach(function (cell) {
+        var target = cell.querySelector("a") || cell;
+        target.textContent = show((task.results || {})[cell.dataset.status], false);
+      });
+    });
+  }
+
   function updateOverview(data) {
     updateQueues(data.queues || []);
+    updateTasks(data.tasks || []);
     updateTotals(data.queues || [], data.workers || []);
     updateWorkers(data.workers || []);
     var broker = document.getElementById("rb-broker");
