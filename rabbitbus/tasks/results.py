@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 
-from django.db import close_old_connections, transaction
+from django.db import OperationalError, close_old_connections, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -35,6 +36,8 @@ UPDATED_FIELDS = [field.name for field in TaskRecord._meta.concrete_fields if fi
 
 #: Most records written in one transaction.
 MAX_BATCH = 500
+#: Seconds between the tries of a result write that met a passing database error.
+WRITE_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 
 def record_of(job: Job) -> TaskRecord:
@@ -151,6 +154,16 @@ class ResultWriter:
 
     def _write(self, records: list[TaskRecord]) -> None:
         close_old_connections()
+        # A lock held by a reader (SQLite: "database table is locked"), a deadlock or a
+        # serialization failure passes: try again briefly before failing the batch's tasks.
+        for delay in WRITE_RETRY_DELAYS:
+            try:
+                write(records, self.using)
+            except OperationalError as exc:
+                logger.info("Writing %d task results failed (%s); retrying", len(records), exc)
+                time.sleep(delay)
+            else:
+                return
         write(records, self.using)
 
     async def close(self) -> None:
