@@ -100,10 +100,19 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# RABBITBUS_URLS: the nodes of a cluster, comma separated (docker-compose.yml's profile
+# `cluster`, scripts/cluster.sh urls); tried in a per-process shuffled order.
+_RABBITBUS_URLS = [url for url in os.environ.get("RABBITBUS_URLS", "").split(",") if url.strip()]
+_BROKER: dict[str, object] = (
+    {"URLS": _RABBITBUS_URLS}
+    if _RABBITBUS_URLS
+    else {"URL": os.environ.get("RABBITBUS_URL", "amqp://guest:guest@127.0.0.1:5672/")}
+)
+
 RABBITBUS = {
     "CONNECTIONS": {
         "default": {
-            "URL": os.environ.get("RABBITBUS_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+            **_BROKER,
             "CONNECTION_NAME": "demo_shop",
         },
     },

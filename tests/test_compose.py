@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The services built from the project's Dockerfile.
 APP_SERVICES = ("setup", "web", *processes.WORKERS)
 LONG_LIVED = APP_SERVICES[1:]
+#: The three RabbitMQ nodes of the profile `cluster`.
+CLUSTER_NODES = ("rabbit1", "rabbit2", "rabbit3")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,7 @@ def settings_environment() -> set[str]:
 
 
 def test_the_shop_has_all_its_services(services: dict[str, Any]) -> None:
-    assert set(services) == {"rabbitmq", "postgres", *APP_SERVICES}
+    assert set(services) == {"rabbitmq", "postgres", *CLUSTER_NODES, *APP_SERVICES}
     assert all("build" in services[name] for name in APP_SERVICES)
 
 
@@ -195,3 +197,55 @@ def test_the_management_api_is_the_compose_brokers(services: dict[str, Any]) -> 
     url = services["web"]["environment"]["RABBITBUS_MANAGEMENT_URL"]
     assert urlsplit(url).hostname == "rabbitmq"
     assert "15672:15672" in services["rabbitmq"]["ports"]
+
+
+def test_the_cluster_profile_has_three_nodes_that_cluster_at_boot(
+    services: dict[str, Any],
+) -> None:
+    conf = (ROOT / "scripts" / "cluster-compose.conf").read_text()
+    cookies = set()
+    for name in CLUSTER_NODES:
+        node = services[name]
+        assert node["profiles"] == ["cluster"], name
+        assert node["environment"]["RABBITMQ_NODENAME"] == f"rabbit@{node['hostname']}"
+        assert node["hostname"] == name
+        assert f"= rabbit@{name}\n" in conf
+        mount = node["volumes"][0].split(":")
+        assert (ROOT / mount[0]).resolve() == ROOT / "scripts" / "cluster-compose.conf"
+        assert mount[1].startswith("/etc/rabbitmq/conf.d/")
+        cookies.add(node["environment"]["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"])
+        assert node["environment"]["RABBITMQ_CTL_ERL_ARGS"] in cookies
+        assert node["healthcheck"]["test"][0] == "CMD"
+    assert len(cookies) == 1 and next(iter(cookies)).startswith("-setcookie ")
+    assert "classic_config" in conf
+    assert all("profiles" not in services[name] for name in ("rabbitmq", *APP_SERVICES))
+
+
+def test_with_the_cluster_profile_the_app_waits_for_its_nodes(services: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        depends_on = services[name]["depends_on"]
+        for node in CLUSTER_NODES:
+            assert depends_on[node] == {"condition": "service_healthy", "required": False}
+        assert services[name]["environment"]["RABBITBUS_URLS"] == "${RABBITBUS_URLS:-}", name
+    assert "RABBITBUS_URLS" in settings_environment()
+
+
+def test_the_documented_cluster_command_points_the_demo_at_all_three_nodes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    header = (ROOT / "docker-compose.yml").read_text()
+    [line] = [line for line in header.splitlines() if "RABBITBUS_URLS=" in line]
+    urls = line.split("RABBITBUS_URLS=")[1].split()[0]
+    assert [urlsplit(url).hostname for url in urls.split(",")] == list(CLUSTER_NODES)
+    monkeypatch.setenv("RABBITBUS_URLS", urls)
+    try:
+        connection = importlib.reload(demo_settings).RABBITBUS["CONNECTIONS"]["default"]
+        assert connection["URLS"] == urls.split(",") and "URL" not in connection
+        from rabbitbus.conf.connection import parse_connection
+
+        parsed = parse_connection("default", connection)
+        assert [endpoint.host for endpoint in parsed.endpoints] == list(CLUSTER_NODES)
+    finally:
+        monkeypatch.delenv("RABBITBUS_URLS")
+        importlib.reload(demo_settings)
+    assert "URL" in demo_settings.RABBITBUS["CONNECTIONS"]["default"]
