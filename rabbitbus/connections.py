@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import random
@@ -74,6 +75,35 @@ def backoff_delays(base: float = 0.05, cap: float = 1.0) -> Any:
         delay = min(cap, delay * 2)
 
 
+_order_seed: tuple[int, int] = (0, 0)
+
+
+def endpoint_order(cs: ConnectionSettings) -> tuple[Endpoint, ...]:
+    """``cs.endpoints`` (``URLS``) in this process's order, the order every connection of
+    the process (publishers, RPC, workers, relay, live sockets) tries them in.
+
+    The order is a shuffle seeded once per process (again after a fork), so the
+    processes of a deployment spread over a cluster's nodes, while the connections
+    of one process prefer the same node.
+    """
+    global _order_seed
+    if len(cs.endpoints) < 2:
+        return cs.endpoints
+    if _order_seed[0] != os.getpid():
+        _order_seed = (os.getpid(), random.SystemRandom().getrandbits(64))
+    seed = _order_seed[1]
+
+    def rank(endpoint: Endpoint) -> bytes:
+        return hashlib.sha256(f"{seed}:{endpoint.host}:{endpoint.port}".encode()).digest()
+
+    return tuple(sorted(cs.endpoints, key=rank))
+
+
+def node(host: str | None, port: int | None) -> str:
+    """How logs name a broker node: ``host:port``."""
+    return f"{host}:{port}"
+
+
 def client_properties(cs: ConnectionSettings) -> dict[str, Any]:
     name = cs.connection_name or f"rabbitbus {os.getpid()}"
     return {"connection_name": name, "product": "rabbitbus"}
@@ -82,7 +112,8 @@ def client_properties(cs: ConnectionSettings) -> dict[str, Any]:
 def pika_parameters(
     cs: ConnectionSettings, timeout: float | None = None
 ) -> list[pika.ConnectionParameters]:
-    """One ``ConnectionParameters`` per endpoint; pika tries them in order.
+    """One ``ConnectionParameters`` per endpoint, in :func:`endpoint_order`; pika tries
+    them in that order.
 
     ``timeout`` bounds each connect (default ``CONNECTION_TIMEOUT``).
     """
@@ -106,7 +137,7 @@ def pika_parameters(
             ),
             client_properties=client_properties(cs),
         )
-        for endpoint in cs.endpoints
+        for endpoint in endpoint_order(cs)
     ]
 
 
@@ -127,6 +158,8 @@ class SyncConnection:
         self.last_used = 0.0
         #: When the current connection opened (monotonic).
         self.opened_at = 0.0
+        #: The node (``host:port``) the current or last connection went to.
+        self.node = ""
         self._opened_once = False
         self._confirm_channel: ConfirmChannel | None = None
         #: The RPC client calling over this connection (made by rabbitbus.rpc_client).
@@ -157,6 +190,24 @@ class SyncConnection:
             channel = self._confirm_channel = ConfirmChannel(connection)
         return channel
 
+    def drop_confirm_channel(self, channel: ConfirmChannel | None) -> None:
+        """Close ``channel`` (the publishing channel) after the broker nacked a publish on
+        it; the next publish opens a fresh one.
+
+        A channel opened on another node just after a node loss can go on nacking every
+        publish to a quorum queue whose leader was on the lost node (seen on RabbitMQ
+        3.10, tests/test_cluster.py); a new channel finds the new leader.
+        """
+        if channel is None:
+            return
+        if self._confirm_channel is channel:
+            self._confirm_channel = None
+        if channel.is_open:
+            try:
+                channel.close()
+            except PIKA_CONNECTION_ERRORS:
+                logger.debug("Error while closing a nacked channel", exc_info=True)
+
     def _looks_dead(self) -> bool:
         connection = self.connection
         if connection is None:
@@ -179,7 +230,7 @@ class SyncConnection:
         return False
 
     def _report_lost(self, error: BaseException) -> None:
-        outage_of(self.settings).dropped(error, self.opened_at)
+        outage_of(self.settings).dropped(error, self.opened_at, self.node)
 
     def _connect(self, deadline: float | None = None) -> pika.BlockingConnection:
         cs = self.settings
@@ -197,8 +248,8 @@ class SyncConnection:
                     raise unavailable(cs, exc) from exc
                 outage.connect_failed(exc)
                 continue
-            outage.back()
             self._on_open(connection)
+            outage.back(self.node)
             return connection
 
     def _on_open(self, connection: pika.BlockingConnection) -> None:
@@ -206,6 +257,7 @@ class SyncConnection:
             self.reconnects += 1
         self._opened_once = True
         self.opened_at = time.monotonic()
+        self.node = pika_node(connection)
         self.blocked = False
         # Registered on the impl so they run during I/O, not only in process_data_events.
         connection._impl.add_on_connection_blocked_callback(self._set_blocked)
@@ -339,9 +391,19 @@ def outage_of(cs: ConnectionSettings) -> Outage:
         return outage
 
 
-def _probe(cs: ConnectionSettings) -> None:
-    """Open and close one connection (raises the driver's error if it cannot)."""
-    pika.BlockingConnection(pika_parameters(cs)).close()
+def _probe(cs: ConnectionSettings) -> str:
+    """Open and close one connection (raises the driver's error if it cannot); returns
+    the node it reached."""
+    connection = pika.BlockingConnection(pika_parameters(cs))
+    reached = pika_node(connection)
+    connection.close()
+    return reached
+
+
+def pika_node(connection: pika.BlockingConnection) -> str:
+    """The node (``host:port``) a pika connection went to (pika tries a list in order)."""
+    params = connection._impl.params
+    return node(params.host, params.port)
 
 
 def get_sync(alias: str = "default") -> SyncConnection:
@@ -369,14 +431,19 @@ async def _connect_robust(
     endpoint: Endpoint, cs: ConnectionSettings, timeout: float | None = None
 ) -> aio_pika.abc.AbstractRobustConnection:
     """A connected robust connection to ``endpoint``; the attempt lasts at most ``timeout``
-    (default ``CONNECTION_TIMEOUT``)."""
+    (default ``CONNECTION_TIMEOUT``). Once lost, it reconnects to the next node of
+    :func:`endpoint_order` after ``endpoint``, and on through them while they fail."""
+    order = endpoint_order(cs)
+    start = order.index(endpoint) if endpoint in order else 0
+    urls = [make_url(aio_pika_url(e, cs)) for e in order[start:] + order[:start]]
     connection = _RobustConnection(
-        make_url(aio_pika_url(endpoint, cs)),
+        urls[0],
         ssl_context=cs.ssl_context() if endpoint.tls else None,
         client_properties=client_properties(cs),
         reconnect_interval=1,
         **tls_options(endpoint, cs),
     )
+    connection.failover_urls = tuple(urls)
     try:
         await connection.connect(timeout=timeout or cs.connection_timeout)
     except BaseException:
@@ -408,6 +475,35 @@ class _RobustConnection(aio_pika.RobustConnection):
         ConnectionParameter(name="server_hostname", parser=str, is_kwarg=True),
     )
 
+    #: The nodes to reconnect to, the current one first (one, unless ``URLS`` lists several).
+    failover_urls: tuple[Any, ...] = ()
+
+    @property
+    def node(self) -> str:
+        """The node (``host:port``) this connection goes (or last went) to."""
+        return node(self.url.host, self.url.port)
+
+    def _next_node(self) -> None:
+        """Reconnect to the next node of ``URLS`` (after a loss or a failed attempt)."""
+        urls = self.failover_urls
+        if len(urls) > 1:
+            index = next((i for i, url in enumerate(urls) if url == self.url), -1)
+            self.url = urls[(index + 1) % len(urls)]
+
+    async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
+        # The close callbacks (our one WARNING naming the node lost) run first.
+        await super()._on_connection_close(closing)
+        if not self._close_called and not self.is_closed:
+            self._next_node()
+
+    async def _RobustConnection__connect_transport(self) -> None:  # noqa: N802 - aio-pika's
+        # private reconnect step, overridden: a node that refuses passes the turn to the next.
+        try:
+            await _ROBUST_CONNECT_TRANSPORT(self)
+        except Exception:
+            self._next_node()
+            raise
+
     @property  # type: ignore[override]
     def _close_called(self) -> bool:
         # aio-pika reads this flag in its reconnect task (the task's private name,
@@ -438,6 +534,9 @@ class _RobustConnection(aio_pika.RobustConnection):
         return isinstance(unblocked, asyncio.Event) and not unblocked.is_set()
 
 
+_ROBUST_CONNECT_TRANSPORT = aio_pika.RobustConnection._RobustConnection__connect_transport  # type: ignore[attr-defined]
+
+
 class _ConnectionLog:
     """One WARNING when a robust connection is lost, one INFO when it is back.
 
@@ -449,19 +548,24 @@ class _ConnectionLog:
         self.alias = alias
         self.up = True
 
-    def lost(self, _connection: object, error: BaseException | None = None) -> None:
+    def lost(self, connection: object, error: BaseException | None = None) -> None:
         if not self.up or error is None or isinstance(error, asyncio.CancelledError):
             return
         self.up = False
         # A socket failure reaches us wrapped in an AMQPConnectionError: name the socket's.
         cause = error.__cause__ if isinstance(error.__cause__, OSError) else error
         logger.warning(
-            "Connection %r lost (%s: %s); reconnecting", self.alias, type(cause).__name__, cause
-        )
+            "Connection %r lost (%s: %s) on node %s; reconnecting",
+            self.alias, type(cause).__name__, cause, _node_of(connection),
+        )  # fmt: skip
 
-    def back(self, _connection: object) -> None:
+    def back(self, connection: object) -> None:
         self.up = True
-        logger.info("Connection %r re-established", self.alias)
+        logger.info("Connection %r re-established on node %s", self.alias, _node_of(connection))
+
+
+def _node_of(connection: object) -> str:
+    return connection.node if isinstance(connection, _RobustConnection) else "?"
 
 
 class AsyncConnection:
@@ -515,6 +619,20 @@ class AsyncConnection:
                         raise unavailable(self.settings, exc) from exc
         return self.channel
 
+    async def drop_publish_channel(self, channel: aio_pika.abc.AbstractChannel) -> None:
+        """Close ``channel`` (the publishing channel) after the broker nacked a publish on
+        it; the next publish opens a fresh one.
+
+        A channel aio-pika restored on another node after a node loss can go on nacking
+        every publish to a quorum queue whose leader was on the lost node (seen on
+        RabbitMQ 3.10, tests/test_cluster.py); a new channel finds the new leader.
+        """
+        if self.channel is channel:
+            self.channel = None
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.settings.connection_timeout):
+                await channel.close()
+
     @property
     def ready(self) -> bool:
         """False while the robust connection is lost and reconnecting."""
@@ -545,7 +663,7 @@ class AsyncConnection:
         delays = backoff_delays()
         last_error: BaseException | None = None
         while time.monotonic() < deadline:
-            for endpoint in cs.endpoints:
+            for endpoint in endpoint_order(cs):
                 # An attempt never outlasts the window: a silent peer holds it till its timeout.
                 attempt = max(0.1, min(cs.connection_timeout, deadline - time.monotonic()))
                 try:

@@ -28,11 +28,11 @@ PROBE_MAX_DELAY = 2.0
 class Outage:
     """The reachability of one alias's broker, shared by every thread of the process.
 
-    ``probe`` opens and closes one connection, raising on failure; it runs only
-    on the probe thread.
+    ``probe`` opens and closes one connection, raising on failure, and returns the
+    node it reached; it runs only on the probe thread.
     """
 
-    def __init__(self, alias: str, probe: Callable[[], None]) -> None:
+    def __init__(self, alias: str, probe: Callable[[], str | None]) -> None:
         self.alias = alias
         self.probe = probe
         #: When the current trouble began (a loss or a failed connect); None while all is well.
@@ -50,8 +50,9 @@ class Outage:
     def down(self) -> bool:
         return self.down_since is not None
 
-    def dropped(self, error: BaseException, opened_at: float) -> None:
-        """A connection opened at ``opened_at`` (monotonic) was lost; the first loss logs.
+    def dropped(self, error: BaseException, opened_at: float, node: str = "") -> None:
+        """A connection opened at ``opened_at`` (monotonic) to ``node`` was lost; the first
+        loss logs, naming the node.
 
         Other threads find their connections dead only when they next use them,
         maybe after the first has reconnected: a connection opened before the
@@ -63,7 +64,9 @@ class Outage:
                 return
             first, self.lost_since = self.lost_since is None, self.lost_since or time.monotonic()
         if first:
-            logger.warning("Connection %r lost (%s); reconnecting", self.alias, why(error))
+            logger.warning(
+                "Connection %r lost (%s)%s; reconnecting", self.alias, why(error), _on(node)
+            )
 
     def connect_failed(self, error: BaseException) -> None:
         """A connect failed: the broker is down until a connect succeeds; the probe starts."""
@@ -79,16 +82,18 @@ class Outage:
         name = f"rabbitbus-probe-{self.alias}"
         threading.Thread(target=self._probe_until_back, name=name, daemon=True).start()
 
-    def back(self) -> None:
-        """A connect succeeded: end the trouble, if any, and wake the waiting threads."""
+    def back(self, node: str | None = None) -> None:
+        """A connect to ``node`` succeeded: end the trouble, if any, and wake the waiting
+        threads; the INFO names the node taken."""
         with self._changed:
             since, self.lost_since, self.down_since, self.error = self.lost_since, None, None, None
             self.last_lost_since = since if since is not None else self.last_lost_since
             self._changed.notify_all()
         if since is not None:
             logger.info(
-                "Connection %r re-established after %.1fs", self.alias, time.monotonic() - since
-            )
+                "Connection %r re-established after %.1fs%s",
+                self.alias, time.monotonic() - since, _on(node),
+            )  # fmt: skip
 
     def wait_up(self, deadline: float) -> bool:
         """Wait until the broker is back or ``deadline`` (monotonic) passes; True if back."""
@@ -105,15 +110,19 @@ class Outage:
         delay = 0.1
         while not self._stopped.wait(delay):
             try:
-                self.probe()
+                node = self.probe()
             except Exception as exc:  # noqa: BLE001 - any failure: try again later
                 logger.debug("Broker %r still unreachable (%s)", self.alias, why(exc))
                 with self._changed:
                     self.error = exc
                 delay = min(PROBE_MAX_DELAY, delay * 2)
             else:
-                self.back()
+                self.back(node)
                 return
+
+
+def _on(node: str | None) -> str:
+    return f" on node {node}" if node else ""
 
 
 def why(error: BaseException) -> str:

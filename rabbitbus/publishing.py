@@ -182,6 +182,8 @@ def _send(envelopes: Sequence[Envelope], alias: str, timeout: float | None) -> d
             pending = _unsettled(pending, outcomes)
             time.sleep(next(delays))
             continue
+        if any(isinstance(outcome, NotConfirmed) for outcome in outcomes.values()):
+            conn.drop_confirm_channel(channel)
         blocked = connections.blocked(cs) if conn.blocked else None
         for envelope in pending:
             outcomes.setdefault(envelope.message_id, _timed_out(envelope, blocked))
@@ -366,12 +368,17 @@ async def _apublish_once(
     except aiormq.exceptions.PublishError as exc:
         frame: Any = exc.frame
         return unroutable(frame.exchange, frame.routing_key, frame.reply_text)
+    except aiormq.exceptions.DeliveryError:
+        # A Basic.Nack, which aiormq raises (the sync path returns NotConfirmed for it).
+        await conn.drop_publish_channel(channel)
+        return NotConfirmed(f"Broker nacked message {envelope.message_id}")
     except aiormq.exceptions.ChannelClosed as exc:
         code = 404 if isinstance(exc, aiormq.exceptions.ChannelNotFoundEntity) else 0
         return channel_error(code, " ".join(map(str, exc.args)))
     except TimeoutError:
         return _stalled(envelope, conn)
     if isinstance(confirmation, spec.Basic.Nack):
+        await conn.drop_publish_channel(channel)
         return NotConfirmed(f"Broker nacked message {envelope.message_id}")
     return None
 

@@ -73,6 +73,10 @@ class Runtime:
         self.ready = False
         self.connection: aiormq.abc.AbstractConnection | None = None
         self.reconnects = 0
+        #: Index in connections.endpoint_order() of the node to try next (or connected to).
+        self._node_index = 0
+        #: The node (``host:port``) of the current or last connection.
+        self.node = ""
         #: Called with each connection once every service started on it (the worker's banner).
         self.on_connected: list[Callable[[aiormq.abc.AbstractConnection], None]] = []
         self._signals = 0
@@ -131,7 +135,11 @@ class Runtime:
         stop.cancel()
         if closing.done() and not self.stopping.is_set():
             self._lost_at = time.monotonic()
-            logger.warning("Connection lost (%s); reconnecting", closing.result())
+            # The next node first (the lost one is tried last: it may be back by then).
+            self._node_index += 1
+            logger.warning(
+                "Connection lost (%s) on node %s; reconnecting", closing.result(), self.node
+            )
         else:
             closing.cancel()
 
@@ -160,20 +168,40 @@ class Runtime:
     def _log_back(self) -> None:
         if self._lost_at is not None:
             since, self._lost_at = self._lost_at, None
-            logger.info("Connection re-established after %.1fs", time.monotonic() - since)
+            logger.info(
+                "Connection re-established after %.1fs on node %s",
+                time.monotonic() - since, self.node,
+            )  # fmt: skip
 
     def _why(self, exc: BaseException) -> str:
         """What RabbitMQ said if it refused us (it may be fixed while we retry), else the type."""
         return refusals.describe(exc, self._endpoint()) or type(exc).__name__
 
     def _endpoint(self) -> Endpoint:
-        """The endpoint to try next: each reconnect moves on to the next URL."""
-        endpoints = self.connection_settings.endpoints
-        return endpoints[self.reconnects % len(endpoints)]
+        """The endpoint to try next, in the process's order of ``URLS``
+        (:func:`connections.endpoint_order`)."""
+        endpoints = connections.endpoint_order(self.connection_settings)
+        return endpoints[self._node_index % len(endpoints)]
 
     async def _open(self) -> aiormq.abc.AbstractConnection:
+        """A connection to the first node that takes it, from the last one that did (the
+        one after it when it was lost) on through the others; raises the last one's error."""
+        count = len(self.connection_settings.endpoints)
+        for attempt in range(count):
+            try:
+                connection = await self._open_endpoint(self._endpoint())
+            except RECOVERABLE:
+                if attempt == count - 1:
+                    raise
+                self._node_index += 1
+                continue
+            endpoint = self._endpoint()
+            self.node = connections.node(endpoint.host, endpoint.port)
+            return connection
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _open_endpoint(self, endpoint: Endpoint) -> aiormq.abc.AbstractConnection:
         cs = self.connection_settings
-        endpoint = self._endpoint()
         tapped = any(getattr(service, "uses_tap", False) for service in self.services)
         return await asyncio.wait_for(
             aiormq.connect(

@@ -145,11 +145,14 @@ def assert_one_loss_logged(caplog: pytest.LogCaptureFixture) -> None:
     loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert not [r for r in loud if r.exc_info], [(r.name, r.msg) for r in loud]
     assert [(r.name, r.msg) for r in loud] == [
-        ("rabbitbus.connections", "Connection %r lost (%s: %s); reconnecting")
+        ("rabbitbus.connections", "Connection %r lost (%s: %s) on node %s; reconnecting")
     ]
     ours = [r.getMessage() for r in caplog.records if r.name == "rabbitbus.connections"]
     assert ours[0].startswith("Connection 'default' lost (")
-    assert ours[-1] == "Connection 'default' re-established"
+    # The node lost and the node taken: the proxy's, the only one.
+    node = ours[0].split(" on node ")[1].split(";")[0]
+    assert node.startswith("127.0.0.1:")
+    assert ours[-1] == f"Connection 'default' re-established on node {node}"
 
 
 def test_unreachable_broker_raises_within_the_reconnect_window(proxy: FaultProxy) -> None:
