@@ -15,7 +15,9 @@
 # on 127.0.0.1:1568N, data, logs, pid file, config and enabled-plugins file under
 # $RABBITBUS_CLUSTER_DIR (default /tmp/rabbitbus-cluster). The nodes run as the `rabbitmq`
 # user with its Erlang cookie (/var/lib/rabbitmq/.erlang.cookie). Every rabbitmqctl here is
-# given `-n` one of these nodes: the node on 5672 is never touched.
+# given `-n` one of these nodes: the node on 5672 is never touched. Partition handling is
+# RabbitMQ's default (ignore): with pause_minority a node left alone pauses and refuses
+# connections, so clients would see BrokerUnavailable, not the quorum queues' own errors.
 set -euo pipefail
 
 BASE=${RABBITBUS_CLUSTER_DIR:-/tmp/rabbitbus-cluster}
@@ -65,7 +67,6 @@ listeners.tcp.1 = 127.0.0.1:$(amqp_port "$n")
 management.tcp.ip = 127.0.0.1
 management.tcp.port = $(mgmt_port "$n")
 loopback_users.guest = true
-cluster_partition_handling = pause_minority
 EOF
     echo "[rabbitmq_management]." >"$d/enabled_plugins"
     if [ "$(id -u)" = 0 ]; then chown -R rabbitmq:rabbitmq "$BASE"; fi

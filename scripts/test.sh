@@ -33,13 +33,18 @@ for entry in "${pythons[@]}"; do
         # The docs site: a broken link, a missing anchor or a page left out of nav fails.
         "$venv/bin/mkdocs" build --strict --quiet --site-dir site
     fi
-    run_pytest "$venv/bin/python" -m pytest -m "not fault and not soak and not postgres" "$@"
+    run_pytest "$venv/bin/python" -m pytest -m "not fault and not soak and not postgres and not cluster" "$@"
     # Outbox concurrency needs PostgreSQL (SKIP LOCKED, LISTEN/NOTIFY).
-    run_pytest "$venv/bin/python" -m pytest --ds=tests.settings_pg -m "postgres and not fault" "$@"
+    run_pytest "$venv/bin/python" -m pytest --ds=tests.settings_pg -m "postgres and not fault and not cluster" "$@"
     # Fault tests restart or alarm the broker: serially, after everything else.
     # The log-count test (five processes through three broker faults, about 5 minutes) runs on
     # the first Python only: its 3.13 run once missed a reconnect within 90 s (see issue 12's note).
     once=()
     if [ "$venv" != ".venv" ]; then once=(--ignore=tests/test_faults_logs.py); fi
-    run_pytest "$venv/bin/python" -m pytest -m "fault and not soak" "${once[@]}" "$@"
+    run_pytest "$venv/bin/python" -m pytest -m "fault and not soak and not cluster" "${once[@]}" "$@"
+    # The three-node cluster (scripts/cluster.sh, started and removed by the tests), after
+    # the fault tests, on the first Python only: it takes a few minutes.
+    if [ "$venv" = ".venv" ]; then
+        run_pytest "$venv/bin/python" -m pytest -m cluster "$@"
+    fi
 done
