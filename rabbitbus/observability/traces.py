@@ -108,6 +108,36 @@ def inject_publish(
         propagate.inject(headers)
 
 
+def relink_replay(
+    exchange: str, routing_key: str, message_id: str | None, headers: MutableMapping[str, Any]
+) -> None:
+    """For a dead letter published again: a ``publish`` span in the current context (the
+    admin request or command that replays it; a new trace outside any) with a link to
+    the trace the message had, and its context in ``headers`` in place of the old one.
+
+    A replay is a new cause (someone decided to run the message again), so the replayed
+    handling is its own trace, one click away from the original through the link.
+    Without a provider the headers are left as they are.
+    """
+    if not active():
+        return
+    original = extract(headers)
+    links = []
+    if original is not None:
+        span_context = trace.get_current_span(original).get_span_context()
+        if span_context.is_valid:
+            links.append(trace.Link(span_context, {"rabbitbus.link": "replay_of"}))
+    for field in propagate.get_global_textmap().fields:
+        headers.pop(field, None)
+    destination = exchange or "amq.default"
+    attributes = _attributes("publish", destination, routing_key, message_id)
+    attributes["rabbitbus.replay"] = True
+    with _tracer().start_as_current_span(
+        f"publish {destination}", kind=trace.SpanKind.PRODUCER, links=links, attributes=attributes
+    ):
+        propagate.inject(headers)
+
+
 def _background_event(exchange: str) -> bool:
     from rabbitbus.monitoring import events_exchange
 
