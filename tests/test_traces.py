@@ -337,7 +337,25 @@ def test_an_outbox_row_carries_the_trace_of_the_request_that_wrote_it(
         outbox.enqueue(exchange, "order.placed", {"n": 1})
     assert Relay().run_once() == 1  # later, elsewhere, outside any span
     (delivered,) = drain(broker, queue)
+    # The row is created in the view's trace; the relay's publish is its child.
+    (create,) = named(spans, "create")
     (publish,) = named(spans, "publish")
-    assert publish.parent.span_id == view.get_span_context().span_id  # type: ignore[union-attr]
-    trace_id = f"{view.get_span_context().trace_id:032x}"
-    assert delivered.headers["traceparent"].split("-")[1] == trace_id
+    assert create.parent.span_id == view.get_span_context().span_id  # type: ignore[union-attr]
+    assert dict(create.attributes or {})["messaging.operation.type"] == "create"
+    assert publish.parent.span_id == create.context.span_id  # type: ignore[union-attr]
+    assert publish.kind == trace.SpanKind.PRODUCER
+    assert publish.end_time is not None and publish.status.status_code == trace.StatusCode.UNSET
+    _, trace_id, span_id, _ = delivered.headers["traceparent"].split("-")
+    assert trace_id == f"{view.get_span_context().trace_id:032x}"
+    assert span_id == f"{publish.context.span_id:016x}"
+
+
+def test_a_relayed_row_the_broker_refuses_ends_its_span_in_error(
+    spans: InMemorySpanExporter, broker: Broker
+) -> None:
+    with tracer().start_as_current_span("view"):
+        outbox.enqueue(unique("no.such.exchange"), "x", {"n": 1})
+    Relay().run_once()
+    (publish,) = named(spans, "publish")
+    assert publish.status.status_code == trace.StatusCode.ERROR
+    assert "ExchangeNotFound" in (publish.status.description or "")
