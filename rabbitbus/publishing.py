@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import aiormq.exceptions
+import pika.exceptions
 from aiormq import spec
 
 from rabbitbus import connections, messages
@@ -169,7 +170,7 @@ def _send(envelopes: Sequence[Envelope], alias: str, timeout: float | None) -> d
             conn.discard()
             if channel is not None:
                 outcomes.update(channel.outcomes)
-            if isinstance(exc, connections.pika.exceptions.ConnectionBlockedTimeout):
+            if isinstance(exc, pika.exceptions.ConnectionBlockedTimeout):
                 return _fail(pending, outcomes, connections.blocked(cs), exc)
             reconnect_deadline = reconnect_deadline or time.monotonic() + cs.reconnect_timeout
             if time.monotonic() >= reconnect_deadline:
@@ -248,7 +249,7 @@ async def apublish_many(
     async def send(envelope: Envelope) -> Outcome:
         async with window:
             # No per-message timeout (an asyncio.timeout each costs ~10%): the watch below.
-            outcome = await _asend_one(envelope, conn, None)
+            outcome: Outcome = await _asend_one(envelope, conn, None)
         progress_at[0] = time.monotonic()
         return outcome
 

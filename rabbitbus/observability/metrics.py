@@ -100,7 +100,7 @@ def registry() -> Any:
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return prometheus_client.REGISTRY
     collected = prometheus_client.CollectorRegistry()
-    multiprocess.MultiProcessCollector(collected)
+    multiprocess.MultiProcessCollector(collected)  # type: ignore[no-untyped-call]
     return collected
 
 

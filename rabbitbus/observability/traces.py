@@ -78,8 +78,10 @@ def _tracer() -> Any:
     return tracer
 
 
-def _attributes(operation: str, destination: str, routing_key: str, message_id: str | None) -> dict:
-    attributes = {
+def _attributes(
+    operation: str, destination: str, routing_key: str, message_id: str | None
+) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
         "messaging.system": SYSTEM,
         "messaging.operation.type": operation,
         "messaging.operation.name": operation,
