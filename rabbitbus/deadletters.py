@@ -202,9 +202,9 @@ def replay_one(letter: DeadLetter, alias: str = "default") -> None:
         type=letter.properties.get("type"),
         correlation_id=letter.properties.get("correlation_id"),
     )
-    outcome = publishing._send([envelope], alias, None)[envelope.message_id]
-    if outcome is not None:
-        raise outcome
+    result = publishing.publish_envelopes([envelope], connection=alias)
+    if envelope.message_id in result.failed:
+        raise result.failed[envelope.message_id]
 
 
 def replay(queue: str, message_ids: list[str] | None = None, *, alias: str = "default") -> int:

@@ -132,7 +132,7 @@ def test_aiormq_still_offers_the_write_queue_and_frames_the_rpc_server_writes() 
 def test_every_private_driver_name_in_the_code_is_listed_here() -> None:
     """The list above is complete: each ``x._name`` the modules that talk to the drivers
     use on a driver object is one of its rows (or a name of our own)."""
-    own = {"_meta", "_replace", "_exit", "_send", "_asend_one", "_passed_at", "_on_close"}
+    own = {"_meta", "_replace", "_exit", "_passed_at", "_on_close"}
     listed = {name for _, name, _ in INTERNALS} | {
         "_close_called",
         "_RobustConnection__reconnection_task",  # AIO_PIKA_SOURCE's self.__reconnection_task
