@@ -1,7 +1,7 @@
 """Every private attribute of pika, aio-pika and aiormq that rabbitbus touches, checked
 on live objects of the installed versions (issue 15).
 
-The fast paths (confirms.py, rpc_client.py, rpc_server.py, amqp_tap.py) and a few
+The fast paths (confirms.py, rpc_sync.py, rpc_server.py, amqp_tap.py) and a few
 workarounds (connections.py) read driver internals. A driver release that renames
 one fails here, by name, instead of somewhere deep in a publish or an RPC call.
 Add a row when the code reaches for a new one; the last test keeps this list
@@ -34,28 +34,28 @@ INTERNALS = [
     (
         "pika.BlockingConnection",
         "_impl",
-        "confirms.py, connections.py, rpc_client.py, monitoring.py",
+        "confirms.py, connections.py, rpc_sync.py, monitoring.py",
     ),
     ("pika.BlockingConnection", "_flush_output", "confirms.py: wait for confirms"),
-    ("pika.BlockingConnection", "_ready_events", "rpc_client.py: nothing pending before a read"),
-    ("pika.BlockingConnection", "_channels_pending_dispatch", "rpc_client.py: idem"),
+    ("pika.BlockingConnection", "_ready_events", "rpc_sync.py: nothing pending before a read"),
+    ("pika.BlockingConnection", "_channels_pending_dispatch", "rpc_sync.py: idem"),
     ("pika.SelectConnection", "_adapter_call_later", "confirms.py: the confirm tick"),
     ("pika.SelectConnection", "_adapter_remove_timeout", "confirms.py: idem"),
     ("pika.SelectConnection", "_adapter_disconnect_stream", "connections.py: drop a dead socket"),
-    ("pika.SelectConnection", "_transport", "rpc_client.py: write_now, the reply reader"),
-    ("pika.SelectConnection", "_frame_buffer", "rpc_client.py: the reply reader"),
-    ("pika.SelectConnection", "_on_data_available", "rpc_client.py: the reply reader"),
-    ("pika.SelectConnection", "_output_marshaled_frames", "rpc_client.py: write_now"),
-    ("pika.SelectConnection", "_body_max_length", "rpc_client.py: one-write requests"),
-    ("pika transport", "_sock", "rpc_client.py: write_now, the reply reader"),
-    ("pika.Channel", "_set_cookie", "rpc_client.py: a BlockingChannel over its own channel"),
-    ("pika.BlockingChannel", "_impl", "rpc_client.py: one-write requests"),
-    ("pika.Channel", "_raise_if_not_open", "rpc_client.py: idem"),
+    ("pika.SelectConnection", "_transport", "rpc_sync.py: write_now, the reply reader"),
+    ("pika.SelectConnection", "_frame_buffer", "rpc_sync.py: the reply reader"),
+    ("pika.SelectConnection", "_on_data_available", "rpc_sync.py: the reply reader"),
+    ("pika.SelectConnection", "_output_marshaled_frames", "rpc_sync.py: write_now"),
+    ("pika.SelectConnection", "_body_max_length", "rpc_sync.py: one-write requests"),
+    ("pika transport", "_sock", "rpc_sync.py: write_now, the reply reader"),
+    ("pika.Channel", "_set_cookie", "rpc_sync.py: a BlockingChannel over its own channel"),
+    ("pika.BlockingChannel", "_impl", "rpc_sync.py: one-write requests"),
+    ("pika.Channel", "_raise_if_not_open", "rpc_sync.py: idem"),
     ("aiormq.Connection", "_transport_factory", "amqp_tap.py: of()"),
     (
         "aiormq.Connection",
         "_Connection__connection_unblocked",
-        "connections.py, rpc_client.py: blocked",
+        "connections.py, rpc_async.py: blocked",
     ),
 ]
 

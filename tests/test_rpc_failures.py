@@ -189,7 +189,7 @@ def test_connection_lost_mid_call_raises_and_next_call_works(broker: Broker) -> 
 
 
 def test_call_on_a_connection_the_broker_closed_fails_cleanly_then_works(broker: Broker) -> None:
-    """The request is written straight to the socket (rpc_client.write_now): a socket
+    """The request is written straight to the socket (rpc_sync.write_now): a socket
     the broker closed makes the call fail as a lost connection, not hang or crash."""
     with serving("test.aecho"):
         rpc.call("test.aecho", 1, timeout=5)
@@ -262,7 +262,7 @@ except rpc.NoRoute:
 def test_a_one_off_loop_ending_in_no_route_ends_silently() -> None:
     """``asyncio.run(acall(...))`` to a procedure with no queue: ``NoRoute``, then the
     loop ends without aiormq's ChannelNotFoundEntity logged as an unhandled exception
-    (it was, every run, before rpc_client._settled)."""
+    (it was, every run, before rpc_async._settled)."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
     done = subprocess.run(
         [sys.executable, "-c", ONE_OFF_ACALL],
