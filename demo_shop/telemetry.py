@@ -1,0 +1,45 @@
+"""Traces from the demo shop to an OTLP collector, when one is configured.
+
+``demo_shop/settings.py`` calls :func:`export_traces` only when
+``OTEL_EXPORTER_OTLP_ENDPOINT`` is set (``docker compose --profile observability``
+points it at Jaeger); otherwise nothing here is imported and rabbitbus stays
+silent. The exporter reads the endpoint (and the other ``OTEL_EXPORTER_OTLP_*``
+variables) itself: https://opentelemetry.io/docs/specs/otel/protocol/exporter/
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+from demo_shop import processes
+
+SERVICE = "demo_shop"
+
+
+def service_name(argv: list[str]) -> str:
+    """``demo_shop-<process>`` for the shop's worker processes, else ``demo_shop-web``:
+    each shows as its own service in the trace viewer."""
+    for name, args in processes.WORKERS.items():
+        if tuple(argv[1 : 1 + len(args)]) == args:
+            return f"{SERVICE}-{name}"
+    return f"{SERVICE}-web"
+
+
+@functools.cache
+def export_traces() -> None:
+    """Set a global SDK tracer provider that sends spans over OTLP/HTTP, once per process.
+
+    ``OTEL_SERVICE_NAME`` wins over the name from the command line.
+    """
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    name = os.environ.get("OTEL_SERVICE_NAME") or service_name(sys.argv)
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
