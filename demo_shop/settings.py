@@ -3,6 +3,7 @@
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 import django
@@ -78,7 +79,7 @@ _SQLITE_OPTIONS = {
 # DATABASE_URL as https://github.com/jazzband/dj-database-url reads it
 # (postgres://user:password@host:port/name, sqlite:////absolute/path.sqlite3, ...).
 _DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
-DATABASES: dict[str, dict] = {"default": dict(dj_database_url.parse(_DATABASE_URL))}
+DATABASES: dict[str, dict[str, Any]] = {"default": dict(dj_database_url.parse(_DATABASE_URL))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = _SQLITE_OPTIONS
 # Workers handle messages one after another: keep the connection, check it before use.

@@ -87,8 +87,11 @@ def checked_size(body: bytes) -> bytes:
     return body
 
 
-def build(message: Message, serializer: Any = None) -> Envelope:
+def build(message: Message, serializer: Any = None, *, operation: str = "publish") -> Envelope:
     """Encode ``message`` into an :class:`Envelope`.
+
+    ``operation`` names the trace span recorded for it: ``publish``, or ``create`` for
+    a message written now and published later (an outbox row).
 
     Raises :class:`SerializationError` when the payload cannot be encoded and
     :class:`MessageTooLarge` (a ``ValueError``) when the body is over
@@ -101,7 +104,9 @@ def build(message: Message, serializer: Any = None) -> Envelope:
     message_id = message.message_id or uuid.uuid4().hex
     headers = dict(message.headers or {})
     if traces.on:
-        traces.inject_publish(message.exchange, message.routing_key, message_id, headers)
+        traces.inject_publish(
+            message.exchange, message.routing_key, message_id, headers, operation=operation
+        )
     return Envelope(
         exchange=message.exchange,
         routing_key=message.routing_key,
