@@ -190,3 +190,5 @@ if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
     from demo_shop import telemetry
 
     telemetry.export_traces()
+    # A span per request, so that a checkout is one trace from the view to the handlers.
+    MIDDLEWARE = ["demo_shop.telemetry.RequestSpanMiddleware", *MIDDLEWARE]

@@ -113,8 +113,13 @@ def run_python(code: str, *args: str, **environ: str) -> str:
     return result.stdout
 
 
-def test_without_an_otlp_endpoint_no_opentelemetry_is_imported() -> None:
+def test_without_an_otlp_endpoint_no_opentelemetry_is_imported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     assert run_python(LOADED_MODULES).strip() == "[]"
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    middleware = runpy.run_path(str(SETTINGS))["MIDDLEWARE"]
+    assert not any("telemetry" in name for name in middleware)
 
 
 class Collector(http.server.BaseHTTPRequestHandler):
@@ -155,8 +160,10 @@ import django
 django.setup()
 from opentelemetry import trace
 from rabbitbus import publish
+from django.conf import settings
 publish(sys.argv[3], "demo.traced", {"n": 1})
 trace.get_tracer_provider().shutdown()
+print(settings.MIDDLEWARE[0])
 """
 
 
@@ -167,7 +174,7 @@ def test_an_otlp_endpoint_sends_the_demos_spans_there(
     queue: str,
 ) -> None:
     endpoint, received = collector
-    run_python(
+    output = run_python(
         PUBLISH,
         "rabbit_consume",
         "inventory",
@@ -176,6 +183,7 @@ def test_an_otlp_endpoint_sends_the_demos_spans_there(
         OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
         RABBITBUS_URL=f"amqp://guest:guest@127.0.0.1:{AMQP_PORT}/{test_vhost}",
     )
+    assert output.strip() == "demo_shop.telemetry.RequestSpanMiddleware"
     [(path, request)] = received
     assert path == "/v1/traces"
     [resource_spans] = request.resource_spans

@@ -1,0 +1,52 @@
+"""The demo's request span (demo_shop.telemetry.RequestSpanMiddleware, on when traces are
+exported): one server span per request, current while the view runs, named by route."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.http import HttpRequest, HttpResponse
+from django.test import Client, RequestFactory, override_settings
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from demo_shop.telemetry import RequestSpanMiddleware
+from rabbitbus.observability import traces
+
+
+@pytest.fixture
+def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    memory = InMemorySpanExporter()
+    sdk = TracerProvider()
+    sdk.add_span_processor(SimpleSpanProcessor(memory))
+    monkeypatch.setattr(traces, "provider", sdk)
+    yield memory
+    sdk.shutdown()
+
+
+def test_the_view_runs_under_the_requests_server_span(spans: InMemorySpanExporter) -> None:
+    seen = []
+
+    def view(request: HttpRequest) -> HttpResponse:
+        seen.append(trace.get_current_span().get_span_context())
+        return HttpResponse(status=201)
+
+    RequestSpanMiddleware(view)(RequestFactory().post("/checkout/"))
+    [span] = spans.get_finished_spans()
+    assert seen == [span.get_span_context()]
+    assert span.kind == trace.SpanKind.SERVER
+    assert span.attributes is not None
+    assert span.attributes["http.response.status_code"] == 201
+    assert span.attributes["url.path"] == "/checkout/"
+
+
+def test_a_span_is_named_by_route_not_path(spans: InMemorySpanExporter) -> None:
+    middleware = ["demo_shop.telemetry.RequestSpanMiddleware"]
+    with override_settings(MIDDLEWARE=middleware):
+        response = Client().get("/favicon.ico")
+    assert response.status_code == 301
+    [span] = spans.get_finished_spans()
+    assert span.name == "GET favicon.ico"
