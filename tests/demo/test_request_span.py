@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 from django.http import HttpRequest, HttpResponse
-from django.test import Client, RequestFactory, override_settings
+from django.test import AsyncClient, Client, RequestFactory, override_settings
+from django.urls import path
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -50,3 +51,27 @@ def test_a_span_is_named_by_route_not_path(spans: InMemorySpanExporter) -> None:
     assert response.status_code == 301
     [span] = spans.get_finished_spans()
     assert span.name == "GET favicon.ico"
+
+
+#: The span context current in :func:`current_span_view`, per request.
+seen_contexts: list[trace.SpanContext] = []
+
+
+def current_span_view(request: HttpRequest) -> HttpResponse:
+    seen_contexts.append(trace.get_current_span().get_span_context())
+    return HttpResponse()
+
+
+urlpatterns = [path("seen/", current_span_view)]
+
+
+@override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=["demo_shop.telemetry.RequestSpanMiddleware"])
+async def test_under_asgi_the_view_runs_under_the_span_too(spans: InMemorySpanExporter) -> None:
+    """daphne serves the demo through Django's ASGI handler, which runs this sync
+    middleware and the sync view in threads: the span context must reach the view."""
+    seen_contexts.clear()
+    response = await AsyncClient().get("/seen/")
+    assert response.status_code == 200
+    [span] = spans.get_finished_spans()
+    assert span.name == "GET seen/"
+    assert seen_contexts == [span.get_span_context()]
