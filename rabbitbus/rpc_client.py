@@ -549,15 +549,18 @@ class AsyncRpcClient:
                 raise connection_lost(name, exc) from exc
             self.routed.add(queue)
 
-    async def _timed_out(self, name: str, timeout: float, queue: str) -> RpcTimeout:
+    async def _timed_out(self, name: str, timeout: float, queue: str) -> RpcError:
         """The error of a call that got no reply in time: asks whether any server consumes
         ``queue`` (at most :data:`CONSUMER_CHECK_LIMIT` seconds; not on a blocked connection,
-        where the broker reads nothing)."""
+        where the broker reads nothing). A queue deleted since it was last seen is
+        :class:`NoRoute`, as ``call`` says (at once, there: its request comes back)."""
         if self._blocked():
             return timed_out(name, timeout, None, blocked=True)
         try:
             async with asyncio.timeout(CONSUMER_CHECK_LIMIT):
                 consumers: int | None = await self._declare_passive(queue)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return no_route(name)
         except (TimeoutError, aiormq.exceptions.AMQPError, ConnectionError, OSError):
             consumers = None
         return timed_out(name, timeout, consumers)
