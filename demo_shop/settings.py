@@ -176,3 +176,19 @@ LOGGING = {
         "pika": {"level": "WARNING"},
     },
 }
+
+# Prometheus metrics (docker-compose.yml turns them on): every process counts, the
+# workers, the RPC server and the relay serve /metrics on RABBITBUS_METRICS_PORT, the
+# web server at /metrics (demo_shop/urls.py). docs/observability.md has the dashboard.
+if os.environ.get("RABBITBUS_METRICS", "0") == "1":
+    _metrics_port = os.environ.get("RABBITBUS_METRICS_PORT")
+    RABBITBUS["METRICS"] = {"PORT": int(_metrics_port) if _metrics_port else None}
+
+# Traces over OTLP/HTTP (e.g. to Jaeger) only when an endpoint is given: without it,
+# no OpenTelemetry SDK is imported and rabbitbus adds no trace headers.
+if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+    from demo_shop import telemetry
+
+    telemetry.export_traces()
+    # A span per request, so that a checkout is one trace from the view to the handlers.
+    MIDDLEWARE = ["demo_shop.telemetry.RequestSpanMiddleware", *MIDDLEWARE]
