@@ -10,8 +10,10 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from pamqp.commands import Basic
 
 from rabbitbus import serializers
 from rabbitbus.exceptions import DecodeError, MessageTooLarge
@@ -63,6 +65,35 @@ class Envelope:
     correlation_id: str | None = None
     reply_to: str | None = None
     mandatory: bool = True
+
+
+def amqp_properties(envelope: Envelope) -> dict[str, Any]:
+    """The AMQP basic properties of ``envelope``, with pika's names: every publish path
+    (sync, async, the relay, retries and replays) takes its properties from here."""
+    return {
+        "content_type": envelope.content_type,
+        "delivery_mode": envelope.delivery_mode,
+        "message_id": envelope.message_id,
+        "timestamp": envelope.timestamp,
+        "app_id": envelope.app_id,
+        "headers": envelope.headers or None,
+        "type": envelope.type,
+        "priority": envelope.priority,
+        "expiration": envelope.expiration,
+        "correlation_id": envelope.correlation_id,
+        "reply_to": envelope.reply_to,
+    }
+
+
+def pamqp_properties(properties: dict[str, Any]) -> Basic.Properties:
+    """``properties`` (pika's names, as :func:`amqp_properties` gives them) for aiormq:
+    ``type`` is ``message_type`` there, and a timestamp is a datetime."""
+    fields = dict(properties)
+    fields["message_type"] = fields.pop("type", None)
+    timestamp = fields.get("timestamp")
+    if timestamp is not None:
+        fields["timestamp"] = datetime.fromtimestamp(timestamp, tz=UTC)
+    return Basic.Properties(**fields)
 
 
 def expiration_ms(expiration: float | timedelta | None) -> str | None:

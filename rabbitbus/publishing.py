@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import aiormq.exceptions
@@ -300,19 +299,7 @@ async def _until_done_or_stalled(
 
 
 def aiormq_properties(envelope: Envelope) -> spec.Basic.Properties:
-    return spec.Basic.Properties(
-        content_type=envelope.content_type,
-        delivery_mode=envelope.delivery_mode,
-        message_id=envelope.message_id,
-        timestamp=datetime.fromtimestamp(envelope.timestamp, tz=UTC),
-        app_id=envelope.app_id,
-        headers=envelope.headers or None,
-        message_type=envelope.type,
-        priority=envelope.priority,
-        expiration=envelope.expiration,
-        correlation_id=envelope.correlation_id,
-        reply_to=envelope.reply_to,
-    )
+    return messages.pamqp_properties(messages.amqp_properties(envelope))
 
 
 #: aiormq errors after which the robust connection will recover: retry.

@@ -65,16 +65,22 @@ def request(name: str, args: Any, kwargs: dict[str, Any], timeout: float) -> Req
     )
 
 
+def amqp_properties(req: Request) -> dict[str, Any]:
+    """The properties of a request (pika's names): transient, expiring, replied to by
+    direct reply-to; the sync client's one-write path marshals the same (frames.publish)."""
+    return {
+        "content_type": req.content_type,
+        "delivery_mode": messages.TRANSIENT,
+        "type": REQUEST_TYPE,
+        "expiration": req.expiration,
+        "correlation_id": req.correlation_id,
+        "reply_to": DIRECT_REPLY_TO,
+        "headers": {frames.DEADLINE_HEADER: req.deadline, **(req.trace or {})},
+    }
+
+
 def aiormq_properties(req: Request) -> Basic.Properties:
-    return Basic.Properties(
-        content_type=req.content_type,
-        delivery_mode=1,
-        message_type=REQUEST_TYPE,
-        expiration=req.expiration,
-        correlation_id=req.correlation_id,
-        reply_to=DIRECT_REPLY_TO,
-        headers={frames.DEADLINE_HEADER: req.deadline, **(req.trace or {})},
-    )
+    return messages.pamqp_properties(amqp_properties(req))
 
 
 def no_route(name: str) -> NoRoute:
