@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
@@ -31,23 +29,6 @@ pytestmark = pytest.mark.django_db(transaction=True)  # workers write heartbeats
 
 #: A valid traceparent of another service (W3C Trace Context, version 00).
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-
-
-@pytest.fixture
-def exporter(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    """An SDK provider with an in-memory exporter, for rabbitbus and this test only (not the
-    global provider: OpenTelemetry lets a process set that once, and other tests run untraced)."""
-    memory = InMemorySpanExporter()
-    sdk = TracerProvider()
-    sdk.add_span_processor(SimpleSpanProcessor(memory))
-    monkeypatch.setattr(traces, "provider", sdk)
-    yield memory
-    sdk.shutdown()
-
-
-@pytest.fixture
-def spans(exporter: InMemorySpanExporter) -> InMemorySpanExporter:
-    return exporter
 
 
 def tracer() -> Any:
@@ -225,14 +206,14 @@ BAD_HEADERS = [
 
 @pytest.mark.parametrize("headers", BAD_HEADERS, ids=range(len(BAD_HEADERS)))
 def test_bad_trace_headers_give_no_parent(
-    exporter: InMemorySpanExporter, headers: dict[str, Any]
+    spans: InMemorySpanExporter, headers: dict[str, Any]
 ) -> None:
     context = traces.extract(headers)
     assert context is None or not trace.get_current_span(context).get_span_context().is_valid
 
 
 def test_an_oversize_tracestate_is_dropped_and_the_traceparent_kept(
-    exporter: InMemorySpanExporter,
+    spans: InMemorySpanExporter,
 ) -> None:
     context = traces.extract({"traceparent": PARENT.encode(), "tracestate": "k=" + "v" * 5000})
     span_context = trace.get_current_span(context).get_span_context()

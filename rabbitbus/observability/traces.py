@@ -47,7 +47,9 @@ provider: Any = None
 #: Seconds between two looks for a global provider while there is none.
 RECHECK = 1.0
 
-_tracer_of: dict[int, Any] = {}
+#: The tracer of each provider seen, by id, with the provider itself (so that an id a
+#: dropped provider had cannot be taken for another's).
+_tracer_of: dict[int, tuple[Any, Any]] = {}
 _global = {"set": False, "next_look": 0.0}
 
 
@@ -72,10 +74,10 @@ def active() -> bool:
 
 def _tracer() -> Any:
     chosen = provider if provider is not None else trace.get_tracer_provider()
-    tracer = _tracer_of.get(id(chosen))
-    if tracer is None:
-        tracer = _tracer_of[id(chosen)] = chosen.get_tracer(TRACER_NAME)
-    return tracer
+    known = _tracer_of.get(id(chosen))
+    if known is None or known[0] is not chosen:
+        known = _tracer_of[id(chosen)] = (chosen, chosen.get_tracer(TRACER_NAME))
+    return known[1]
 
 
 def _attributes(

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.core.management import call_command
 from django.test import Client
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from demo_shop.orders.models import Order
@@ -28,16 +26,6 @@ from rabbitbus.relay import Relay
 from rabbitbus.testing import RabbitBroker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    memory = InMemorySpanExporter()
-    sdk = TracerProvider()
-    sdk.add_span_processor(SimpleSpanProcessor(memory))
-    monkeypatch.setattr(traces, "provider", sdk)
-    yield memory
-    sdk.shutdown()
 
 
 def relay_until(done: Any, timeout: float = 30) -> None:

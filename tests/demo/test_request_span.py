@@ -3,29 +3,13 @@ exported): one server span per request, current while the view runs, named by ro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from django.http import HttpRequest, HttpResponse
 from django.test import AsyncClient, Client, RequestFactory, override_settings
 from django.urls import path
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from demo_shop.telemetry import RequestSpanMiddleware
-from rabbitbus.observability import traces
-
-
-@pytest.fixture
-def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    memory = InMemorySpanExporter()
-    sdk = TracerProvider()
-    sdk.add_span_processor(SimpleSpanProcessor(memory))
-    monkeypatch.setattr(traces, "provider", sdk)
-    yield memory
-    sdk.shutdown()
 
 
 def test_the_view_runs_under_the_requests_server_span(spans: InMemorySpanExporter) -> None:
