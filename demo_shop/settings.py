@@ -3,6 +3,7 @@
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 import django
@@ -78,7 +79,7 @@ _SQLITE_OPTIONS = {
 # DATABASE_URL as https://github.com/jazzband/dj-database-url reads it
 # (postgres://user:password@host:port/name, sqlite:////absolute/path.sqlite3, ...).
 _DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
-DATABASES: dict[str, dict] = {"default": dict(dj_database_url.parse(_DATABASE_URL))}
+DATABASES: dict[str, dict[str, Any]] = {"default": dict(dj_database_url.parse(_DATABASE_URL))}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = _SQLITE_OPTIONS
 # Workers handle messages one after another: keep the connection, check it before use.
@@ -184,3 +185,19 @@ LOGGING = {
         "pika": {"level": "WARNING"},
     },
 }
+
+# Prometheus metrics (docker-compose.yml turns them on): every process counts, the
+# workers, the RPC server and the relay serve /metrics on RABBITBUS_METRICS_PORT, the
+# web server at /metrics (demo_shop/urls.py). docs/observability.md has the dashboard.
+if os.environ.get("RABBITBUS_METRICS", "0") == "1":
+    _metrics_port = os.environ.get("RABBITBUS_METRICS_PORT")
+    RABBITBUS["METRICS"] = {"PORT": int(_metrics_port) if _metrics_port else None}
+
+# Traces over OTLP/HTTP (e.g. to Jaeger) only when an endpoint is given: without it,
+# no OpenTelemetry SDK is imported and rabbitbus adds no trace headers.
+if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+    from demo_shop import telemetry
+
+    telemetry.export_traces()
+    # A span per request, so that a checkout is one trace from the view to the handlers.
+    MIDDLEWARE = ["demo_shop.telemetry.RequestSpanMiddleware", *MIDDLEWARE]

@@ -20,7 +20,7 @@ import pika.exceptions
 import pika.spec
 
 from rabbitbus.exceptions import ExchangeNotFound, NotConfirmed, PublishError, Unroutable
-from rabbitbus.messages import Envelope
+from rabbitbus.messages import Envelope, amqp_properties
 
 Outcome = BaseException | None
 
@@ -148,19 +148,7 @@ class ConfirmChannel:
 
 
 def pika_properties(envelope: Envelope) -> pika.BasicProperties:
-    return pika.BasicProperties(
-        content_type=envelope.content_type,
-        delivery_mode=envelope.delivery_mode,
-        message_id=envelope.message_id,
-        timestamp=envelope.timestamp,
-        app_id=envelope.app_id,
-        headers=envelope.headers or None,
-        type=envelope.type,
-        priority=envelope.priority,
-        expiration=envelope.expiration,
-        correlation_id=envelope.correlation_id,
-        reply_to=envelope.reply_to,
-    )
+    return pika.BasicProperties(**amqp_properties(envelope))
 
 
 def unroutable(exchange: str, routing_key: str, reply_text: str) -> Unroutable:

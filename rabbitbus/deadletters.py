@@ -18,6 +18,7 @@ from typing import Any
 
 from rabbitbus import connections, messages, monitoring
 from rabbitbus.exceptions import QueueNotFound
+from rabbitbus.observability import traces
 
 logger = logging.getLogger("rabbitbus.deadletters")
 
@@ -187,6 +188,8 @@ def replay_one(letter: DeadLetter, alias: str = "default") -> None:
         raise QueueNotFound(f"Message {letter.message_id!r} does not say where it came from.")
     headers = {k: v for k, v in letter.headers.items() if k not in DROPPED_ON_REPLAY}
     headers["x-rabbitbus-replayed"] = int(letter.headers.get("x-rabbitbus-replayed", 0) or 0) + 1
+    if traces.on:
+        traces.relink_replay(origin[0], origin[1], letter.message_id, headers)
     envelope = messages.Envelope(
         exchange=origin[0],
         routing_key=origin[1],
@@ -199,9 +202,9 @@ def replay_one(letter: DeadLetter, alias: str = "default") -> None:
         type=letter.properties.get("type"),
         correlation_id=letter.properties.get("correlation_id"),
     )
-    outcome = publishing._send([envelope], alias, None)[envelope.message_id]
-    if outcome is not None:
-        raise outcome
+    result = publishing.publish_envelopes([envelope], connection=alias)
+    if envelope.message_id in result.failed:
+        raise result.failed[envelope.message_id]
 
 
 def replay(queue: str, message_ids: list[str] | None = None, *, alias: str = "default") -> int:

@@ -106,14 +106,14 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
             await self.channel.close()  # the exclusive queue goes with it
 
 
-@database_sync_to_async
+@database_sync_to_async  # type: ignore[untyped-decorator]
 def _may_watch(user: Any) -> bool:
     return bool(
         user and user.is_active and user.is_staff and user.has_perm("rabbitbus.view_dashboard")
     )
 
 
-@database_sync_to_async
+@database_sync_to_async  # type: ignore[untyped-decorator]
 def _snapshot(alias: str) -> dict[str, Any]:
     return monitoring.as_json(monitoring.overview(alias))
 
@@ -128,7 +128,7 @@ class DashboardConsumer(MessageStreamConsumer):
         await super().connect()
 
     async def authorize(self) -> bool:
-        return await _may_watch(self.scope.get("user"))
+        return bool(await _may_watch(self.scope.get("user")))
 
     async def open_exchange(
         self, channel: aio_pika.abc.AbstractChannel

@@ -10,8 +10,10 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from pamqp.commands import Basic
 
 from rabbitbus import serializers
 from rabbitbus.exceptions import DecodeError, MessageTooLarge
@@ -65,6 +67,35 @@ class Envelope:
     mandatory: bool = True
 
 
+def amqp_properties(envelope: Envelope) -> dict[str, Any]:
+    """The AMQP basic properties of ``envelope``, with pika's names: every publish path
+    (sync, async, the relay, retries and replays) takes its properties from here."""
+    return {
+        "content_type": envelope.content_type,
+        "delivery_mode": envelope.delivery_mode,
+        "message_id": envelope.message_id,
+        "timestamp": envelope.timestamp,
+        "app_id": envelope.app_id,
+        "headers": envelope.headers or None,
+        "type": envelope.type,
+        "priority": envelope.priority,
+        "expiration": envelope.expiration,
+        "correlation_id": envelope.correlation_id,
+        "reply_to": envelope.reply_to,
+    }
+
+
+def pamqp_properties(properties: dict[str, Any]) -> Basic.Properties:
+    """``properties`` (pika's names, as :func:`amqp_properties` gives them) for aiormq:
+    ``type`` is ``message_type`` there, and a timestamp is a datetime."""
+    fields = dict(properties)
+    fields["message_type"] = fields.pop("type", None)
+    timestamp = fields.get("timestamp")
+    if timestamp is not None:
+        fields["timestamp"] = datetime.fromtimestamp(timestamp, tz=UTC)
+    return Basic.Properties(**fields)
+
+
 def expiration_ms(expiration: float | timedelta | None) -> str | None:
     """AMQP wants per-message TTL as a string of whole milliseconds."""
     if expiration is None:
@@ -87,8 +118,11 @@ def checked_size(body: bytes) -> bytes:
     return body
 
 
-def build(message: Message, serializer: Any = None) -> Envelope:
+def build(message: Message, serializer: Any = None, *, operation: str = "publish") -> Envelope:
     """Encode ``message`` into an :class:`Envelope`.
+
+    ``operation`` names the trace span recorded for it: ``publish``, or ``create`` for
+    a message written now and published later (an outbox row).
 
     Raises :class:`SerializationError` when the payload cannot be encoded and
     :class:`MessageTooLarge` (a ``ValueError``) when the body is over
@@ -101,7 +135,9 @@ def build(message: Message, serializer: Any = None) -> Envelope:
     message_id = message.message_id or uuid.uuid4().hex
     headers = dict(message.headers or {})
     if traces.on:
-        traces.inject_publish(message.exchange, message.routing_key, message_id, headers)
+        traces.inject_publish(
+            message.exchange, message.routing_key, message_id, headers, operation=operation
+        )
     return Envelope(
         exchange=message.exchange,
         routing_key=message.routing_key,

@@ -62,6 +62,10 @@ def options() -> OutboxSettings:
 
 # -- writing -----------------------------------------------------------------
 
+#: The trace operation of a message written to the outbox: created now, published later
+#: by the relay (whose ``publish`` span is the created one's child).
+CREATE = "create"
+
 
 def row_for(
     envelope: Envelope, *, connection: str = "default", aggregate: str = ""
@@ -108,7 +112,7 @@ def enqueue(
     ``options`` are :class:`~rabbitbus.messages.Message` fields. Raises
     :class:`SerializationError` or :class:`MessageTooLarge` before writing.
     """
-    envelope = messages.build(Message(exchange, routing_key, payload, **options))
+    envelope = messages.build(Message(exchange, routing_key, payload, **options), operation=CREATE)
     store([row_for(envelope, connection=connection, aggregate=aggregate)], using=using)
     return envelope.message_id
 
@@ -122,7 +126,9 @@ def enqueue_many(
 ) -> list[str]:
     """Write many messages in one ``INSERT``; returns their ids in order."""
     rows = [
-        row_for(messages.build(message), connection=connection, aggregate=aggregate)
+        row_for(
+            messages.build(message, operation=CREATE), connection=connection, aggregate=aggregate
+        )
         for message in batch
     ]
     store(rows, using=using)

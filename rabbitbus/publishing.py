@@ -15,10 +15,10 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import aiormq.exceptions
+import pika.exceptions
 from aiormq import spec
 
 from rabbitbus import connections, messages
@@ -169,7 +169,7 @@ def _send(envelopes: Sequence[Envelope], alias: str, timeout: float | None) -> d
             conn.discard()
             if channel is not None:
                 outcomes.update(channel.outcomes)
-            if isinstance(exc, connections.pika.exceptions.ConnectionBlockedTimeout):
+            if isinstance(exc, pika.exceptions.ConnectionBlockedTimeout):
                 return _fail(pending, outcomes, connections.blocked(cs), exc)
             reconnect_deadline = reconnect_deadline or time.monotonic() + cs.reconnect_timeout
             if time.monotonic() >= reconnect_deadline:
@@ -224,7 +224,7 @@ async def apublish(
         outcome = (await interceptor.asend([envelope], connection))[envelope.message_id]
     else:
         conn = connections.get_async(connection)
-        outcome = await _asend_one(envelope, conn, timeout or conn.settings.publish_timeout)
+        outcome = await asend_envelope(envelope, conn, timeout or conn.settings.publish_timeout)
     if outcome is not None:
         raise outcome
     return envelope.message_id
@@ -250,7 +250,7 @@ async def apublish_many(
     async def send(envelope: Envelope) -> Outcome:
         async with window:
             # No per-message timeout (an asyncio.timeout each costs ~10%): the watch below.
-            outcome = await _asend_one(envelope, conn, None)
+            outcome: Outcome = await asend_envelope(envelope, conn, None)
         progress_at[0] = time.monotonic()
         return outcome
 
@@ -301,19 +301,7 @@ async def _until_done_or_stalled(
 
 
 def aiormq_properties(envelope: Envelope) -> spec.Basic.Properties:
-    return spec.Basic.Properties(
-        content_type=envelope.content_type,
-        delivery_mode=envelope.delivery_mode,
-        message_id=envelope.message_id,
-        timestamp=datetime.fromtimestamp(envelope.timestamp, tz=UTC),
-        app_id=envelope.app_id,
-        headers=envelope.headers or None,
-        message_type=envelope.type,
-        priority=envelope.priority,
-        expiration=envelope.expiration,
-        correlation_id=envelope.correlation_id,
-        reply_to=envelope.reply_to,
-    )
+    return messages.pamqp_properties(messages.amqp_properties(envelope))
 
 
 #: aiormq errors after which the robust connection will recover: retry.
@@ -326,7 +314,7 @@ AIORMQ_TRANSIENT = (
 
 
 @metrics.observe_asend
-async def _asend_one(
+async def asend_envelope(
     envelope: Envelope, conn: connections.AsyncConnection, timeout: float | None
 ) -> Outcome:
     """Publish ``envelope`` and return its outcome; a lost connection is waited for

@@ -38,7 +38,7 @@ from rabbitbus.exceptions import (
     PublishTimeout,
 )
 from rabbitbus.models import OutboxMessage
-from rabbitbus.observability import metrics
+from rabbitbus.observability import metrics, traces
 
 logger = logging.getLogger("rabbitbus.relay")
 
@@ -103,7 +103,15 @@ class Relay:
 
     def _publish(self, alias: str, rows: list[OutboxMessage]) -> None:
         envelopes = [outbox.envelope_of(row) for row in rows]
-        result = publishing.publish_envelopes(envelopes, connection=alias)
+        spans = traces.relay_spans(envelopes) if traces.on else []
+        try:
+            result = publishing.publish_envelopes(envelopes, connection=alias)
+        except BaseException as exc:
+            traces.end_relay_spans(
+                spans, envelopes, {envelope.message_id: exc for envelope in envelopes}
+            )
+            raise
+        traces.end_relay_spans(spans, envelopes, result.failed)
         if self.before_mark is not None:
             self.before_mark(result)
         self._settle(rows, result)

@@ -118,14 +118,15 @@ class Runtime:
             await self._close(connection)
             return True
         self.ready = True
+        node = self._endpoint().node
         if metrics.on:
-            metrics.connection_changed(self.connection_settings.alias, up=True)
+            metrics.connection_changed(self.connection_settings.alias, node, up=True)
         for callback in self.on_connected:
             callback(connection)
         await self._wait_closed_or_stopped(connection)
         self.ready = False
         if metrics.on:
-            metrics.connection_changed(self.connection_settings.alias, up=False)
+            metrics.connection_changed(self.connection_settings.alias, node, up=False)
         return not self.stopping.is_set()
 
     async def _wait_closed_or_stopped(self, connection: aiormq.abc.AbstractConnection) -> None:

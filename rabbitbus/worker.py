@@ -245,7 +245,7 @@ class ConsumerService:
         """Publish the retry or dead-letter copy with confirms; False if that failed."""
         self.counts["failed"] += 1
         envelope = self._copy(raw, outcome)
-        failure = await publishing._asend_one(envelope, publishing_connection(self.alias), None)
+        failure = await publishing.asend_envelope(envelope, publishing_connection(self.alias), None)
         if failure is not None:
             logger.warning("Could not park message %s (%s); requeueing it", raw.message_id, failure)
             return False

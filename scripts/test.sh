@@ -13,6 +13,11 @@ command -v openssl >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y 
 # The browser tests drive Debian's chromium (never `playwright install`).
 command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium) \
     || echo "chromium could not be installed: the browser tests will be skipped" >&2
+# tests/test_prometheus.py runs Debian's prometheus (and promtool) itself, on a free loopback
+# port; where the package's postinst starts its service on :9090, the tests do not use it.
+command -v prometheus >/dev/null 2>&1 \
+    || (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus) \
+    || echo "prometheus could not be installed: tests/test_prometheus.py will be skipped" >&2
 
 PY313=/root/.pyenv/versions/3.13.0/bin/python3.13
 pythons=("python3:.venv")

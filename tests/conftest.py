@@ -6,6 +6,7 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,6 +85,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # -- worker subprocesses (tests.workers) ------------------------------------------
+
+
+@pytest.fixture
+def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The spans rabbitbus records, through an SDK provider with an in-memory exporter, for
+    this test only (not the global provider: OpenTelemetry lets a process set that once,
+    and the other tests run untraced). Yields the ``InMemorySpanExporter``."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from rabbitbus.observability import traces
+
+    memory = InMemorySpanExporter()
+    sdk = TracerProvider()
+    sdk.add_span_processor(SimpleSpanProcessor(memory))
+    monkeypatch.setattr(traces, "provider", sdk)
+    yield memory
+    sdk.shutdown()
 
 
 @pytest.fixture

@@ -4,7 +4,10 @@ Docker cannot pull images here, so the file is checked by reading it: every
 ``python manage.py <command>`` is a management command Django knows, every
 consumer name given to ``rabbit_consume`` is registered, the services wait
 for a healthy broker and database, and they set only environment variables
-``demo_shop/settings.py`` reads.
+``demo_shop/settings.py`` reads. The ``observability`` profile's Prometheus
+scrapes every process on the port it serves metrics on, its Grafana is
+provisioned with that Prometheus and docs/grafana/rabbitbus.json, and its Jaeger
+receives OTLP where the docs send the demo's traces.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import ast
 import importlib
 import re
+import runpy
 import shlex
 from pathlib import Path
 from typing import Any
@@ -21,10 +25,12 @@ import pytest
 import yaml
 from django.conf import settings
 from django.core.management import get_commands
+from django.urls import resolve
 
 import demo_shop.settings as demo_settings
 from demo_shop import processes
 from rabbitbus import registry
+from rabbitbus.observability import views as metrics_views
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The services built from the project's Dockerfile.
@@ -32,6 +38,8 @@ APP_SERVICES = ("setup", "web", *processes.WORKERS)
 LONG_LIVED = APP_SERVICES[1:]
 #: The three RabbitMQ nodes of the profile `cluster`.
 CLUSTER_NODES = ("rabbit1", "rabbit2", "rabbit3")
+#: The services of the ``observability`` profile.
+OBSERVABILITY = ("prometheus", "grafana", "jaeger")
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +83,12 @@ def settings_environment() -> set[str]:
 
 
 def test_the_shop_has_all_its_services(services: dict[str, Any]) -> None:
-    assert set(services) == {"rabbitmq", "postgres", *CLUSTER_NODES, *APP_SERVICES}
+    assert set(services) == {
+        "rabbitmq", "postgres", *APP_SERVICES, *OBSERVABILITY, *CLUSTER_NODES
+    }  # fmt: skip
     assert all("build" in services[name] for name in APP_SERVICES)
+    profiled = {name for name, service in services.items() if "profiles" in service}
+    assert profiled == {*OBSERVABILITY, *CLUSTER_NODES}
 
 
 def test_every_manage_py_command_exists(services: dict[str, Any]) -> None:
@@ -249,3 +261,153 @@ def test_the_documented_cluster_command_points_the_demo_at_all_three_nodes(
         monkeypatch.delenv("RABBITBUS_URLS")
         importlib.reload(demo_settings)
     assert "URL" in demo_settings.RABBITBUS["CONNECTIONS"]["default"]
+
+
+# -- the observability profile -------------------------------------------------------------
+
+
+def mounts(service: dict[str, Any], *, read_only: bool = False) -> dict[str, Path]:
+    """Each bind mount of ``service`` (``read_only``: the ``:ro`` ones, files we ship):
+    its path in the container -> the file or directory here."""
+    found = {}
+    for volume in service.get("volumes", []):
+        source, target, *options = volume.split(":")
+        if source.startswith("./") and (not read_only or options == ["ro"]):
+            found[target] = ROOT / source
+    return found
+
+
+def mounted(service: dict[str, Any], path: str) -> Path:
+    """The file here that ``service`` sees at ``path``."""
+    for target, source in mounts(service).items():
+        if path == target or path.startswith(target + "/"):
+            return source / Path(path).relative_to(target)
+    raise AssertionError(f"nothing mounted at {path}")
+
+
+def container_ports(service: dict[str, Any]) -> set[int]:
+    """The ports a service's container listens on, as compose declares them."""
+    published = [str(port).rsplit(":", 1)[-1] for port in service.get("ports", [])]
+    return {int(port) for port in [*published, *service.get("expose", [])]}
+
+
+def app_settings(service: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """demo_shop/settings.py as ``service``'s environment makes it (OTLP left out)."""
+    for name, value in service["environment"].items():
+        if not name.startswith("OTEL_"):
+            monkeypatch.setenv(name, value)
+    return runpy.run_path(str(ROOT / "demo_shop" / "settings.py"))
+
+
+@pytest.fixture(scope="module")
+def prometheus_config(services: dict[str, Any]) -> dict[str, Any]:
+    config = mounted(services["prometheus"], "/etc/prometheus/prometheus.yml")
+    return yaml.safe_load(config.read_text())
+
+
+def scrape_targets(config: dict[str, Any]) -> dict[str, tuple[str, int, str]]:
+    """Each job's one target as (host, port, metrics path)."""
+    targets = {}
+    for job in config["scrape_configs"]:
+        [static] = job["static_configs"]
+        [target] = static["targets"]
+        host, port = target.rsplit(":", 1)
+        targets[job["job_name"]] = (host, int(port), job.get("metrics_path", "/metrics"))
+    return targets
+
+
+def test_the_observability_services_run_only_with_their_profile(
+    services: dict[str, Any],
+) -> None:
+    images = {name: services[name]["image"].split(":")[0] for name in OBSERVABILITY}
+    assert images == {
+        "prometheus": "prom/prometheus",
+        "grafana": "grafana/grafana",
+        "jaeger": "jaegertracing/all-in-one",
+    }
+    assert all(services[name]["profiles"] == ["observability"] for name in OBSERVABILITY)
+
+
+def test_every_file_mounted_read_only_exists(services: dict[str, Any]) -> None:
+    sources = [
+        source
+        for service in services.values()
+        for source in mounts(service, read_only=True).values()
+    ]
+    assert len(sources) == 4 + len(CLUSTER_NODES)  # observability files, each node its conf
+    assert [source for source in sources if not source.exists()] == []
+
+
+def test_prometheus_scrapes_every_process_of_the_shop(
+    services: dict[str, Any], prometheus_config: dict[str, Any]
+) -> None:
+    scraped = {host for host, _, _ in scrape_targets(prometheus_config).values()}
+    assert scraped == set(LONG_LIVED)
+
+
+def test_workers_serve_metrics_on_the_port_prometheus_scrapes(
+    services: dict[str, Any], prometheus_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    targets = scrape_targets(prometheus_config)
+    for name in processes.WORKERS:
+        [(host, port, path)] = [target for target in targets.values() if target[0] == name]
+        assert path == "/metrics", name
+        assert port in container_ports(services[name]), name
+        metrics = app_settings(services[name], monkeypatch)["RABBITBUS"]["METRICS"]
+        assert metrics == {"PORT": port}, name
+
+
+def test_prometheus_scrapes_the_web_servers_metrics_view(
+    services: dict[str, Any], prometheus_config: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [(host, port, path)] = [t for t in scrape_targets(prometheus_config).values() if t[0] == "web"]
+    [argv] = shell_commands(services["web"]["command"])
+    assert port == int(argv[argv.index("-p") + 1])
+    assert resolve(path, urlconf="demo_shop.urls").func is metrics_views.metrics
+    web = app_settings(services["web"], monkeypatch)
+    assert web["RABBITBUS"]["METRICS"] is not None
+    assert host in web["ALLOWED_HOSTS"]  # Prometheus asks for Host: web:8000
+
+
+def test_grafana_reads_the_compose_prometheus(services: dict[str, Any]) -> None:
+    folder = mounted(services["grafana"], "/etc/grafana/provisioning/datasources")
+    [config] = [yaml.safe_load(path.read_text()) for path in folder.glob("*.yml")]
+    [source] = config["datasources"]
+    url = urlsplit(source["url"])
+    assert (source["type"], url.hostname) == ("prometheus", "prometheus")
+    assert url.port in container_ports(services["prometheus"])
+    assert source["isDefault"] is True  # the dashboard's datasource variable picks it
+
+
+def test_grafana_provisions_the_dashboard_from_the_docs(services: dict[str, Any]) -> None:
+    grafana = services["grafana"]
+    folder = mounted(grafana, "/etc/grafana/provisioning/dashboards")
+    [config] = [yaml.safe_load(path.read_text()) for path in folder.glob("*.yml")]
+    [provider] = config["providers"]
+    dashboards = mounted(grafana, provider["options"]["path"])
+    assert dashboards == ROOT / "docs" / "grafana"
+    assert (dashboards / "rabbitbus.json").is_file()
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert mounted(grafana, home) == dashboards / "rabbitbus.json"
+
+
+def test_grafana_lets_anyone_view_and_admin_edit(services: dict[str, Any]) -> None:
+    environment = services["grafana"]["environment"]
+    assert environment["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert environment["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    login = (environment["GF_SECURITY_ADMIN_USER"], environment["GF_SECURITY_ADMIN_PASSWORD"])
+    assert login == ("admin", "admin")
+
+
+def test_traces_go_to_jaeger_only_when_asked(services: dict[str, Any]) -> None:
+    endpoint = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    for name in APP_SERVICES:  # compose's own variable, empty unless given
+        assert services[name]["environment"][endpoint] == "${OTEL_EXPORTER_OTLP_ENDPOINT:-}"
+    docs = (ROOT / "docs" / "observability.md").read_text()
+    compose_lines = [line for line in docs.splitlines() if "docker compose" in line]
+    documented = set(re.findall(endpoint + r"=(http://[\w.:-]+)", "\n".join(compose_lines)))
+    assert documented, "docs/observability.md runs compose with no endpoint"
+    for url in documented:
+        parts = urlsplit(url)
+        assert parts.hostname == "jaeger"
+        assert parts.port in container_ports(services["jaeger"])

@@ -39,10 +39,10 @@ SETTING_REFERENCE = re.compile(
     r"\b(RABBITBUS|[A-Z]+)\[[\"']([A-Z_]+)[\"']\]((?:\[[\"'][A-Z_]+[\"']\])?)"
 )
 UPPER_CASE_WORD = re.compile(r"`([A-Z][A-Z0-9_]{2,})`")
-#: Upper-case names the docs may use that are not RABBITBUS keys: environment variables, SQL,
-#: a DATABASES key.
+#: Upper-case names the docs may use that are not RABBITBUS keys: environment variables
+#: (OpenTelemetry's and Grafana's included), SQL, a DATABASES key.
 ELSEWHERE = re.compile(
-    r"^((DJANGO|DEMO|RABBITBUS|PROMETHEUS)_\w+|\w+_URL|LISTEN|NOTIFY|ATOMIC_REQUESTS)$"
+    r"^((DJANGO|DEMO|RABBITBUS|PROMETHEUS|OTEL|GF)_\w+|\w+_URL|LISTEN|NOTIFY|ATOMIC_REQUESTS)$"
 )
 
 #: Each section of docs/settings.md and the keys the code accepts there.

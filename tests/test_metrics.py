@@ -144,12 +144,20 @@ def test_the_relay_counts_rows_relayed_and_the_backlog(
 
 def test_connection_up_and_reconnects_follow_the_runtime(metrics_on: None) -> None:
     before = value("rabbitbus_reconnects_total", alias="metrics-test")
-    metrics.connection_changed("metrics-test", up=True)
-    assert value("rabbitbus_connection_up", alias="metrics-test") == 1
-    metrics.connection_changed("metrics-test", up=False)
-    assert value("rabbitbus_connection_up", alias="metrics-test") == 0
-    metrics.connection_changed("metrics-test", up=True)
+    first, second = (
+        {"alias": "metrics-test", "node": "a:5672"},
+        {"alias": "metrics-test", "node": "b:5672"},
+    )
+    metrics.connection_changed("metrics-test", "a:5672", up=True)
+    assert value("rabbitbus_connection_up", **first) == 1
+    metrics.connection_changed("metrics-test", "a:5672", up=False)
+    assert value("rabbitbus_connection_up", **first) == 0
+    metrics.connection_changed("metrics-test", "b:5672", up=True)
     assert value("rabbitbus_reconnects_total", alias="metrics-test") - before == 1
+    assert (
+        value("rabbitbus_connection_up", **first),
+        value("rabbitbus_connection_up", **second),
+    ) == (0, 1)
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from rabbitbus import publish_many, rpc
 from rabbitbus.messages import Message
-from tests.broker import Broker
+from tests.broker import AMQP_PORT, Broker
 from tests.workers import ROOT, spawn_worker, worker_env
 
 #: What each body asks the outcomes consumer (tests/testapp/rabbit.py) to do, and how often.
@@ -114,7 +114,9 @@ def test_a_worker_serves_exact_counts_per_outcome(
     assert total(text, requests, procedure="test.echo", outcome="ok") == 3
     assert total(text, requests, procedure="test.fail", outcome="error") == 2
     assert total(text, "rabbitbus_rpc_request_seconds_count") == 5
-    assert total(text, "rabbitbus_connection_up", alias="default") == 1
+    up = samples(text, "rabbitbus_connection_up", alias="default")
+    assert list(up.values()) == [1]  # one node, the one the worker is on
+    assert dict(next(iter(up)))["node"] == f"127.0.0.1:{AMQP_PORT}"
     assert total(text, "rabbitbus_reconnects_total") == 0
     process.terminate()
     output, _ = process.communicate(timeout=60)

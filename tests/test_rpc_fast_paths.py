@@ -1,7 +1,7 @@
 """The RPC fast paths against the real broker: what they leave to pika and aiormq
 still works, and they keep connections alive past their heartbeats.
 
-The sync client reads replies past pika (:class:`rabbitbus.rpc_client.ReplyReader`)
+The sync client reads replies past pika (:class:`rabbitbus.rpc_sync.ReplyReader`)
 and the server takes requests past aiormq (:mod:`rabbitbus.amqp_tap`); anything
 they do not read goes to the driver. tests/test_frames.py and
 tests/test_amqp_tap.py check the reading itself.

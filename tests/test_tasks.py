@@ -236,3 +236,42 @@ def _body(record: TaskRecord) -> dict[str, Any]:
         "run_after": None,
         "enqueued_at": None,
     }
+
+
+def test_metrics_count_tasks_enqueued_and_finished_by_status(broker: Broker) -> None:
+    from django.conf import settings as django_settings
+    from django.test import override_settings
+    from prometheus_client import REGISTRY
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    add = {"backend": "default", "queue": "default", "task": tasks.add.module_path}
+    fail = {**add, "task": tasks.fail.module_path}
+    before = (
+        value("rabbitbus_tasks_enqueued_total", **add),
+        value("rabbitbus_tasks_finished_total", **add, status="successful"),
+        value("rabbitbus_tasks_finished_total", **fail, status="failed"),
+        value("rabbitbus_task_seconds_count", task=tasks.fail.module_path),
+    )
+    metrics_on = {**django_settings.RABBITBUS, "METRICS": {}}
+    with override_settings(RABBITBUS=metrics_on), tasks_backend(broker) as backend:
+        done = [tasks.add.enqueue(1, 1), tasks.add.enqueue(2, 2), tasks.fail.enqueue("x")]
+        with thread_worker(backend).start(broker):
+            for result in done:
+                finished(result, broker)
+            # task_finished is sent once the result is written: wait for the last count.
+            assert broker.wait_for(
+                lambda: (
+                    value("rabbitbus_task_seconds_count", task=tasks.fail.module_path) - before[3]
+                    == 1
+                ),
+                timeout=20,
+            )
+        after = (
+            value("rabbitbus_tasks_enqueued_total", **add),
+            value("rabbitbus_tasks_finished_total", **add, status="successful"),
+            value("rabbitbus_tasks_finished_total", **fail, status="failed"),
+            value("rabbitbus_task_seconds_count", task=tasks.fail.module_path),
+        )
+    assert [a - b for a, b in zip(after, before, strict=True)] == [2, 2, 1, 1]

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
@@ -31,23 +29,6 @@ pytestmark = pytest.mark.django_db(transaction=True)  # workers write heartbeats
 
 #: A valid traceparent of another service (W3C Trace Context, version 00).
 PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-
-
-@pytest.fixture
-def exporter(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    """An SDK provider with an in-memory exporter, for rabbitbus and this test only (not the
-    global provider: OpenTelemetry lets a process set that once, and other tests run untraced)."""
-    memory = InMemorySpanExporter()
-    sdk = TracerProvider()
-    sdk.add_span_processor(SimpleSpanProcessor(memory))
-    monkeypatch.setattr(traces, "provider", sdk)
-    yield memory
-    sdk.shutdown()
-
-
-@pytest.fixture
-def spans(exporter: InMemorySpanExporter) -> InMemorySpanExporter:
-    return exporter
 
 
 def tracer() -> Any:
@@ -167,6 +148,49 @@ def test_a_retried_message_keeps_its_trace(spans: InMemorySpanExporter, broker: 
     assert attempts == [1, 2]
 
 
+def test_a_replayed_dead_letter_is_a_new_trace_linked_to_the_original(
+    spans: InMemorySpanExporter, broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rabbitbus import deadletters
+
+    queue = unique("traces.replay")
+    monkeypatch.setattr(deadletters, "known", lambda: [f"{queue}.dlq"])  # not in settings
+    attempts: list[int] = []
+
+    def handler(message: ReceivedMessage) -> None:
+        attempts.append(message.attempt)
+        if len(attempts) == 1:
+            raise Reject("the first time")
+
+    with consumer_runtime(queue, handler).start(broker):
+        with tracer().start_as_current_span("view") as view:
+            rabbitbus.publish("", queue, {"n": 1})
+        assert broker.wait_for(lambda: broker.queue_depth(f"{queue}.dlq") == 1, timeout=15)
+        with tracer().start_as_current_span("admin replay") as admin:
+            assert deadletters.replay(f"{queue}.dlq") == 1
+        assert broker.wait_for(lambda: len(named(spans, "process")) == 2, timeout=15)
+    original, replayed = sorted(named(spans, "process"), key=lambda span: span.start_time or 0)
+    assert original.context.trace_id == view.get_span_context().trace_id
+    # The replay's publish span is a child of the admin action and links to the original.
+    (replay,) = [
+        span for span in named(spans, "publish") if (span.attributes or {}).get("rabbitbus.replay")
+    ]
+    assert replay.parent.span_id == admin.get_span_context().span_id  # type: ignore[union-attr]
+    assert replayed.parent.span_id == replay.context.span_id  # type: ignore[union-attr]
+    assert (
+        replayed.context.trace_id == admin.get_span_context().trace_id != original.context.trace_id
+    )
+    (first_publish,) = [
+        span
+        for span in named(spans, "publish")
+        if span.parent and span.parent.span_id == view.get_span_context().span_id
+    ]
+    [link] = replay.links
+    assert link.context.span_id == first_publish.context.span_id
+    assert link.context.trace_id == original.context.trace_id
+    assert attempts == [1, 1]
+
+
 BAD_HEADERS = [
     {"traceparent": "garbage"},
     {"traceparent": "00-" + "f" * 10_000},
@@ -182,14 +206,14 @@ BAD_HEADERS = [
 
 @pytest.mark.parametrize("headers", BAD_HEADERS, ids=range(len(BAD_HEADERS)))
 def test_bad_trace_headers_give_no_parent(
-    exporter: InMemorySpanExporter, headers: dict[str, Any]
+    spans: InMemorySpanExporter, headers: dict[str, Any]
 ) -> None:
     context = traces.extract(headers)
     assert context is None or not trace.get_current_span(context).get_span_context().is_valid
 
 
 def test_an_oversize_tracestate_is_dropped_and_the_traceparent_kept(
-    exporter: InMemorySpanExporter,
+    spans: InMemorySpanExporter,
 ) -> None:
     context = traces.extract({"traceparent": PARENT.encode(), "tracestate": "k=" + "v" * 5000})
     span_context = trace.get_current_span(context).get_span_context()
@@ -294,7 +318,25 @@ def test_an_outbox_row_carries_the_trace_of_the_request_that_wrote_it(
         outbox.enqueue(exchange, "order.placed", {"n": 1})
     assert Relay().run_once() == 1  # later, elsewhere, outside any span
     (delivered,) = drain(broker, queue)
+    # The row is created in the view's trace; the relay's publish is its child.
+    (create,) = named(spans, "create")
     (publish,) = named(spans, "publish")
-    assert publish.parent.span_id == view.get_span_context().span_id  # type: ignore[union-attr]
-    trace_id = f"{view.get_span_context().trace_id:032x}"
-    assert delivered.headers["traceparent"].split("-")[1] == trace_id
+    assert create.parent.span_id == view.get_span_context().span_id  # type: ignore[union-attr]
+    assert dict(create.attributes or {})["messaging.operation.type"] == "create"
+    assert publish.parent.span_id == create.context.span_id  # type: ignore[union-attr]
+    assert publish.kind == trace.SpanKind.PRODUCER
+    assert publish.end_time is not None and publish.status.status_code == trace.StatusCode.UNSET
+    _, trace_id, span_id, _ = delivered.headers["traceparent"].split("-")
+    assert trace_id == f"{view.get_span_context().trace_id:032x}"
+    assert span_id == f"{publish.context.span_id:016x}"
+
+
+def test_a_relayed_row_the_broker_refuses_ends_its_span_in_error(
+    spans: InMemorySpanExporter, broker: Broker
+) -> None:
+    with tracer().start_as_current_span("view"):
+        outbox.enqueue(unique("no.such.exchange"), "x", {"n": 1})
+    Relay().run_once()
+    (publish,) = named(spans, "publish")
+    assert publish.status.status_code == trace.StatusCode.ERROR
+    assert "ExchangeNotFound" in (publish.status.description or "")

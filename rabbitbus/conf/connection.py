@@ -61,6 +61,11 @@ class Endpoint:
         url = urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
         return Endpoint.from_url(url)
 
+    @property
+    def node(self) -> str:
+        """``host:port``: which broker node this is, without credentials or vhost."""
+        return f"{self.host}:{self.port}"
+
     def __str__(self) -> str:
         return mask_url(self.url)
 

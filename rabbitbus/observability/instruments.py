@@ -56,10 +56,24 @@ outbox_oldest_pending_seconds = Gauge(
 outbox_relayed = Counter("rabbitbus_outbox_relayed", "Outbox rows published and marked sent.")
 connection_up = Gauge(
     "rabbitbus_connection_up",
-    "1 while the worker or RPC server is connected to the broker, else 0.",
-    ["alias"],
+    "1 while the worker or RPC server is connected to the broker node (host:port), else 0.",
+    ["alias", "node"],
     multiprocess_mode="livemax",
 )
 reconnects = Counter(
     "rabbitbus_reconnects", "Connections a worker or RPC server opened again.", ["alias"]
+)
+tasks_enqueued = Counter(
+    "rabbitbus_tasks_enqueued",
+    "django.tasks tasks enqueued by this process, by backend alias, queue name and task.",
+    ["backend", "queue", "task"],
+)
+tasks_finished = Counter(
+    "rabbitbus_tasks_finished",
+    "django.tasks tasks run to an end by this process, by backend alias, queue name, task and "
+    "status (successful, failed).",
+    ["backend", "queue", "task", "status"],
+)
+task_seconds = Histogram(
+    "rabbitbus_task_seconds", "Seconds a task ran, from its start to its end.", ["task"]
 )

@@ -68,6 +68,7 @@ def enable() -> None:
         ) from exc
     instruments = loaded
     on = True
+    _count_tasks()
 
 
 def disable() -> None:
@@ -99,7 +100,7 @@ def registry() -> Any:
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return prometheus_client.REGISTRY
     collected = prometheus_client.CollectorRegistry()
-    multiprocess.MultiProcessCollector(collected)
+    multiprocess.MultiProcessCollector(collected)  # type: ignore[no-untyped-call]
     return collected
 
 
@@ -317,13 +318,46 @@ def outbox_backlog(using: str, *, force: bool = False) -> None:
     instruments.outbox_oldest_pending_seconds.set(max(0.0, age))
 
 
-def connection_changed(alias: str, up: bool) -> None:
-    """A worker's or RPC server's connection came up (a reconnect after the first) or went."""
-    instruments.connection_up.labels(alias).set(1 if up else 0)
+def connection_changed(alias: str, node: str, up: bool) -> None:
+    """A worker's or RPC server's connection to ``node`` (``host:port``, one of the
+    configured URLs: bounded) came up (a reconnect after the first) or went."""
+    instruments.connection_up.labels(alias, node).set(1 if up else 0)
     if up:
         if alias in _connected_once:
             instruments.reconnects.labels(alias).inc()
         _connected_once.add(alias)
+
+
+# -- django.tasks --------------------------------------------------------------------
+
+
+def _count_tasks() -> None:
+    """Count the tasks of every ``django.tasks`` backend through Django's own signals
+    (connected once; nothing without ``django.tasks`` or its backport)."""
+    try:
+        from rabbitbus.tasks.compat import task_enqueued, task_finished
+    except ImportError:
+        return
+    task_enqueued.connect(_task_enqueued, dispatch_uid="rabbitbus.metrics.enqueued")
+    task_finished.connect(_task_finished, dispatch_uid="rabbitbus.metrics.finished")
+
+
+def _task_enqueued(*, task_result: Any, **kwargs: Any) -> None:
+    if on:
+        task = task_result.task
+        child("tasks_enqueued", task_result.backend, task.queue_name, task.module_path).inc()
+
+
+def _task_finished(*, task_result: Any, **kwargs: Any) -> None:
+    if not on:
+        return
+    task = task_result.task
+    status = str(task_result.status.value).lower()
+    child("tasks_finished", task_result.backend, task.queue_name, task.module_path, status).inc()
+    started, finished = task_result.started_at, task_result.finished_at
+    if started is not None and finished is not None:
+        seconds = max(0.0, (finished - started).total_seconds())
+        child("task_seconds", task.module_path).observe(seconds)
 
 
 def _reconfigure_on_change(*, setting: str, **kwargs: Any) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Any
 
 logger = logging.getLogger("rabbitbus.observability.traces")
@@ -47,7 +47,9 @@ provider: Any = None
 #: Seconds between two looks for a global provider while there is none.
 RECHECK = 1.0
 
-_tracer_of: dict[int, Any] = {}
+#: The tracer of each provider seen, by id, with the provider itself (so that an id a
+#: dropped provider had cannot be taken for another's).
+_tracer_of: dict[int, tuple[Any, Any]] = {}
 _global = {"set": False, "next_look": 0.0}
 
 
@@ -72,14 +74,16 @@ def active() -> bool:
 
 def _tracer() -> Any:
     chosen = provider if provider is not None else trace.get_tracer_provider()
-    tracer = _tracer_of.get(id(chosen))
-    if tracer is None:
-        tracer = _tracer_of[id(chosen)] = chosen.get_tracer(TRACER_NAME)
-    return tracer
+    known = _tracer_of.get(id(chosen))
+    if known is None or known[0] is not chosen:
+        known = _tracer_of[id(chosen)] = (chosen, chosen.get_tracer(TRACER_NAME))
+    return known[1]
 
 
-def _attributes(operation: str, destination: str, routing_key: str, message_id: str | None) -> dict:
-    attributes = {
+def _attributes(
+    operation: str, destination: str, routing_key: str, message_id: str | None
+) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
         "messaging.system": SYSTEM,
         "messaging.operation.type": operation,
         "messaging.operation.name": operation,
@@ -92,18 +96,92 @@ def _attributes(operation: str, destination: str, routing_key: str, message_id: 
 
 
 def inject_publish(
-    exchange: str, routing_key: str, message_id: str | None, headers: MutableMapping[str, Any]
+    exchange: str,
+    routing_key: str,
+    message_id: str | None,
+    headers: MutableMapping[str, Any],
+    *,
+    operation: str = "publish",
 ) -> None:
-    """Record a ``publish`` span (a child of the current one) and write its context
-    into ``headers``. Nothing without a provider, nor for the monitoring events a
-    worker publishes in the background (outside any trace)."""
+    """Record a ``publish`` span (``create`` for an outbox row), a child of the current
+    one, and write its context into ``headers``. Nothing without a provider, nor for
+    the monitoring events a worker publishes in the background (outside any trace)."""
     if not active() or _background_event(exchange):
         return
     destination = exchange or "amq.default"
+    kind = trace.SpanKind.PRODUCER if operation == "publish" else trace.SpanKind.INTERNAL
     with _tracer().start_as_current_span(
-        f"publish {destination}",
-        kind=trace.SpanKind.PRODUCER,
-        attributes=_attributes("publish", destination, routing_key, message_id),
+        f"{operation} {destination}",
+        kind=kind,
+        attributes=_attributes(operation, destination, routing_key, message_id),
+    ):
+        propagate.inject(headers)
+
+
+def relay_spans(envelopes: Sequence[Any]) -> list[Any]:
+    """Start the relay's ``publish`` span of each outbox message, a child of the
+    ``create`` span its row carries, and put its context in the message's headers
+    (the handlers become its children). End them with :func:`end_relay_spans` once
+    the broker answered. Empty without a provider."""
+    if not active():
+        return []
+    tracer = _tracer()
+    started = []
+    for envelope in envelopes:
+        destination = envelope.exchange or "amq.default"
+        span = tracer.start_span(
+            f"publish {destination}",
+            context=extract(envelope.headers),
+            kind=trace.SpanKind.PRODUCER,
+            attributes=_attributes(
+                "publish", destination, envelope.routing_key, envelope.message_id
+            ),
+        )
+        for field in propagate.get_global_textmap().fields:
+            envelope.headers.pop(field, None)
+        propagate.inject(envelope.headers, context=trace.set_span_in_context(span))
+        started.append(span)
+    return started
+
+
+def end_relay_spans(spans: Sequence[Any], envelopes: Sequence[Any], failed: Any) -> None:
+    """End the spans of :func:`relay_spans` (none: nothing to do); ``failed`` maps a
+    message id to its error."""
+    if not spans:
+        return
+    for span, envelope in zip(spans, envelopes, strict=True):
+        error = failed.get(envelope.message_id)
+        if error is not None:
+            span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(error).__name__}"))
+        span.end()
+
+
+def relink_replay(
+    exchange: str, routing_key: str, message_id: str | None, headers: MutableMapping[str, Any]
+) -> None:
+    """For a dead letter published again: a ``publish`` span in the current context (the
+    admin request or command that replays it; a new trace outside any) with a link to
+    the trace the message had, and its context in ``headers`` in place of the old one.
+
+    A replay is a new cause (someone decided to run the message again), so the replayed
+    handling is its own trace, one click away from the original through the link.
+    Without a provider the headers are left as they are.
+    """
+    if not active():
+        return
+    original = extract(headers)
+    links = []
+    if original is not None:
+        span_context = trace.get_current_span(original).get_span_context()
+        if span_context.is_valid:
+            links.append(trace.Link(span_context, {"rabbitbus.link": "replay_of"}))
+    for field in propagate.get_global_textmap().fields:
+        headers.pop(field, None)
+    destination = exchange or "amq.default"
+    attributes = _attributes("publish", destination, routing_key, message_id)
+    attributes["rabbitbus.replay"] = True
+    with _tracer().start_as_current_span(
+        f"publish {destination}", kind=trace.SpanKind.PRODUCER, links=links, attributes=attributes
     ):
         propagate.inject(headers)
 

@@ -11,7 +11,7 @@ publishes. Results live in the database (:mod:`rabbitbus.tasks.results`).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.db import connections, transaction
@@ -30,6 +30,9 @@ from rabbitbus.tasks.compat import (
     normalize_json,
     task_enqueued,
 )
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class RabbitMQBackend(BaseTaskBackend):
@@ -51,7 +54,7 @@ class RabbitMQBackend(BaseTaskBackend):
 
     # -- enqueue -----------------------------------------------------------
 
-    def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+    def enqueue(self, task: Task[P, R], args: Any, kwargs: Any) -> TaskResult[P, R]:
         """Validate, record (``READY``) and publish; returns the ``TaskResult``.
 
         Raises ``InvalidTask`` (and :class:`TaskArgumentsError` for arguments that
@@ -65,7 +68,7 @@ class RabbitMQBackend(BaseTaskBackend):
         self._sent(result)
         return result
 
-    async def aenqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+    async def aenqueue(self, task: Task[P, R], args: Any, kwargs: Any) -> TaskResult[P, R]:
         """The async twin of :meth:`enqueue`: publishes with ``apublish`` on this loop
         (the ``READY`` row is written in a thread first); with the outbox, or inside a
         transaction of that thread, it does what :meth:`enqueue` does."""
@@ -81,7 +84,7 @@ class RabbitMQBackend(BaseTaskBackend):
         await sync_to_async(task_enqueued.send)(type(self), task_result=result)
         return result
 
-    def _record(self, result: TaskResult, job: wire.Job) -> bool:
+    def _record(self, result: TaskResult[..., Any], job: wire.Job) -> bool:
         """Write the ``READY`` row; inside a transaction, also publish on its commit
         (returns True: nothing left to do)."""
         results.record_of(job).save(using=self.options_.database, force_insert=True)
@@ -102,10 +105,12 @@ class RabbitMQBackend(BaseTaskBackend):
         else:
             publishing.publish("", queue, job.body(), **message)
 
-    def _prepare(self, task: Task, args: Any, kwargs: Any) -> tuple[TaskResult, wire.Job]:
+    def _prepare(
+        self, task: Task[P, R], args: Any, kwargs: Any
+    ) -> tuple[TaskResult[P, R], wire.Job]:
         self.validate_task(task)
         args, kwargs = _json_arguments(task, args, kwargs)
-        result: TaskResult = TaskResult(
+        result: TaskResult[P, R] = TaskResult(
             task=task,
             id=get_random_string(32),
             status=TaskResultStatus.READY,
@@ -148,7 +153,7 @@ class RabbitMQBackend(BaseTaskBackend):
         }
         return queue, message
 
-    def _sent(self, result: TaskResult) -> None:
+    def _sent(self, result: TaskResult[..., Any]) -> None:
         using = self.options_.database
         if connections[using].in_atomic_block:
             transaction.on_commit(
@@ -159,12 +164,14 @@ class RabbitMQBackend(BaseTaskBackend):
 
     # -- results -------------------------------------------------------------
 
-    def get_result(self, result_id: str) -> TaskResult:
+    def get_result(self, result_id: str) -> TaskResult[..., Any]:
         """The stored result, from any process; raises ``TaskResultDoesNotExist``."""
         return results.get_result(result_id, self.options_.database)
 
 
-def _json_arguments(task: Task, args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
+def _json_arguments(
+    task: Task[..., Any], args: Any, kwargs: Any
+) -> tuple[list[Any], dict[str, Any]]:
     """``args`` and ``kwargs`` as JSON values; raises :class:`TaskArgumentsError`."""
     try:
         positional: Any = normalize_json(list(args))

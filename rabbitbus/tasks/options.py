@@ -20,7 +20,7 @@ BACKEND_PATHS = ("rabbitbus.tasks.RabbitMQBackend", "rabbitbus.tasks.backend.Rab
 
 #: Delay tiers (ms): 1 s, 4 s, 16 s ... 4**10 s (12 days). A deferred task hops through
 #: the longest tier not past its ``run_after`` until it is due: never early, < 1 s late.
-DELAY_TIERS_MS = tuple(1000 * 4**power for power in range(11))
+DELAY_TIERS_MS: tuple[int, ...] = tuple(1000 * 4**power for power in range(11))
 
 #: Django's priority range, mapped onto AMQP's 0..MAX_PRIORITY.
 DJANGO_PRIORITY_RANGE = (-100, 100)

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from django.db import OperationalError, close_old_connections, transaction
 from django.utils import timezone
@@ -56,7 +57,7 @@ def record_of(job: Job) -> TaskRecord:
     )
 
 
-def result_of(record: TaskRecord, task: Task | None = None) -> TaskResult:
+def result_of(record: TaskRecord, task: Task[..., Any] | None = None) -> TaskResult[..., Any]:
     """The ``TaskResult`` a row describes; raises ``ImportError`` if its task is gone."""
     task = (task or import_string(record.task_path)).using(
         priority=record.priority,
@@ -69,7 +70,7 @@ def result_of(record: TaskRecord, task: Task | None = None) -> TaskResult:
         errors.append(
             TaskError(exception_class_path=record.exception_class, traceback=record.traceback)
         )
-    result: TaskResult = TaskResult(
+    result: TaskResult[..., Any] = TaskResult(
         task=task,
         id=record.id,
         status=TaskResultStatus(record.status),
@@ -87,7 +88,7 @@ def result_of(record: TaskRecord, task: Task | None = None) -> TaskResult:
     return result
 
 
-def get_result(result_id: str, using: str) -> TaskResult:
+def get_result(result_id: str, using: str) -> TaskResult[..., Any]:
     """The stored result ``result_id``; raises ``TaskResultDoesNotExist``."""
     try:
         record = TaskRecord.objects.using(using).get(id=result_id)

@@ -102,7 +102,7 @@ class TaskRunner:
             connection=self.options.connection,
         )
 
-    async def _task(self, job: wire.Job, record: TaskRecord) -> Task:
+    async def _task(self, job: wire.Job, record: TaskRecord) -> Task[..., Any]:
         """The task ``job`` names; a missing one is FAILED and dead-lettered."""
         try:
             task = import_string(job.task_path)
@@ -120,7 +120,9 @@ class TaskRunner:
         close_old_connections()
         return results.worker_ids(result_id, self.options.database)
 
-    async def _execute(self, task: Task, result: TaskResult) -> tuple[Any, Exception | None]:
+    async def _execute(
+        self, task: Task[..., Any], result: TaskResult[..., Any]
+    ) -> tuple[Any, Exception | None]:
         """The task's JSON return value, or the exception it raised."""
         args = list(result.args)
         if task.takes_context:
@@ -149,11 +151,11 @@ def _call(function: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
         close_old_connections()
 
 
-def _send(signal: Any, backend: Any, result: TaskResult) -> None:
+def _send(signal: Any, backend: Any, result: TaskResult[..., Any]) -> None:
     signal.send(sender=type(backend), task_result=result)
 
 
-def _json_value(task: Task, value: Any) -> Any:
+def _json_value(task: Task[..., Any], value: Any) -> Any:
     try:
         return normalize_json(value)
     except (TypeError, ValueError) as exc:

@@ -225,6 +225,37 @@ def test_figures_measure_checkout_to_confirmed_and_first_checkout_to_last_final(
 
 
 @pytest.mark.django_db
+def test_figures_say_where_the_time_goes_step_by_step() -> None:
+    first = order_with_history("sim-t-1@example.com", ("placed", 0), ("confirmed", 1))
+    second = order_with_history("sim-t-2@example.com", ("placed", 1), ("confirmed", 4))
+    other = order_with_history("sim-other-1@example.com", ("placed", 0), ("confirmed", 60))
+    for order, message, service, seconds in [
+        (first, "order.placed", "inventory", 0.2),
+        (first, "order.placed", "billing", 0.3),
+        (first, "invoice.issued", "orders", 1.0),
+        (second, "order.placed", "inventory", 1.4),
+        (second, "order.placed", "billing", 2.5),
+        (second, "invoice.issued", "orders", 4.0),
+        (other, "order.placed", "inventory", 30.0),
+    ]:
+        entry = order.timeline.create(message=message, service=service, outcome="ok")
+        order.timeline.filter(pk=entry.pk).update(at=START + timedelta(seconds=seconds))
+    result = figures.collect("sim-t-", placed=2, checkout_seconds=1.0)
+    assert result.steps == {
+        "order.placed by inventory": [0.2, 0.4],
+        "order.placed by billing": [0.3, 1.5],
+        "invoice.issued by orders": [1.0, 3.0],
+    }
+    lines = figures.describe(result, "t").splitlines()
+    start = lines.index("Where the time goes (seconds from checkout to each handling, p50 / p99):")
+    assert lines[start + 1 :] == [
+        "  order.placed by inventory    0.200 /   0.400  (2 handled)",
+        "  order.placed by billing      0.300 /   1.500  (2 handled)",
+        "  invoice.issued by orders     1.000 /   3.000  (2 handled)",
+    ]
+
+
+@pytest.mark.django_db
 def test_unfinished_orders_are_counted_by_status() -> None:
     order_with_history("sim-t-1@example.com", ("placed", 0), ("confirmed", 1))
     order_with_history("sim-t-2@example.com", ("placed", 0), ("paid", 1))

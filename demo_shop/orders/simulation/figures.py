@@ -10,7 +10,7 @@ from datetime import datetime
 from django.core.management.base import CommandError
 from django.db.models import Count
 
-from demo_shop.orders.models import Order, StatusChange
+from demo_shop.orders.models import Order, StatusChange, TimelineEntry
 
 Status = Order.Status
 
@@ -24,6 +24,9 @@ class Figures:
     checkout_seconds: float
     flow_seconds: float
     latencies: list[float] = field(default_factory=list)
+    #: Where the time goes: for each message a service handled (``"order.placed by
+    #: inventory"``), the sorted seconds from each order's checkout to that handling's commit.
+    steps: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def final(self) -> int:
@@ -86,7 +89,23 @@ def collect(prefix: str, placed: int, checkout_seconds: float) -> Figures:
         checkout_seconds=checkout_seconds,
         flow_seconds=flow.total_seconds() if flow else 0.0,
         latencies=latencies,
+        steps=steps(prefix, placed_at),
     )
+
+
+def steps(prefix: str, placed_at: dict[int, datetime]) -> dict[str, list[float]]:
+    """Seconds from checkout to each handling on the orders' timelines (the outbox relay's
+    lag is in the first ones), by message and service."""
+    found: dict[str, list[float]] = {}
+    entries = TimelineEntry.objects.filter(order__email__startswith=prefix).values_list(
+        "order_id", "message", "service", "at"
+    )
+    for order_id, message, service, at in entries:
+        if order_id in placed_at:
+            found.setdefault(f"{message} by {service}", []).append(
+                (at - placed_at[order_id]).total_seconds()
+            )
+    return {step: sorted(seconds) for step, seconds in found.items()}
 
 
 def describe(figures: Figures, run: str) -> str:
@@ -103,8 +122,23 @@ def describe(figures: Figures, run: str) -> str:
         f"({figures.final} final orders, {figures.flow_seconds:.1f} s from first checkout "
         "to last final).",
         latency_line(figures.latencies),
+        *steps_lines(figures.steps),
     ]
     return "\n".join(lines) + "\n"
+
+
+def steps_lines(found: dict[str, list[float]]) -> list[str]:
+    """One line per step, in the order they happen (by median), p50 and p99 from checkout."""
+    if not found:
+        return []
+    order = sorted(found, key=lambda step: (percentile(found[step], 50), step))
+    width = max(len(step) for step in order)
+    lines = ["Where the time goes (seconds from checkout to each handling, p50 / p99):"]
+    for step in order:
+        seconds = found[step]
+        p50, p99 = percentile(seconds, 50), percentile(seconds, 99)
+        lines.append(f"  {step:{width}}  {p50:7.3f} / {p99:7.3f}  ({len(seconds)} handled)")
+    return lines
 
 
 def latency_line(latencies: Sequence[float]) -> str:

@@ -1,0 +1,146 @@
+"""Every private attribute of pika, aio-pika and aiormq that rabbitbus touches, checked
+on live objects of the installed versions (issue 15).
+
+The fast paths (confirms.py, rpc_sync.py, rpc_server.py, amqp_tap.py) and a few
+workarounds (connections.py) read driver internals. A driver release that renames
+one fails here, by name, instead of somewhere deep in a publish or an RPC call.
+Add a row when the code reaches for a new one; the last test keeps this list
+honest by searching the code for every name it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from collections.abc import Iterator
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import aio_pika.robust_connection
+import aiormq
+import aiormq.abc
+import aiormq.connection
+import pika
+import pytest
+
+from tests.broker import Broker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: (object, attribute, where rabbitbus uses it). Objects are named as in `live` below.
+INTERNALS = [
+    (
+        "pika.BlockingConnection",
+        "_impl",
+        "confirms.py, connections.py, rpc_sync.py, monitoring.py",
+    ),
+    ("pika.BlockingConnection", "_flush_output", "confirms.py: wait for confirms"),
+    ("pika.BlockingConnection", "_ready_events", "rpc_sync.py: nothing pending before a read"),
+    ("pika.BlockingConnection", "_channels_pending_dispatch", "rpc_sync.py: idem"),
+    ("pika.SelectConnection", "_adapter_call_later", "confirms.py: the confirm tick"),
+    ("pika.SelectConnection", "_adapter_remove_timeout", "confirms.py: idem"),
+    ("pika.SelectConnection", "_adapter_disconnect_stream", "connections.py: drop a dead socket"),
+    ("pika.SelectConnection", "_transport", "rpc_sync.py: write_now, the reply reader"),
+    ("pika.SelectConnection", "_frame_buffer", "rpc_sync.py: the reply reader"),
+    ("pika.SelectConnection", "_on_data_available", "rpc_sync.py: the reply reader"),
+    ("pika.SelectConnection", "_output_marshaled_frames", "rpc_sync.py: write_now"),
+    ("pika.SelectConnection", "_body_max_length", "rpc_sync.py: one-write requests"),
+    ("pika transport", "_sock", "rpc_sync.py: write_now, the reply reader"),
+    ("pika.Channel", "_set_cookie", "rpc_sync.py: a BlockingChannel over its own channel"),
+    ("pika.BlockingChannel", "_impl", "rpc_sync.py: one-write requests"),
+    ("pika.Channel", "_raise_if_not_open", "rpc_sync.py: idem"),
+    ("aiormq.Connection", "_transport_factory", "amqp_tap.py: of()"),
+    (
+        "aiormq.Connection",
+        "_Connection__connection_unblocked",
+        "connections.py, rpc_async.py: blocked",
+    ),
+]
+
+#: Names aio-pika reads on the connection subclass rabbitbus gives it (connections.py's
+#: _RobustConnection overrides _close_called and reads the reconnect task).
+AIO_PIKA_SOURCE = ["self._close_called", "self.__reconnection_task"]
+
+
+@pytest.fixture(scope="module")
+def live(test_vhost: str) -> Iterator[dict[str, Any]]:
+    """One object of each kind, connected to the test vhost."""
+    broker = Broker(test_vhost)
+    connection = pika.BlockingConnection(broker.parameters())
+    channel = connection.channel()
+    impl = connection._impl
+    opened: list[Any] = []
+    impl_channel = impl.channel(on_open_callback=opened.append)
+    while not opened:
+        connection.process_data_events(time_limit=0.1)
+
+    async def aiormq_connection() -> Any:
+        return await aiormq.connect(broker.url())
+
+    loop = asyncio.new_event_loop()
+    amqp = loop.run_until_complete(aiormq_connection())
+    try:
+        yield {
+            "pika.BlockingConnection": connection,
+            "pika.SelectConnection": impl,
+            "pika transport": impl._transport,
+            "pika.Channel": impl_channel,
+            "pika.BlockingChannel": channel,
+            "aiormq.Connection": amqp,
+        }
+    finally:
+        loop.run_until_complete(amqp.close())
+        loop.close()
+        impl_channel.close()
+        while not impl_channel.is_closed:
+            connection.process_data_events(time_limit=0.1)
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    ("owner", "name", "used_by"), INTERNALS, ids=[f"{o}.{n}" for o, n, _ in INTERNALS]
+)
+def test_the_installed_drivers_have_the_internals_rabbitbus_uses(
+    live: dict[str, Any], owner: str, name: str, used_by: str
+) -> None:
+    assert hasattr(live[owner], name), (
+        f"{owner} has no {name!r} in pika {version('pika')} / aiormq {version('aiormq')}: "
+        f"{used_by} relies on it"
+    )
+
+
+@pytest.mark.parametrize("name", AIO_PIKA_SOURCE)
+def test_aio_pika_still_reads_what_our_robust_connection_overrides(name: str) -> None:
+    source = inspect.getsource(aio_pika.robust_connection)
+    assert name in source, f"aio-pika {version('aio-pika')} no longer reads {name}"
+
+
+def test_aiormq_still_offers_the_write_queue_and_frames_the_rpc_server_writes() -> None:
+    """rpc_server.py queues hand-built frames as aiormq's own ChannelFrame, and the
+    tap opens sockets through aiormq's TransportFactory."""
+    assert {"payload", "should_close"} <= set(inspect.signature(aiormq.abc.ChannelFrame).parameters)
+    assert "write_queue" in inspect.getsource(aiormq.connection.Connection)
+    assert "write_queue" in inspect.getsource(aiormq.Channel.__init__) or hasattr(
+        aiormq.Channel, "write_queue"
+    )
+    assert callable(getattr(aiormq.connection.TransportFactory, "create", None))
+    assert "transport_factory" in inspect.signature(aiormq.connection.Connection).parameters
+
+
+def test_every_private_driver_name_in_the_code_is_listed_here() -> None:
+    """The list above is complete: each ``x._name`` the modules that talk to the drivers
+    use on a driver object is one of its rows (or a name of our own)."""
+    own = {"_meta", "_replace", "_exit", "_passed_at", "_on_close"}
+    listed = {name for _, name, _ in INTERNALS} | {
+        "_close_called",
+        "_RobustConnection__reconnection_task",  # AIO_PIKA_SOURCE's self.__reconnection_task
+    }
+    found = set()
+    for path in (ROOT / "rabbitbus").rglob("*.py"):
+        for match in re.finditer(r"\b(?!self\b|cls\b)[a-z]\w*\.(_[a-z]\w*)", path.read_text()):
+            found.add(match.group(1))
+        found.update(re.findall(r"\"(_[A-Z]\w*__\w+)\"", path.read_text()))
+        found.update(re.findall(r"getattr\(\w[\w.]*, \"(_[a-z]\w*)\"", path.read_text()))
+    assert found - own - listed == set(), "driver internals used but not checked here"
