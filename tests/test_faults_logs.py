@@ -22,7 +22,7 @@ import pytest
 from tests.broker import Broker, ctl, unique
 from tests.workers import ROOT, migrate, worker_env
 
-pytestmark = [pytest.mark.fault, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.fault, pytest.mark.timeout(420)]
 
 PROCESSES = {
     "publisher": ("-m", "tests.log_publisher"),
@@ -89,17 +89,28 @@ def test_faults_leave_one_warning_and_one_info_per_connection_and_no_traceback(
     finally:
         ctl("start_app")
         ctl("await_startup")
-    # A worker retries at most every RECONNECT_MAX_DELAY (30 s) after the backoff has grown.
-    assert broker.wait_for(lambda: len(broker.connection_names()) >= before, 90)
+    # A worker retries at most every RECONNECT_MAX_DELAY (30 s) after the backoff has grown;
+    # on a loaded machine the node's own boot takes part of the window too.
+    all_back(broker, before, logs)
     time.sleep(2)
     broker.crash()
-    # A worker retries at most every RECONNECT_MAX_DELAY (30 s) after the backoff has grown.
-    assert broker.wait_for(lambda: len(broker.connection_names()) >= before, 90)
+    all_back(broker, before, logs)
     time.sleep(2)
     for name, path in logs.items():
         text = path.read_text()
         print(f"--- {name}\n{text}")
         assert_quiet(name, text)
+
+
+def all_back(broker: Broker, before: int, logs: dict[str, Path], timeout: float = 150) -> None:
+    """Wait until every process has its connections again; else fail with what each logged."""
+    if broker.wait_for(lambda: len(broker.connection_names()) >= before, timeout):
+        return
+    tails = {name: path.read_text().splitlines()[-8:] for name, path in logs.items()}
+    pytest.fail(
+        f"{len(broker.connection_names())} of {before} connections back after {timeout:g} s: "
+        f"{broker.connection_names()}; last lines: {tails}"
+    )
 
 
 def assert_quiet(name: str, text: str) -> None:
