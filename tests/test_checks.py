@@ -305,6 +305,34 @@ def test_the_project_binds_only_to_declared_exchanges() -> None:
         assert {message.id for message in check_bindings()} == {"rabbitbus.E034"}
 
 
+def test_a_classic_work_queue_beside_a_multi_node_connection_is_w004() -> None:
+    from django.conf import settings as django_settings
+
+    from rabbitbus import registry
+    from rabbitbus.topology_checks import check_queue_types
+
+    def handler(message: Any) -> None: ...
+
+    spec = registry.ConsumerSpec(name="w004", handler=handler, queue="w004", queue_type="classic")
+    one = {"URL": "amqp://guest:guest@127.0.0.1:5672/"}
+    three = {"URLS": [f"amqp://guest:guest@127.0.0.1:{port}/" for port in (5681, 5682, 5683)]}
+    registry.consumers["w004"] = spec
+    try:
+        for connection, expected in [(one, set()), (three, {"rabbitbus.W004"})]:
+            raw = {**django_settings.RABBITBUS, "CONNECTIONS": {"default": connection}}
+            with override_settings(RABBITBUS=raw):
+                found = [message for message in check_queue_types() if "w004" in message.msg]
+                assert {message.id for message in found} == expected
+        with override_settings(
+            RABBITBUS={**django_settings.RABBITBUS, "CONNECTIONS": {"default": three}}
+        ):
+            quorum = registry.ConsumerSpec(name="w004", handler=handler, queue="w004")
+            registry.consumers["w004"] = quorum
+            assert not [message for message in check_queue_types() if "w004" in message.msg]
+    finally:
+        del registry.consumers["w004"]
+
+
 def test_a_settings_binding_to_an_undeclared_exchange_is_reported_once_as_e024() -> None:
     from rabbitbus.topology_checks import check_bindings
 
