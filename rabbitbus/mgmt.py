@@ -88,6 +88,32 @@ class ManagementApi:
         return list(self.get(f"bindings/{quote(vhost, safe='')}"))
 
 
+NODE_COLUMNS = "name,running,mem_alarm,disk_free_alarm"
+
+
+def cluster_nodes(api: ManagementApi, product: str = "rabbitbus") -> list[dict[str, Any]]:
+    """The cluster's nodes, sorted by name: whether each runs, its memory and disk alarms, and
+    how many connections of ``product`` (clients that say so, as rabbitbus does) sit on it."""
+    nodes = api.get(f"nodes?columns={NODE_COLUMNS}")
+    ours: dict[str, int] = {}
+    for connection in api.get("connections?columns=node,client_properties"):
+        if (connection.get("client_properties") or {}).get("product") == product:
+            ours[connection.get("node", "")] = ours.get(connection.get("node", ""), 0) + 1
+    return [
+        {
+            "name": node["name"],
+            "running": bool(node.get("running")),
+            "alarms": [
+                alarm
+                for alarm, key in (("memory", "mem_alarm"), ("disk", "disk_free_alarm"))
+                if node.get(key)
+            ],
+            "connections": ours.get(node["name"], 0),
+        }
+        for node in sorted(nodes, key=lambda node: node["name"])
+    ]
+
+
 def configured() -> ManagementApi | None:
     """The API from ``RABBITBUS["MANAGEMENT"]``, or None when it is not configured."""
     from rabbitbus.conf import settings

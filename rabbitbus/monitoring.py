@@ -98,6 +98,8 @@ class Overview:
     workers: list[dict[str, Any]] = field(default_factory=list)
     outbox: dict[str, Any] = field(default_factory=dict)
     tasks: list[task_monitoring.TaskQueueStats] = field(default_factory=list)
+    #: The cluster's nodes (management API only): name, running, alarms, our connections.
+    nodes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def dead_letters(self) -> list[QueueStats]:
@@ -221,7 +223,21 @@ def broker_overview(alias: str = "default") -> Overview:
     except connections.PIKA_CONNECTION_ERRORS as exc:
         connections.get_sync(alias).discard()
         return Overview(reachable=False, error=type(exc).__name__)
-    return Overview(reachable=True, version=version, source=source, note=note, queues=stats)
+    snapshot = Overview(reachable=True, version=version, source=source, note=note, queues=stats)
+    snapshot.nodes = nodes()
+    return snapshot
+
+
+def nodes() -> list[dict[str, Any]]:
+    """The cluster's nodes from the management API; empty without it (or when it fails:
+    the queue figures say why)."""
+    api = mgmt.configured()
+    if api is None:
+        return []
+    try:
+        return mgmt.cluster_nodes(api)
+    except ManagementApiError:
+        return []
 
 
 def overview(alias: str = "default") -> Overview:

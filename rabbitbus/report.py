@@ -44,6 +44,13 @@ def lines(snapshot: Overview) -> Iterator[str]:
         yield f"Broker: reachable, RabbitMQ {snapshot.version} (queues by {snapshot.source})"
     if snapshot.note:
         yield f"Note: {snapshot.note}"
+    if snapshot.nodes:
+        yield ""
+        yield "Nodes:"
+        for node in snapshot.nodes:
+            state = "running" if node["running"] else "DOWN"
+            alarms = f" ALARM: {', '.join(node['alarms'])}" if node["alarms"] else ""
+            yield f"  {node['name']} {state}, our connections: {node['connections']}{alarms}"
     yield ""
     yield "Queues:"
     yield header()

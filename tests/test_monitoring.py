@@ -225,6 +225,32 @@ def test_rabbit_status_from_the_management_api(broker: Broker, shop: Shop) -> No
 
 
 @pytest.mark.django_db
+def test_the_nodes_their_alarms_and_our_connections_on_each(broker: Broker, shop: Shop) -> None:
+    import rabbitbus
+
+    settings = rabbitbus_settings(QUEUES=shop.queues_setting(), MANAGEMENT=MANAGEMENT)
+    with override_settings(RABBITBUS=settings):
+        assert monitoring.broker_overview().nodes[0]["running"]  # the API answers
+        rabbitbus.publish(shop.exchange, "order.placed", {}, mandatory=False)  # connects
+
+        def ours() -> int:
+            return sum(node["connections"] for node in monitoring.broker_overview().nodes)
+
+        # The management API lists a connection after its next stats emission.
+        assert broker.wait_for(lambda: ours() >= 1, timeout=30)
+        [node] = monitoring.broker_overview().nodes  # one node here; docs/cluster.md: three
+        out = io.StringIO()
+        call_command("rabbit_status", stdout=out)
+        as_json = io.StringIO()
+        call_command("rabbit_status", "--json", stdout=as_json)
+    assert node["name"].startswith("rabbit@") and node["alarms"] == []
+    assert f"  {node['name']} running, our connections: " in out.getvalue()
+    assert json.loads(as_json.getvalue())["nodes"][0]["name"] == node["name"]
+    # Without the management API there is no node list (and no error).
+    assert monitoring.broker_overview().nodes == []
+
+
+@pytest.mark.django_db
 def test_rabbit_status_fails_when_the_broker_is_unreachable() -> None:
     from django.core.management import CommandError
 
