@@ -56,6 +56,11 @@ class TopologyConflict(TopologyError):
     """An entity exists with arguments that differ from the declared ones."""
 
 
+class QueueNodeDown(TopologyError):
+    """A queue's home node is down (a classic queue on a lost cluster node): it cannot be
+    declared or used until that node is back. Workers and RPC servers wait and try again."""
+
+
 # -- publishing ------------------------------------------------------------
 
 

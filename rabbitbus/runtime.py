@@ -33,7 +33,7 @@ import aiormq.abc
 
 from rabbitbus import amqp_tap, connections, driver_logs, refusals, topology
 from rabbitbus.conf import ConnectionSettings, Endpoint, settings
-from rabbitbus.exceptions import TopologyError
+from rabbitbus.exceptions import QueueNodeDown, TopologyError
 from rabbitbus.observability import metrics
 
 logger = logging.getLogger("rabbitbus.runtime")
@@ -82,6 +82,8 @@ class Runtime:
         self._signals = 0
         #: When the connection was lost (or a connect first failed); None while connected.
         self._lost_at: float | None = None
+        #: Waits between tries while a queue's home node is down (reset once serving).
+        self._node_down_delays = connections.backoff_delays(base=1.0, cap=self.reconnect_cap)
 
     async def run(self, *, handle_signals: bool = True) -> None:
         """Serve until stopped; then drain within the grace period and close.
@@ -108,6 +110,14 @@ class Runtime:
         try:
             for service in self.services:
                 await service.start(connection)
+        except QueueNodeDown as exc:
+            # A cluster node holding one of our classic queues is down: wait for it, as
+            # for a broker outage, rather than exit.
+            delay = next(self._node_down_delays)
+            logger.warning("%s; retrying in %.1fs", exc, delay)
+            await self._close(connection)
+            await _sleep_unless(self.stopping, delay)
+            return True
         except TopologyError:
             await self._close(connection)
             raise
@@ -118,6 +128,7 @@ class Runtime:
             await self._close(connection)
             return True
         self.ready = True
+        self._node_down_delays = connections.backoff_delays(base=1.0, cap=self.reconnect_cap)
         node = self._endpoint().node
         if metrics.on:
             metrics.connection_changed(self.connection_settings.alias, node, up=True)

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rabbitbus.conf import BindingOptions, ExchangeOptions, QueueOptions, defaults, read
-from rabbitbus.exceptions import ConfigurationError, TopologyConflict, TopologyError
+from rabbitbus.exceptions import (
+    ConfigurationError,
+    QueueNodeDown,
+    TopologyConflict,
+    TopologyError,
+)
 
 #: Entities declared in code take the defaults of their ``EXCHANGES``/``QUEUES`` settings.
 _EXCHANGE = defaults(ExchangeOptions)
@@ -184,6 +189,11 @@ def translate_error(entity: Entity, reply_code: int, reply_text: str) -> Topolog
         return TopologyConflict(
             f"{kind} {name!r} already exists with a different {argument!r} "
             f"(broker said: {reply_text}). Delete it or match the existing declaration."
+        )
+    if reply_code == 404 and "home node" in reply_text:
+        return QueueNodeDown(
+            f"Cannot declare {kind} {name!r}: its home node is down ({reply_text}); "
+            "a classic queue lives on one node of a cluster (quorum queues are replicated)."
         )
     return TopologyError(f"Cannot declare {kind} {name!r}: {reply_code} {reply_text}")
 
