@@ -75,6 +75,17 @@ def test_dashboard_shows_queues_dlqs_and_is_linked_from_the_index(
     assert "hunter2" not in page
 
 
+def test_dashboard_lists_the_nodes_with_the_management_api(broker: Broker) -> None:
+    client = client_for(staff("view_dashboard"))
+    with shop_topology(broker, MANAGEMENT=MANAGEMENT):
+        page = client.get(reverse("admin:rabbitbus_dashboard_changelist")).content.decode()
+        data = client.get(reverse("admin:rabbitbus_dashboard_data")).json()
+    [node] = data["nodes"]
+    assert node["running"] and node["name"].startswith("rabbit@")
+    assert 'id="rb-nodes"' in page and f'<tr data-node="{node["name"]}">' in page
+    assert '<td data-field="state">running</td>' in page
+
+
 def test_data_endpoint_is_json(broker: Broker, shop: Shop) -> None:
     dead_letter(broker, shop, "m1")
     data = client_for(staff("view_dashboard")).get(reverse("admin:rabbitbus_dashboard_data")).json()

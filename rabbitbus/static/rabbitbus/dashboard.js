@@ -133,8 +133,20 @@
     });
   }
 
+  // Cluster nodes (management API): state, alarms and our connections on each.
+  function updateNodes(nodes) {
+    nodes.forEach(function (node) {
+      var row = root.querySelector('tr[data-node="' + CSS.escape(node.name) + '"]');
+      if (!row) { return; }
+      row.querySelector('[data-field="state"]').textContent = node.running ? "running" : "down";
+      row.querySelector('[data-field="alarms"]').textContent = node.alarms.join(", ") || "-";
+      row.querySelector('[data-field="connections"]').textContent = String(node.connections);
+    });
+  }
+
   function updateOverview(data) {
     updateQueues(data.queues || []);
+    updateNodes(data.nodes || []);
     updateTasks(data.tasks || []);
     updateTotals(data.queues || [], data.workers || []);
     updateWorkers(data.workers || []);
