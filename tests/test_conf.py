@@ -10,7 +10,7 @@ import pytest
 from django.test import override_settings
 
 from rabbitbus.conf import mask_url, parse_connection, settings
-from rabbitbus.exceptions import ConfigurationError
+from rabbitbus.exceptions import BrokerUnavailable, ConfigurationError
 
 SECRET = "s3cr3t-pa55"  # noqa: S105 - a fake, to prove it is masked
 
@@ -70,7 +70,7 @@ def test_password_is_absent_from_the_unreachable_error(caplog: pytest.LogCapture
         "default", {"URL": f"amqp://bob:{SECRET}@127.0.0.1:1/", "RECONNECT_TIMEOUT": 0.2}
     )
     caplog.set_level(logging.DEBUG, logger="rabbitbus")
-    with pytest.raises(connections.BrokerUnavailable) as excinfo:
+    with pytest.raises(BrokerUnavailable) as excinfo:
         connections.SyncConnection(cs).get()
     assert SECRET not in str(excinfo.value)
     assert SECRET not in caplog.text

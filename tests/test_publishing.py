@@ -14,7 +14,7 @@ from django.conf import settings as django_settings
 from django.test import override_settings
 
 import rabbitbus
-from rabbitbus import connections
+from rabbitbus import aio_connections, connections
 from rabbitbus.exceptions import BrokerConnectionError, ExchangeNotFound, Unroutable
 from tests.broker import Broker
 
@@ -142,7 +142,7 @@ def test_one_off_event_loops_leave_no_connection_behind(
     for n in range(3):
         request(n)
     assert broker.queue_depth(queue) == 3
-    assert sum(loop.is_closed() for loop in list(connections._loops)) <= 1  # the last one
+    assert sum(loop.is_closed() for loop in list(aio_connections._loops)) <= 1  # the last one
     assert broker.wait_for(lambda: not broker.connection_names(), timeout=10)
 
 
