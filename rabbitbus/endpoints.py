@@ -90,10 +90,9 @@ def unavailable(cs: ConnectionSettings, exc: BaseException | None = None) -> Bro
 def refused_certificate(exc: BaseException | None) -> ssl.SSLCertVerificationError | None:
     """The broker certificate the client refused behind ``exc``, if that is why a connect
     failed: a setting to fix, not an outage to wait out."""
-    while exc is not None:
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            return exc
-        exc = exc.__cause__ or exc.__context__
+    for error in refusals.chain(exc):
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return error
     return None
 
 

@@ -14,6 +14,7 @@ type), so the async message then names both possible causes.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import aiormq.exceptions
 import pika.exceptions
@@ -30,12 +31,24 @@ _REPLY = re.compile(r"\((\d+)\) [\"'](.*)[\"']")
 
 def describe(exc: BaseException | None, endpoint: Endpoint) -> str | None:
     """Why the broker at ``endpoint`` refused the connection behind ``exc``; None if it did not."""
-    while exc is not None:
-        reason = _describe_one(exc, endpoint)
+    for error in chain(exc):
+        reason = _describe_one(error, endpoint)
         if reason is not None:
             return reason
-        exc = exc.__cause__ or exc.__context__
     return None
+
+
+def chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc``, then what caused it (``__cause__``, else ``__context__``), and so on, each once.
+
+    The chain may loop: aiormq re-raises the exception it stored when its connection
+    was reset, so that exception ends up in its own context.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
 
 
 def _describe_one(exc: BaseException, endpoint: Endpoint) -> str | None:

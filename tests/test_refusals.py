@@ -122,3 +122,21 @@ def test_a_connection_cut_mid_handshake_is_not_a_refusal() -> None:
     )
     assert describe(cut, endpoint) is None
     assert "refused the login of user 'guest'" in str(describe(refused, endpoint))
+
+
+@pytest.mark.timeout(10)
+def test_an_exception_chain_that_loops_is_read_once() -> None:
+    """aiormq re-raises the error it stored when a connection is reset, so an error can
+    be in its own context: a worker reconnecting after a crash hung here, once per try."""
+    import aiormq.exceptions
+
+    from rabbitbus.conf import Endpoint
+    from rabbitbus.endpoints import refused_certificate
+    from rabbitbus.refusals import chain, describe
+
+    reset = aiormq.exceptions.AMQPConnectionError("Server connection reset")
+    retried = aiormq.exceptions.AMQPConnectionError("connect failed")
+    retried.__context__, reset.__context__ = reset, retried
+    assert list(chain(retried)) == [retried, reset]
+    assert describe(retried, Endpoint.from_url(url("guest", "guest", "v"))) is None
+    assert refused_certificate(retried) is None
