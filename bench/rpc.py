@@ -12,6 +12,10 @@
   both echo procedures are ``async def`` yielding once, and both servers run on
   the same event loop (``--loop``, default ``auto``: uvloop when installed).
   Target: >= 1.5x its calls per second.
+* optionally (``--metrics``) the cost of Prometheus metrics (issue 19): ``rpc.call`` to
+  a ``def`` echo on a server without metrics, beside ``rpc.call`` with metrics on in the
+  caller to a ``def`` echo on a second ``rabbit_rpc`` serving ``--metrics-port`` (its
+  echo returns ``{"args": [n], "kwargs": {}}``, not ``n``). Target: p50 <= 1.10x.
 * optionally Celery's ``rpc://`` result backend (dev-only dependency), with a
   solo and a default prefork worker side by side (``celery worker -P
   solo|prefork``, default options, a queue each), ``apply_async(...).get()``
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import statistics
 import subprocess
@@ -67,6 +72,8 @@ PREFETCH = 100
 #: an ``async def`` echo yielding once, and a ``def`` echo (what a Celery task is).
 PROCEDURE = "test.aecho"
 SYNC_PROCEDURE = "test.echo_value"
+#: A ``def`` echo served, with ``--metrics``, by a second server with metrics on.
+METRICS_PROCEDURE = "test.echo"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -83,6 +90,8 @@ def start(*args: str) -> subprocess.Popen[bytes]:
 
 def wait_consumed(queue: str) -> None:
     broker = Broker(VHOST)
+    # Asking for a queue the server has not declared yet is expected here, not a warning.
+    logging.getLogger("pika.channel").setLevel(logging.ERROR)
     for _ in range(1200):
         try:
             if broker.consumers(queue):
@@ -208,6 +217,34 @@ def bench_sync(calls: int) -> None:
     print(f"  -> p50 ratio rabbitbus/raw = {ours['p50'] / raw['p50']:.2f}x (target <= 1.15x)")
 
 
+def bench_metrics(calls: int, loop: str) -> None:
+    """p50 of ``rpc.call`` with metrics on in the caller and the server, against off."""
+    from rabbitbus.observability import metrics
+
+    metrics_server = start(
+        "manage.py", "rabbit_rpc", METRICS_PROCEDURE, "--loop", loop, "--metrics-port", "0"
+    )  # fmt: skip
+    try:
+        wait_consumed(rpc.queue_name(METRICS_PROCEDURE))
+        contenders = {
+            "rpc.call, metrics off": lambda n: rpc.call(SYNC_PROCEDURE, n),
+            "rpc.call, metrics on (caller and server)": lambda n: rpc.call(METRICS_PROCEDURE, n),
+        }
+        tally = Tally()
+        for name, fn in contenders.items():
+            metrics.enable() if "metrics on" in name else metrics.disable()
+            timed(fn, 100)  # warm up
+        for name in turns(list(contenders)):
+            metrics.enable() if "metrics on" in name else metrics.disable()
+            tally.add(name, *timed(contenders[name], calls // ROUNDS))
+        metrics.disable()
+        off, on = tally.rows()
+        print(f"  -> p50 ratio metrics on/off = {on['p50'] / off['p50']:.2f}x (target <= 1.10x)")
+    finally:
+        metrics_server.terminate()
+        metrics_server.wait(30)
+
+
 async def bench_async(calls: int, loop: str) -> None:
     server = start(__file__, "--pattern-server", "--loop", loop)
     connection = await aio_pika.connect_robust(URL)
@@ -304,6 +341,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--async-calls", type=int, default=5000)
     parser.add_argument("--celery", action="store_true", help="Also Celery's rpc:// backend.")
+    parser.add_argument("--metrics", action="store_true", help="Also the cost of metrics.")
     parser.add_argument("--celery-calls", type=int, default=1000)
     parser.add_argument(
         "--loop", choices=event_loop.CHOICES, default="auto", help="The servers' event loop."
@@ -324,6 +362,8 @@ def main() -> None:
             wait_consumed(rpc.queue_name(name))
         bench_sync(options.calls)
         asyncio.run(bench_async(options.async_calls, options.loop))
+        if options.metrics:
+            bench_metrics(options.calls, options.loop)
         if options.celery:
             bench_celery(options.celery_calls)
         connections.close_all()
