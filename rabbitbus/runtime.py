@@ -84,6 +84,9 @@ class Runtime:
         self._lost_at: float | None = None
         #: Waits between tries while a queue's home node is down (reset once serving).
         self._node_down_delays = connections.backoff_delays(base=1.0, cap=self.reconnect_cap)
+        #: Waits between tries while the services fail to start on a fresh connection.
+        self._start_delays = connections.backoff_delays(base=0.5, cap=self.reconnect_cap)
+        self._start_failed = False
 
     async def run(self, *, handle_signals: bool = True) -> None:
         """Serve until stopped; then drain within the grace period and close.
@@ -122,13 +125,23 @@ class Runtime:
             await self._close(connection)
             raise
         except RECOVERABLE as exc:
-            logger.warning(
-                "Could not start consuming (%s: %s); reconnecting", type(exc).__name__, exc
-            )
+            # Backed off: a broker that takes the connection and fails every consume (a
+            # quorum queue electing its leader answers INTERNAL_ERROR) must not spin.
+            # One WARNING, then one INFO per try, until the services start.
+            delay = next(self._start_delays)
+            level = logging.INFO if self._start_failed else logging.WARNING
+            self._start_failed = True
+            logger.log(
+                level, "Could not start consuming (%s: %s); reconnecting in %.1fs",
+                type(exc).__name__, exc, delay,
+            )  # fmt: skip
             await self._close(connection)
+            await _sleep_unless(self.stopping, delay)
             return True
         self.ready = True
         self._node_down_delays = connections.backoff_delays(base=1.0, cap=self.reconnect_cap)
+        self._start_delays = connections.backoff_delays(base=0.5, cap=self.reconnect_cap)
+        self._start_failed = False
         node = self._endpoint().node
         if metrics.on:
             metrics.connection_changed(self.connection_settings.alias, node, up=True)

@@ -9,6 +9,7 @@ broker's refusal is played by a service, on the real broker on 5672).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,6 +27,20 @@ HOME_NODE_DOWN = (
 )
 
 
+def node_down() -> BaseException:
+    return topology.translate_error(topology.Queue("rpc.quote"), 404, HOME_NODE_DOWN)
+
+
+def serve_until_ready(broker: Broker, service: FailingStarts) -> None:
+    running = ThreadRuntime(lambda: Runtime([service]))
+    running.thread.start()
+    try:
+        assert broker.wait_for(lambda: running.ready or running.error, timeout=60)
+        assert running.error is None, running.error
+    finally:
+        running.stop()
+
+
 def test_a_declare_refused_for_a_down_home_node_is_queue_node_down() -> None:
     queue = topology.Queue("rpc.quote", type="classic")
     error = topology.translate_error(queue, 404, HOME_NODE_DOWN)
@@ -37,18 +52,20 @@ def test_a_declare_refused_for_a_down_home_node_is_queue_node_down() -> None:
     )
 
 
-class NodeDownTwice:
-    """A service whose queue's node is down for its first two starts."""
+class FailingStarts:
+    """A service whose first ``times`` starts raise ``error()``."""
 
-    name = "node-down"
+    name = "failing-starts"
 
-    def __init__(self) -> None:
+    def __init__(self, error: Callable[[], BaseException], times: int) -> None:
+        self.error = error
+        self.times = times
         self.starts = 0
 
     async def start(self, connection: Any) -> None:
         self.starts += 1
-        if self.starts <= 2:
-            raise topology.translate_error(topology.Queue("rpc.quote"), 404, HOME_NODE_DOWN)
+        if self.starts <= self.times:
+            raise self.error()
 
     async def stop(self) -> None:
         pass
@@ -65,14 +82,24 @@ def test_a_runtime_waits_for_a_down_home_node_instead_of_exiting(
     broker: Broker, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="rabbitbus.runtime")
-    service = NodeDownTwice()
-    running = ThreadRuntime(lambda: Runtime([service]))
-    running.thread.start()
-    try:
-        assert broker.wait_for(lambda: running.ready or running.error, timeout=30)
-        assert running.error is None, running.error
-    finally:
-        running.stop()
+    service = FailingStarts(node_down, times=2)
+    serve_until_ready(broker, service)
     assert service.starts == 3
     waits = [r.getMessage() for r in caplog.records if "home node is down" in r.getMessage()]
     assert len(waits) == 2 and all("retrying in" in message for message in waits)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_runtime_whose_services_keep_failing_to_start_backs_off(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker that takes the connection but fails every consume (a quorum queue electing
+    a leader answered INTERNAL_ERROR in tests/test_cluster.py) made the runtime reconnect
+    in a tight loop, a WARNING each time: now one WARNING, then INFO, each try backed off."""
+    caplog.set_level(logging.INFO, logger="rabbitbus.runtime")
+    service = FailingStarts(lambda: ConnectionError("INTERNAL_ERROR"), times=3)
+    serve_until_ready(broker, service)
+    assert service.starts == 4
+    tries = [r for r in caplog.records if r.getMessage().startswith("Could not start consuming")]
+    assert [r.levelname for r in tries] == ["WARNING", "INFO", "INFO"]
+    assert all("INTERNAL_ERROR); reconnecting in " in r.getMessage() for r in tries)
