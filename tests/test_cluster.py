@@ -2,9 +2,10 @@
 
 The module starts its own cluster with ``scripts/cluster.sh up`` (rbcluster1..3 on
 127.0.0.1:5681-5683, beside the node on 5672, which is never touched) and removes it
-with ``down``. Each test SIGKILLs a node its clients are connected to and starts it
-again afterwards. Every client of one process takes the nodes in the same per-process
-order (``connections.endpoint_order``), so they all sit on its first node.
+with ``down``. Each test SIGKILLs a node (its clients' node, or the node of a quorum
+queue's leader) or stops the nodes one by one, and starts them again afterwards. Every
+client of one process takes the nodes in the same per-process order
+(``connections.endpoint_order``), so they all sit on its first node.
 
 Failover times (the SIGKILL to the first success on another node, per client kind)
 are printed (``-s``) as ``FAILOVER kind seconds``; docs/cluster.md records them.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import statistics
 import subprocess
 import threading
 import time
@@ -28,7 +30,7 @@ from django.db import transaction
 from django.test import override_settings
 
 import rabbitbus
-from rabbitbus import connections, outbox, rpc, rpc_server
+from rabbitbus import connections, outbox, rpc, rpc_server, topology
 from rabbitbus.conf import settings as rabbitbus_settings
 from rabbitbus.exceptions import (
     BrokerConnectionError,
@@ -37,6 +39,7 @@ from rabbitbus.exceptions import (
 )
 from rabbitbus.messages import Message
 from rabbitbus.models import OutboxMessage
+from rabbitbus.registry import ConsumerSpec
 from rabbitbus.relay import Relay
 from rabbitbus.runtime import Runtime
 from tests.broker import Broker, unique
@@ -136,6 +139,31 @@ def quorum_members(queue: str, node: int) -> list[str]:
     return list(row["members"])
 
 
+def quorum_online(queue: str, node: int) -> list[str]:
+    """The members of quorum queue ``queue`` that are online, as ``node`` sees it."""
+    rows = json.loads(ctl(node, "list_queues", "name", "online", "--formatter", "json"))
+    [row] = [row for row in rows if row["name"] == queue]
+    return list(row["online"])
+
+
+def quorum_leader(queue: str, node: int) -> int:
+    """The node (1-3) that holds ``queue``'s leader, as ``node`` sees it."""
+    rows = json.loads(ctl(node, "list_queues", "name", "leader", "--formatter", "json"))
+    [row] = [row for row in rows if row["name"] == queue]
+    return int(str(row["leader"]).split("@")[0].removeprefix("rbcluster"))
+
+
+def declare_on(node: int, consumer: ConsumerSpec) -> None:
+    """Declare ``consumer``'s queues through ``node``: a quorum queue's leader starts there."""
+    connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port(node)))
+    try:
+        entities = topology.Topology()
+        entities.add(*consumer.topology())
+        topology.declare(connection.channel(), entities)
+    finally:
+        connection.close()
+
+
 def drain_ids(queue: str, node: int, idle: float = 2.0) -> list[str]:
     """Every message id left in ``queue`` (read through ``node``), acked."""
     connection = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port(node)))
@@ -163,10 +191,16 @@ class Ledger:
         self.failed_at: dict[str, list[float]] = {}
         self.consumed: Counter[str] = Counter()
         self.consumed_at: list[float] = []
+        #: kind -> (when a confirmed publish started, seconds it took)
+        self.latency: dict[str, list[tuple[float, float]]] = {"sync": [], "async": []}
 
     def confirm(self, kind: str, message_id: str) -> None:
         with self.lock:
             self.confirmed.setdefault(kind, []).append((message_id, time.monotonic()))
+
+    def took(self, kind: str, started: float) -> None:
+        with self.lock:
+            self.latency[kind].append((started, time.monotonic() - started))
 
     def fail(self, kind: str, error: BaseException) -> None:
         with self.lock:
@@ -228,6 +262,31 @@ def threads(*targets: Callable[[], None]) -> list[threading.Thread]:
     return started
 
 
+def publish_and_kill(
+    ledger: Ledger, queue: str, stop: threading.Event, victim: int
+) -> tuple[list[threading.Thread], float]:
+    """Start a sync and an async publisher of COUNT messages each to ``queue``; SIGKILL
+    node ``victim`` a quarter of the way through. Returns the publishers and the kill time."""
+    running = threads(
+        lambda: sync_publisher(ledger, queue, stop),
+        lambda: async_publisher(ledger, queue, stop),
+    )
+    assert POLL.wait_for(
+        lambda: ledger.count("sync") >= COUNT // 4 and ledger.count("async") >= 200, timeout=120
+    )
+    killed_at = time.monotonic()
+    cluster("kill", str(victim))
+    return running, killed_at
+
+
+def assert_every_publish_returned(ledger: Ledger, failures: Counter[str]) -> None:
+    """Every publish returned confirmed or a documented error (a nack: not taken), and
+    every confirmed id was consumed."""
+    assert ledger.ids() <= set(ledger.consumed)  # no confirmed message lost
+    assert len(ledger.ids()) + sum(failures.values()) == 2 * COUNT
+    assert set(failures) <= {"NotConfirmed", "BrokerUnavailable", "PublishTimeout"}, failures
+
+
 @pytest.mark.usefixtures("healthy")
 def test_killing_the_node_of_two_publishers_and_a_worker_loses_no_confirmed_message() -> None:
     """(a) A sync publisher, an async publisher and a worker on one node, publishing
@@ -248,17 +307,8 @@ def test_killing_the_node_of_two_publishers_and_a_worker_loses_no_confirmed_mess
             assert node_number(worker.runtime.node) == victim
             others = [node for node in NODES if node != victim]
             assert len(quorum_members(queue, others[0])) == 3
-            running = threads(
-                lambda: sync_publisher(ledger, queue, stop),
-                lambda: async_publisher(ledger, queue, stop),
-            )
             try:
-                assert POLL.wait_for(
-                    lambda: ledger.count("sync") >= COUNT // 4 and ledger.count("async") >= 200,
-                    timeout=120,
-                )
-                killed_at = time.monotonic()
-                cluster("kill", str(victim))
+                running, killed_at = publish_and_kill(ledger, queue, stop, victim)
                 assert POLL.wait_for(
                     lambda: worker.ready and node_number(worker.runtime.node) != victim, 60
                 )
@@ -282,9 +332,168 @@ def test_killing_the_node_of_two_publishers_and_a_worker_loses_no_confirmed_mess
     print(f"cluster (a): confirmed {len(ledger.ids())}, failed {dict(failures)}, "
           f"duplicates consumed {duplicates}, worker moved to node {moved_to}")  # fmt: skip
     assert moved_to != victim
+    assert_every_publish_returned(ledger, failures)
+
+
+def applied(consumer: str) -> Counter[str]:
+    """How many times the idempotent handler of ``consumer`` applied each message id."""
+    from tests.testapp.models import Effect
+
+    return Counter(Effect.objects.filter(consumer=consumer).values_list("message_id", flat=True))
+
+
+@pytest.mark.usefixtures("healthy")
+def test_killing_the_quorum_leader_loses_nothing_and_applies_each_effect_once() -> None:
+    """(a') The quorum queue's leader on a node none of the clients is connected to, which
+    is SIGKILLed mid-run: the queue elects a new leader on the two nodes left, every
+    confirmed id is consumed, and an idempotent worker applies each one exactly once."""
+    from tests.testapp.models import Effect
+
+    queue = unique("cluster.leader")
+    ledger = Ledger()
+    stop = threading.Event()
+    with override_settings(RABBITBUS=cluster_settings()):
+        clients = first_node()
+        victim = next(node for node in NODES if node != clients)
+
+        def apply(message: Any) -> None:
+            Effect.objects.create(consumer=queue, message_id=message.message_id)
+            ledger.consume(message.message_id)
+
+        handler = spec(queue, apply, prefetch=50, attempts=1, idempotent=True)
+        declare_on(victim, handler)
+        assert quorum_leader(queue, clients) == victim
+        with ThreadWorker(handler).start(POLL) as worker:
+            assert worker.runtime is not None and node_number(worker.runtime.node) == clients
+            try:
+                running, killed_at = publish_and_kill(ledger, queue, stop, victim)
+                for thread in running:
+                    thread.join(240)
+                assert not any(thread.is_alive() for thread in running)
+                new_leader = quorum_leader(queue, clients)
+                assert POLL.wait_for(lambda: set(ledger.consumed) >= ledger.ids(), timeout=120)
+                consumed_at = time.monotonic()
+                # Settle: redeliveries of messages in flight at the kill, if any, land now.
+                assert POLL.wait_for(lambda: time.monotonic() - consumed_at > 3, 10)
+                # The worker never moved: its node was not the one killed.
+                assert worker.ready and node_number(worker.runtime.node) == clients
+                counts = worker.stats()
+            finally:
+                stop.set()
+        effects = applied(queue)
+    report("sync-publisher (leader killed)", ledger.recovered_after("sync", killed_at))
+    report("async-publisher (leader killed)", ledger.recovered_after("async", killed_at))
+    failures = Counter(type(e).__name__ for errors in ledger.failed.values() for e in errors)
+    print(f"cluster (a'): confirmed {len(ledger.ids())}, failed {dict(failures)}, "
+          f"worker {counts}, leader moved from node {victim} to {new_leader}")  # fmt: skip
+    assert new_leader != victim
+    assert_every_publish_returned(ledger, failures)
+    assert ledger.ids() <= set(effects)
+    assert set(effects.values()) == {1}, [mid for mid, n in effects.items() if n > 1]
+
+
+#: Publishes per second and per publisher under the rolling restart: a steady load.
+STEADY_PAUSE = 0.01
+
+
+def steady_sync_publisher(ledger: Ledger, queue: str, stop: threading.Event) -> None:
+    n = 0
+    while not stop.wait(STEADY_PAUSE):
+        started = time.monotonic()
+        try:
+            ledger.confirm("sync", rabbitbus.publish("", queue, {"n": n, "by": "sync"}))
+            ledger.took("sync", started)
+        except (BrokerConnectionError, PublishError) as exc:
+            ledger.fail("sync", exc)
+        n += 1
+    connections.close_all()
+
+
+def steady_async_publisher(ledger: Ledger, queue: str, stop: threading.Event) -> None:
+    async def run() -> None:
+        n = 0
+        while not stop.is_set():
+            await asyncio.sleep(STEADY_PAUSE)
+            started = time.monotonic()
+            try:
+                ledger.confirm("async", await rabbitbus.apublish("", queue, {"n": n, "by": "a"}))
+                ledger.took("async", started)
+            except (BrokerConnectionError, PublishError) as exc:
+                ledger.fail("async", exc)
+            n += 1
+        await connections.aclose_all()
+
+    asyncio.run(run())
+
+
+def latencies(rows: list[tuple[float, float]], since: float, until: float) -> str:
+    """p50, p99 and max (ms) of the publishes started between ``since`` and ``until``."""
+    took = sorted(seconds * 1000 for started, seconds in rows if since <= started < until)
+    if not took:
+        return "none"
+    p99 = took[min(len(took) - 1, int(len(took) * 0.99))]
+    return (f"n={len(took)} p50={statistics.median(took):.1f}ms p99={p99:.1f}ms "
+            f"max={took[-1]:.1f}ms")  # fmt: skip
+
+
+@pytest.mark.usefixtures("healthy")
+def test_a_rolling_restart_under_steady_load_loses_nothing_and_stops_no_process() -> None:
+    """(e) The three nodes stopped and started one at a time (the cluster healthy again
+    between them) while a sync and an async publisher publish steadily to a quorum queue
+    and a worker consumes it: every confirmed id is consumed, every publisher and the
+    worker still run at the end, and publish latency before and during the restart is
+    printed (``ROLLING``), not asserted."""
+    queue = unique("cluster.rolling")
+    ledger = Ledger()
+    stop = threading.Event()
+    moves: list[int] = []
+    with override_settings(RABBITBUS=cluster_settings()):
+        handler = spec(queue, lambda m: ledger.consume(m.message_id), prefetch=50, attempts=1)
+        declare_on(first_node(), handler)
+        with ThreadWorker(handler).start(POLL) as worker:
+            assert worker.runtime is not None
+            running = threads(
+                lambda: steady_sync_publisher(ledger, queue, stop),
+                lambda: steady_async_publisher(ledger, queue, stop),
+            )
+            try:
+                assert POLL.wait_for(lambda: min(map(ledger.count, ("sync", "async"))) >= 100, 60)
+                restart_began = time.monotonic()
+                for node in NODES:
+                    cluster("stop", str(node))
+                    cluster("start", str(node))
+                    cluster("wait", "3")
+                    moves.append(node_number(worker.runtime.node))
+                    # Every member of the queue back before the next node goes.
+                    assert POLL.wait_for(lambda n=node: len(quorum_online(queue, n)) == 3, 60)
+                    counts = (ledger.count("sync"), ledger.count("async"))
+                    assert POLL.wait_for(
+                        lambda c=counts: (
+                            ledger.count("sync") > c[0] + 20 and ledger.count("async") > c[1] + 20
+                        ),
+                        60,
+                    ), f"publishing did not go on after node {node} came back: {ledger.failed}"
+                restart_ended = time.monotonic()
+                assert POLL.wait_for(lambda: time.monotonic() - restart_ended > 3, 10)
+            finally:
+                stop.set()
+                for thread in running:
+                    thread.join(120)
+            assert not any(thread.is_alive() for thread in running), "a publisher hangs"
+            assert worker.thread.is_alive() and worker.error is None, worker.error
+            assert POLL.wait_for(lambda: worker.ready, 60), "the worker did not come back"
+            assert POLL.wait_for(lambda: set(ledger.consumed) >= ledger.ids(), timeout=120)
+    before = (restart_began - 3600, restart_began)
+    for kind in ("sync", "async"):
+        print(f"ROLLING {kind} before: {latencies(ledger.latency[kind], *before)}")
+        print(f"ROLLING {kind} during: "
+              f"{latencies(ledger.latency[kind], restart_began, restart_ended)}")  # fmt: skip
+    failures = Counter(type(e).__name__ for errors in ledger.failed.values() for e in errors)
+    duplicates = sum(count - 1 for count in ledger.consumed.values())
+    print(f"cluster (e): confirmed {len(ledger.ids())}, failed {dict(failures)}, "
+          f"duplicates consumed {duplicates}, worker on nodes {moves} after each restart, "
+          f"restart took {restart_ended - restart_began:.1f}s")  # fmt: skip
     assert ledger.ids() <= set(ledger.consumed)  # no confirmed message lost
-    # Every publish returned: confirmed, or a documented error (a nack: not taken).
-    assert len(ledger.ids()) + sum(failures.values()) == 2 * COUNT
     assert set(failures) <= {"NotConfirmed", "BrokerUnavailable", "PublishTimeout"}, failures
 
 
