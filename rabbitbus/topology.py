@@ -263,11 +263,25 @@ async def adeclare(channel: Any, topology: Topology) -> list[Entity]:
 
 
 def aiormq_reply(exc: BaseException) -> tuple[int, str]:
-    """The reply code and text of an aiormq channel or connection close."""
-    frame = exc.args[0] if exc.args else None
-    code = getattr(frame, "reply_code", 0) or 0
-    text = getattr(frame, "reply_text", None) or str(exc)
-    return code, text
+    """The reply code and text of an aiormq channel or connection close.
+
+    aiormq raises ``ChannelClosed(code, text)`` for codes it does not map, and for the
+    ones it maps (403, 404, 405, 406) a class per code holding the text alone
+    (``ChannelNotFoundEntity("NOT_FOUND - ...")``): the code is then the class's.
+    """
+    import aiormq.channel
+
+    args = exc.args
+    if len(args) >= 2 and isinstance(args[0], int):
+        return args[0], str(args[1])
+    frame = args[0] if args else None
+    code = getattr(frame, "reply_code", None)
+    if code:
+        return int(code), str(getattr(frame, "reply_text", None) or exc)
+    by_class: dict[type[BaseException], int] = {
+        type_: number for number, type_ in aiormq.channel.EXCEPTION_MAPPING.items()
+    }
+    return by_class.get(type(exc), 0), frame if isinstance(frame, str) else str(exc)
 
 
 async def _adeclare_one(channel: Any, entity: Entity) -> None:

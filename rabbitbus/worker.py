@@ -24,7 +24,6 @@ from rabbitbus import connections, dispatch, publishing, retries, topology
 from rabbitbus.acks import ChannelAcks
 from rabbitbus.batching import Batcher
 from rabbitbus.console import Observer
-from rabbitbus.exceptions import TopologyError
 from rabbitbus.messages import PERSISTENT, Envelope
 from rabbitbus.observability import metrics, traces
 from rabbitbus.registry import ConsumerSpec
@@ -121,9 +120,15 @@ class ConsumerService:
             if channel is None or channel.is_closed:
                 channel = await connection.channel()
             await self._subscribe(channel)
-        except (*RECOVERABLE, RuntimeError, TopologyError) as exc:
-            logger.warning("Could not consume %s again (%s); reconnecting", self.name, exc)
-            await connection.close(exc)  # the runtime reconnects and starts us, or exits
+        except Exception as exc:  # noqa: BLE001 - whatever it was, the runtime takes over
+            # aiormq raises a bare Exception for a channel opened on a connection that is
+            # closing (a cluster node lost): as much a reason to reconnect as the others.
+            logger.warning(
+                "Could not consume %s again (%s: %s); reconnecting", self.name,
+                type(exc).__name__, exc,
+            )  # fmt: skip
+            with contextlib.suppress(Exception):
+                await connection.close(exc)  # the runtime reconnects and starts us, or exits
 
     async def drain(self) -> None:
         await self.idle.wait()

@@ -103,3 +103,52 @@ def test_a_runtime_whose_services_keep_failing_to_start_backs_off(
     tries = [r for r in caplog.records if r.getMessage().startswith("Could not start consuming")]
     assert [r.levelname for r in tries] == ["WARNING", "INFO", "INFO"]
     assert all("INTERNAL_ERROR); reconnecting in " in r.getMessage() for r in tries)
+
+
+def test_aiormq_refusals_keep_their_reply_code() -> None:
+    """aiormq raises ``ChannelNotFoundEntity(text)`` for a 404 (no code in it): read as
+    code 0, a real node-down refusal made the worker exit instead of waiting (found with
+    the demo on a cluster)."""
+    import aiormq.exceptions
+
+    queue = topology.Queue("orders.saga.retry.200", type="classic")
+    refused = aiormq.exceptions.ChannelNotFoundEntity(HOME_NODE_DOWN)
+    assert topology.aiormq_reply(refused) == (404, HOME_NODE_DOWN)
+    assert isinstance(
+        topology.translate_error(queue, *topology.aiormq_reply(refused)), QueueNodeDown
+    )
+    conflict = aiormq.exceptions.ChannelPreconditionFailed(
+        "PRECONDITION_FAILED - inequivalent arg 'x-queue-type'"
+    )
+    assert topology.aiormq_reply(conflict)[0] == 406
+    assert topology.aiormq_reply(aiormq.exceptions.ChannelClosed(320, "CONNECTION_FORCED")) == (
+        320,
+        "CONNECTION_FORCED",
+    )
+
+
+class ClosingConnection:
+    """An aiormq connection that is closing: opening a channel raises a bare Exception,
+    as aiormq does then (seen with a cluster node SIGKILLed under the demo)."""
+
+    def __init__(self) -> None:
+        self.closed_with: BaseException | None = None
+
+    async def channel(self) -> Any:
+        raise Exception  # noqa: TRY002 - what aiormq raises
+
+    async def close(self, exc: BaseException | None = None) -> None:
+        self.closed_with = exc
+
+
+async def test_a_consumer_that_cannot_open_a_channel_again_hands_over_to_the_runtime(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from rabbitbus.worker import ConsumerService
+    from tests.workers import spec
+
+    service = ConsumerService(spec("q.resubscribe", lambda message: None))
+    connection = ClosingConnection()
+    await service._resubscribe(connection)  # no "Task exception was never retrieved"
+    assert type(connection.closed_with) is Exception
+    assert any("Could not consume q.resubscribe again" in r.getMessage() for r in caplog.records)
