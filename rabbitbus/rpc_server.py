@@ -19,6 +19,7 @@ service's stats, and logged at INFO once per burst of such requests.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from typing import Any, cast
 import aiormq
 import aiormq.abc
 from aiormq.abc import ChannelFrame
+from pamqp import commands
 
 from rabbitbus import amqp_tap, event_loop, frames, serializers, topology
 from rabbitbus.conf import settings
@@ -158,10 +160,26 @@ class RpcService:
         self.tap = amqp_tap.of(connection)
         if self.tap is not None:
             self.tap.take(channel, self.on_delivery)
+        channel.on_consumer_cancel_callbacks.add(functools.partial(self._on_cancel, connection))
         self.consumer_tag = await consume(
             channel, entities, self.proc.queue, self.prefetch, self.on_message
         )
         logger.info("Serving RPC: %s", summary([self])[0])
+
+    def _on_cancel(
+        self, connection: aiormq.abc.AbstractConnection, frame: commands.Basic.Cancel
+    ) -> None:
+        """The broker cancelled our consumer: the queue was deleted, or its cluster node
+        died. Serving nothing from then on would be silent death (callers would get
+        NoServer for good): the connection is closed, so the runtime reconnects and
+        starts every procedure again, waiting with backoff while the queue's node is down."""
+        if frame.consumer_tag != self.consumer_tag or self.stopping:
+            return
+        why = f"RPC consumer of {self.proc.queue!r} cancelled by the broker (queue gone?)"
+        logger.warning("%s; reconnecting", why)
+        task = asyncio.ensure_future(connection.close(ConnectionError(why)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
         self.stopping = True

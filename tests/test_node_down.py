@@ -152,3 +152,25 @@ async def test_a_consumer_that_cannot_open_a_channel_again_hands_over_to_the_run
     await service._resubscribe(connection)  # no "Task exception was never retrieved"
     assert type(connection.closed_with) is Exception
     assert any("Could not consume q.resubscribe again" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.django_db(transaction=True)  # the server's heartbeat writes its row
+def test_an_rpc_server_whose_queue_vanishes_serves_again(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A classic RPC queue whose node dies (or that someone deletes) cancels the server's
+    consumer. The server used to serve nothing from then on (callers got NoServer even
+    after the node was back; found with the demo on a cluster): it now reconnects,
+    declares the queue again and serves."""
+    from rabbitbus import rpc
+    from tests.rpc_support import serving
+
+    caplog.set_level(logging.WARNING, logger="rabbitbus.rpc_server")
+    queue = rpc.queue_name("test.echo")
+    with serving("test.echo"):
+        assert rpc.call("test.echo", 1, timeout=10) == {"args": [1], "kwargs": {}}
+        with broker.channel() as channel:
+            channel.queue_delete(queue)
+        assert broker.wait_for(lambda: broker.consumers(queue, missing=0) == 1, 30)
+        assert rpc.call("test.echo", 2, timeout=10) == {"args": [2], "kwargs": {}}
+    assert any("cancelled by the broker" in r.getMessage() for r in caplog.records)
