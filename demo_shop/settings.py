@@ -110,7 +110,7 @@ _BROKER: dict[str, object] = (
     else {"URL": os.environ.get("RABBITBUS_URL", "amqp://guest:guest@127.0.0.1:5672/")}
 )
 
-RABBITBUS = {
+RABBITBUS: dict[str, Any] = {
     "CONNECTIONS": {
         "default": {
             **_BROKER,

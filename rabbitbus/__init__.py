@@ -18,25 +18,24 @@ _EXPORTS = {
     "apublish_many": "rabbitbus.publishing",
     "PublishResult": "rabbitbus.publishing",
     "Message": "rabbitbus.messages",
-    "bridge": "rabbitbus.bridges",
-    "publish_on_commit": "rabbitbus.on_commit",
+    "bridge": "rabbitbus.outbox.bridges",
+    "publish_on_commit": "rabbitbus.outbox.on_commit",
     "call": "rabbitbus.rpc",
     "acall": "rabbitbus.rpc",
-    "consumer": "rabbitbus.registry",
-    "ReceivedMessage": "rabbitbus.dispatch",
+    "consumer": "rabbitbus.consuming.registry",
+    "ReceivedMessage": "rabbitbus.messages",
     "Reject": "rabbitbus.exceptions",
     "Retry": "rabbitbus.exceptions",
     "RpcNotSent": "rabbitbus.exceptions",
 }
 
 if TYPE_CHECKING:
-    from rabbitbus.bridges import bridge
-    from rabbitbus.dispatch import ReceivedMessage
+    from rabbitbus.consuming.registry import consumer
     from rabbitbus.exceptions import Reject, Retry, RpcNotSent
-    from rabbitbus.messages import Message
-    from rabbitbus.on_commit import publish_on_commit
+    from rabbitbus.messages import Message, ReceivedMessage
+    from rabbitbus.outbox.bridges import bridge
+    from rabbitbus.outbox.on_commit import publish_on_commit
     from rabbitbus.publishing import PublishResult, apublish, apublish_many, publish, publish_many
-    from rabbitbus.registry import consumer
     from rabbitbus.rpc import acall, call
 
 

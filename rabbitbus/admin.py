@@ -1,7 +1,7 @@
 """The RabbitMQ dashboard and the task results in the Django admin.
 
 ``Dashboard`` has no table: its ModelAdmin only contributes views (see
-:mod:`rabbitbus.admin_views`) and the permissions that guard them.
+:mod:`rabbitbus.monitoring.admin_views`) and the permissions that guard them.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from django.http import HttpRequest
 from django.urls import URLPattern, path
 from django.utils.html import format_html
 
-from rabbitbus import admin_views
 from rabbitbus.models import Dashboard, TaskRecord
+from rabbitbus.monitoring import admin_views
 
 
 @admin.register(Dashboard)

@@ -12,16 +12,11 @@ class RabbitBusConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from rabbitbus import (  # noqa: F401 - registers checks
-            bridge_checks,
-            bridges,
-            checks,
-            error_reports,
-            observability,
-            topology_checks,
-        )
+        from rabbitbus import checks, error_reports, observability  # noqa: F401 - registers checks
         from rabbitbus.monitoring import register_topology
+        from rabbitbus.outbox import bridges
 
+        checks.register()
         register_topology()  # the events exchange of the live dashboard
         from rabbitbus.tasks.options import register_topology as register_task_queues
 

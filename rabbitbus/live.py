@@ -22,13 +22,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import aio_pika
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.urls import path
 
-from rabbitbus import connections, monitoring
-from rabbitbus.exceptions import RabbitBusError
+from rabbitbus import monitoring
+from rabbitbus.messages import Delivery
+from rabbitbus.transport import streams
 
 logger = logging.getLogger("rabbitbus.live")
 
@@ -43,21 +43,23 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     one line: ``async def authorize(self): return True``), :meth:`binding_keys`
     and :meth:`forward`; :meth:`subscribed` runs once messages are flowing, so a
     snapshot sent there misses nothing. The exchange must exist (declared by
-    ``rabbit_setup``) unless :meth:`open_exchange` is overridden.
+    ``rabbit_setup``) unless ``declare_exchange`` is set, which declares it as a durable
+    topic exchange.
     """
 
     alias = "default"
     exchange = ""
+    declare_exchange = False
 
     async def connect(self) -> None:
-        self.channel: aio_pika.abc.AbstractChannel | None = None
+        self.stream: streams.Stream | None = None
         if not await self.authorize():
             await self.close(code=REFUSED)
             return
         await self.accept()
         try:
             await self._subscribe()
-        except (RabbitBusError, aio_pika.exceptions.AMQPError, OSError) as exc:
+        except streams.ERRORS as exc:
             logger.warning("Live messages unavailable: %s", type(exc).__name__)
             await self.unavailable(exc)
         await self.subscribed()
@@ -71,11 +73,6 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     def binding_keys(self) -> Sequence[str]:
         return ["#"]
 
-    async def open_exchange(
-        self, channel: aio_pika.abc.AbstractChannel
-    ) -> aio_pika.abc.AbstractExchange:
-        return await channel.get_exchange(self.exchange, ensure=True)
-
     async def subscribed(self) -> None:
         """Called after subscribing (or failing to): send a snapshot here."""
 
@@ -86,24 +83,24 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         await self.send_json({"type": "message", "kind": routing_key, "data": data})
 
     async def _subscribe(self) -> None:
-        connection = await connections.get_async(self.alias).get()
-        self.channel = channel = await connection.channel()
-        exchange = await self.open_exchange(channel)
-        queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
-        for key in self.binding_keys():
-            await queue.bind(exchange, key)
-        await queue.consume(self._on_message, no_ack=True)
+        self.stream = await streams.Stream.open(
+            self.alias,
+            self.exchange,
+            self.binding_keys(),
+            self._on_message,
+            declare_topic=self.declare_exchange,
+        )
 
-    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+    async def _on_message(self, delivery: Delivery) -> None:
         try:
-            data = json.loads(message.body)
+            data = json.loads(delivery.body)
         except ValueError:
             data = {"undecodable": True}
-        await self.forward(message.routing_key or "", data)
+        await self.forward(delivery.routing_key, data)
 
     async def disconnect(self, code: int) -> None:
-        if self.channel is not None and not self.channel.is_closed:
-            await self.channel.close()  # the exclusive queue goes with it
+        if self.stream is not None:
+            await self.stream.close()  # the exclusive queue goes with it
 
 
 @database_sync_to_async  # type: ignore[untyped-decorator]
@@ -122,20 +119,15 @@ class DashboardConsumer(MessageStreamConsumer):
     """Pushes overview snapshots and monitoring events to one dashboard page."""
 
     interval = 2.0
+    declare_exchange = True
 
     async def connect(self) -> None:
         self.ticker: asyncio.Task[None] | None = None
+        self.exchange = monitoring.events_exchange()  # a setting, so read per socket
         await super().connect()
 
     async def authorize(self) -> bool:
         return bool(await _may_watch(self.scope.get("user")))
-
-    async def open_exchange(
-        self, channel: aio_pika.abc.AbstractChannel
-    ) -> aio_pika.abc.AbstractExchange:
-        return await channel.declare_exchange(
-            monitoring.events_exchange(), aio_pika.ExchangeType.TOPIC, durable=True
-        )
 
     async def subscribed(self) -> None:
         # Snapshots flow even without events (they report the broker as unreachable).

@@ -1,8 +1,11 @@
-"""The message envelope: payload and options <-> AMQP properties. No I/O.
+"""Messages both ways, no I/O: payload and options <-> AMQP properties.
 
-Both transports publish an :class:`Envelope`; both consumers decode bodies
-through :func:`decode_body`, so a message looks the same whichever side of
-the sync/async line produced it.
+Out: a :class:`Message` is built into an :class:`Envelope`, whose properties
+:func:`amqp_properties` gives every publish path. In: every path that receives (a
+driver's consumer, the RPC fast paths, ``basic.get`` in the dead-letter browser, the live
+sockets) reads what arrived into one :class:`Delivery`; a consumer's is decoded
+(:func:`decode_body`) into the :class:`ReceivedMessage` its handler gets. A message
+looks the same whichever side of the sync/async line produced or read it.
 """
 
 from __future__ import annotations
@@ -67,22 +70,53 @@ class Envelope:
     mandatory: bool = True
 
 
-def amqp_properties(envelope: Envelope) -> dict[str, Any]:
-    """The AMQP basic properties of ``envelope``, with pika's names: every publish path
-    (sync, async, the relay, retries and replays) takes its properties from here."""
+def properties(
+    *,
+    content_type: str | None,
+    delivery_mode: int,
+    type: str | None = None,  # noqa: A002 - AMQP's name
+    headers: dict[str, Any] | None = None,
+    message_id: str | None = None,
+    timestamp: int | None = None,
+    app_id: str | None = None,
+    priority: int | None = None,
+    expiration: str | None = None,
+    correlation_id: str | None = None,
+    reply_to: str | None = None,
+) -> dict[str, Any]:
+    """The AMQP basic properties of an outgoing message, with pika's names: every publish
+    path (sync, async, the relay, retries, replays, RPC requests and replies) takes its
+    properties from here; :func:`pamqp_properties` gives aiormq the same."""
     return {
-        "content_type": envelope.content_type,
-        "delivery_mode": envelope.delivery_mode,
-        "message_id": envelope.message_id,
-        "timestamp": envelope.timestamp,
-        "app_id": envelope.app_id,
-        "headers": envelope.headers or None,
-        "type": envelope.type,
-        "priority": envelope.priority,
-        "expiration": envelope.expiration,
-        "correlation_id": envelope.correlation_id,
-        "reply_to": envelope.reply_to,
+        "content_type": content_type,
+        "delivery_mode": delivery_mode,
+        "message_id": message_id,
+        "timestamp": timestamp,
+        "app_id": app_id,
+        "headers": headers or None,
+        "type": type,
+        "priority": priority,
+        "expiration": expiration,
+        "correlation_id": correlation_id,
+        "reply_to": reply_to,
     }
+
+
+def amqp_properties(envelope: Envelope) -> dict[str, Any]:
+    """The properties of ``envelope`` (:func:`properties`)."""
+    return properties(
+        content_type=envelope.content_type,
+        delivery_mode=envelope.delivery_mode,
+        message_id=envelope.message_id,
+        timestamp=envelope.timestamp,
+        app_id=envelope.app_id,
+        headers=envelope.headers,
+        type=envelope.type,
+        priority=envelope.priority,
+        expiration=envelope.expiration,
+        correlation_id=envelope.correlation_id,
+        reply_to=envelope.reply_to,
+    )
 
 
 def pamqp_properties(properties: dict[str, Any]) -> Basic.Properties:
@@ -154,6 +188,78 @@ def build(message: Message, serializer: Any = None, *, operation: str = "publish
         correlation_id=message.correlation_id,
         reply_to=message.reply_to,
         mandatory=message.mandatory,
+    )
+
+
+@dataclass(slots=True)
+class Delivery:
+    """One message as it arrived, from whichever path read it.
+
+    Not frozen: a frozen dataclass sets each of its 17 fields through
+    ``object.__setattr__``, about 5x the cost of building it, once per delivery on the
+    RPC and worker hot paths."""
+
+    body: bytes
+    headers: dict[str, Any] = field(default_factory=dict)
+    exchange: str = ""
+    routing_key: str = ""
+    delivery_tag: int = 0
+    redelivered: bool = False
+    message_id: str | None = None
+    content_type: str | None = None
+    content_encoding: str | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    type: str | None = None
+    app_id: str | None = None
+    timestamp: int | None = None
+    #: An RPC request's deadline (``x-rabbitbus-deadline``, epoch milliseconds), if any.
+    deadline: int | None = None
+    #: Read from bytes by :func:`rabbitbus.transport.frames.read_delivery`: how many
+    #: frames carried it and where its last one ends (0 when a driver read it).
+    frames: int = 0
+    end: int = 0
+
+
+@dataclass
+class ReceivedMessage:
+    """What a handler receives: the decoded body and where the message came from.
+
+    ``exchange`` and ``routing_key`` are those the message was first published
+    with, even on a retry (which comes back through a delay queue).
+    ``attempt`` counts from 1.
+    """
+
+    body: Any
+    headers: dict[str, Any]
+    routing_key: str
+    exchange: str
+    message_id: str | None
+    redelivered: bool
+    attempt: int
+    content_type: str | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    raw_body: bytes = field(default=b"", repr=False)
+
+
+def received(
+    delivery: Delivery, *, exchange: str, routing_key: str, attempt: int
+) -> ReceivedMessage:
+    """``delivery`` decoded for a handler (raises :class:`DecodeError`); ``exchange``,
+    ``routing_key`` and ``attempt`` as the consumer reads them off its headers."""
+    return ReceivedMessage(
+        body=decode_body(delivery.body, delivery.content_type, delivery.content_encoding),
+        headers=delivery.headers,
+        routing_key=routing_key,
+        exchange=exchange,
+        message_id=delivery.message_id,
+        redelivered=delivery.redelivered,
+        attempt=attempt,
+        content_type=delivery.content_type,
+        correlation_id=delivery.correlation_id,
+        reply_to=delivery.reply_to,
+        raw_body=delivery.body,
     )
 
 

@@ -17,15 +17,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import aiormq.exceptions
-import pika.exceptions
-from aiormq import spec
-
-from rabbitbus import connections, messages
-from rabbitbus.confirms import Outcome, channel_error, unroutable
+from rabbitbus import messages
 from rabbitbus.exceptions import BrokerBlocked, BrokerUnavailable, NotConfirmed, PublishTimeout
 from rabbitbus.messages import Envelope, Message
 from rabbitbus.observability import metrics
+from rabbitbus.transport import aio_publish, connections
+from rabbitbus.transport.confirms import Outcome
 
 logger = logging.getLogger("rabbitbus.publishing")
 
@@ -169,12 +166,12 @@ def _send(envelopes: Sequence[Envelope], alias: str, timeout: float | None) -> d
             conn.discard()
             if channel is not None:
                 outcomes.update(channel.outcomes)
-            if isinstance(exc, pika.exceptions.ConnectionBlockedTimeout):
+            if connections.blocked_too_long(exc):
                 return _fail(pending, outcomes, connections.blocked(cs), exc)
             reconnect_deadline = reconnect_deadline or time.monotonic() + cs.reconnect_timeout
             if time.monotonic() >= reconnect_deadline:
                 return _fail(pending, outcomes, connections.unavailable(cs, exc), exc)
-            logger.debug(  # rabbitbus.outage logged the loss, once for the process
+            logger.debug(  # rabbitbus.transport.outage logged the loss, once for the process
                 "Connection %r lost while publishing (%s); resending unconfirmed messages",
                 alias,
                 type(exc).__name__,
@@ -300,19 +297,6 @@ async def _until_done_or_stalled(
             return
 
 
-def aiormq_properties(envelope: Envelope) -> spec.Basic.Properties:
-    return messages.pamqp_properties(messages.amqp_properties(envelope))
-
-
-#: aiormq errors after which the robust connection will recover: retry.
-AIORMQ_TRANSIENT = (
-    aiormq.exceptions.AMQPConnectionError,
-    aiormq.exceptions.ChannelInvalidStateError,
-    ConnectionError,
-    OSError,
-)
-
-
 @metrics.observe_asend
 async def asend_envelope(
     envelope: Envelope, conn: connections.AsyncConnection, timeout: float | None
@@ -331,7 +315,7 @@ async def asend_envelope(
             return await _apublish_once(envelope, conn, timeout)
         except BrokerUnavailable as exc:
             return exc  # reconnecting took the whole window already
-        except AIORMQ_TRANSIENT as exc:
+        except aio_publish.TRANSIENT as exc:
             reconnect_deadline = reconnect_deadline or loop.time() + window
             if loop.time() >= reconnect_deadline:
                 return connections.unavailable(conn.settings, exc)
@@ -342,33 +326,10 @@ async def asend_envelope(
 async def _apublish_once(
     envelope: Envelope, conn: connections.AsyncConnection, timeout: float | None
 ) -> Outcome:
-    channel = await conn.publish_channel()
-    underlay = await channel.get_underlay_channel()
     try:
-        confirmation = await underlay.basic_publish(
-            envelope.body,
-            exchange=envelope.exchange,
-            routing_key=envelope.routing_key,
-            properties=aiormq_properties(envelope),
-            mandatory=envelope.mandatory,
-            timeout=timeout,
-        )
-    except aiormq.exceptions.PublishError as exc:
-        frame: Any = exc.frame
-        return unroutable(frame.exchange, frame.routing_key, frame.reply_text)
-    except aiormq.exceptions.DeliveryError:
-        # A Basic.Nack, which aiormq raises (the sync path returns NotConfirmed for it).
-        await conn.drop_publish_channel(channel)
-        return NotConfirmed(f"Broker nacked message {envelope.message_id}")
-    except aiormq.exceptions.ChannelClosed as exc:
-        code = 404 if isinstance(exc, aiormq.exceptions.ChannelNotFoundEntity) else 0
-        return channel_error(code, " ".join(map(str, exc.args)))
+        return await aio_publish.publish_once(envelope, conn, timeout)
     except TimeoutError:
         return _stalled(envelope, conn)
-    if isinstance(confirmation, spec.Basic.Nack):
-        await conn.drop_publish_channel(channel)
-        return NotConfirmed(f"Broker nacked message {envelope.message_id}")
-    return None
 
 
 __all__ = [

@@ -2,8 +2,9 @@
 
 Entities come from ``RABBITBUS["EXCHANGES"]`` / ``["QUEUES"]`` and from code
 (``topology.registry.add(...)``, used by consumers and RPC servers). Parsing is
-pure; :func:`declare` (pika) and :func:`adeclare` (aio-pika) only move the
-same operations over the wire. Declaring is idempotent.
+pure; :func:`rabbitbus.transport.declare.declare` (pika) and
+:func:`~rabbitbus.transport.declare.adeclare` (aiormq) only move the same operations over
+the wire, and :func:`translate_error` tells what a refusal means. Declaring is idempotent.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def _binding_pairs(raw: Any) -> Iterator[tuple[str, str]]:
 
 def from_settings(exchanges: dict[str, Any], queues: dict[str, Any]) -> Topology:
     """Parse ``EXCHANGES`` and ``QUEUES``; raises :class:`ConfigurationError`."""
-    from rabbitbus.checks import topology_errors
+    from rabbitbus.checks.settings import topology_errors
 
     errors = [error for error in topology_errors(exchanges, queues) if error.is_serious()]
     if errors:
@@ -205,104 +206,3 @@ def describe(entity: Entity) -> str:
     if isinstance(entity, Queue):
         return f"queue {entity.name} ({entity.type})"
     return f"binding {entity.exchange} -[{entity.routing_key}]-> {entity.queue}"
-
-
-def declare(channel: Any, topology: Topology) -> list[Entity]:
-    """Declare ``topology`` on a pika ``BlockingChannel``; returns what was declared.
-
-    A conflict closes pika's channel: the caller must open a fresh one.
-    """
-    import pika.exceptions
-
-    declared: list[Entity] = []
-    for entity in topology:
-        try:
-            _declare_one(channel, entity)
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            raise translate_error(entity, exc.reply_code, exc.reply_text) from exc
-        declared.append(entity)
-    return declared
-
-
-def _declare_one(channel: Any, entity: Entity) -> None:
-    if isinstance(entity, Exchange):
-        channel.exchange_declare(
-            entity.name,
-            exchange_type=entity.type,
-            durable=entity.durable,
-            auto_delete=entity.auto_delete,
-            arguments=entity.arguments or None,
-        )
-    elif isinstance(entity, Queue):
-        channel.queue_declare(
-            entity.name,
-            durable=entity.durable,
-            auto_delete=entity.auto_delete,
-            exclusive=entity.exclusive,
-            arguments=entity.broker_arguments(),
-        )
-    else:
-        channel.queue_bind(
-            entity.queue, entity.exchange, entity.routing_key, arguments=entity.arguments or None
-        )
-
-
-async def adeclare(channel: Any, topology: Topology) -> list[Entity]:
-    """Declare ``topology`` on an aio-pika channel; returns what was declared."""
-    import aiormq.exceptions
-
-    declared: list[Entity] = []
-    for entity in topology:
-        try:
-            await _adeclare_one(channel, entity)
-        except aiormq.exceptions.ChannelClosed as exc:
-            code, text = aiormq_reply(exc)
-            raise translate_error(entity, code, text) from exc
-        declared.append(entity)
-    return declared
-
-
-def aiormq_reply(exc: BaseException) -> tuple[int, str]:
-    """The reply code and text of an aiormq channel or connection close.
-
-    aiormq raises ``ChannelClosed(code, text)`` for codes it does not map, and for the
-    ones it maps (403, 404, 405, 406) a class per code holding the text alone
-    (``ChannelNotFoundEntity("NOT_FOUND - ...")``): the code is then the class's.
-    """
-    import aiormq.channel
-
-    args = exc.args
-    if len(args) >= 2 and isinstance(args[0], int):
-        return args[0], str(args[1])
-    frame = args[0] if args else None
-    code = getattr(frame, "reply_code", None)
-    if code:
-        return int(code), str(getattr(frame, "reply_text", None) or exc)
-    by_class: dict[type[BaseException], int] = {
-        type_: number for number, type_ in aiormq.channel.EXCEPTION_MAPPING.items()
-    }
-    return by_class.get(type(exc), 0), frame if isinstance(frame, str) else str(exc)
-
-
-async def _adeclare_one(channel: Any, entity: Entity) -> None:
-    underlay = await channel.get_underlay_channel()
-    if isinstance(entity, Exchange):
-        await underlay.exchange_declare(
-            entity.name,
-            exchange_type=entity.type,
-            durable=entity.durable,
-            auto_delete=entity.auto_delete,
-            arguments=entity.arguments or None,
-        )
-    elif isinstance(entity, Queue):
-        await underlay.queue_declare(
-            entity.name,
-            durable=entity.durable,
-            auto_delete=entity.auto_delete,
-            exclusive=entity.exclusive,
-            arguments=entity.broker_arguments(),
-        )
-    else:
-        await underlay.queue_bind(
-            entity.queue, entity.exchange, entity.routing_key, arguments=entity.arguments or None
-        )

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from rabbitbus import connections
+from rabbitbus.transport import connections
 from tests import broker as broker_module
 from tests.broker import UPSTREAM, Broker, unique
 from tests.fault_proxy import FaultProxy

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from rabbitbus import registry, topology
-from rabbitbus.registry import ConsumerSpec
+from rabbitbus import topology
+from rabbitbus.consuming import registry
+from rabbitbus.consuming.registry import ConsumerSpec
 
 Register = Callable[..., ConsumerSpec]
 

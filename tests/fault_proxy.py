@@ -38,6 +38,7 @@ _PASS = {
     "refusing": False,
     "latency": 0.0,
     "bandwidth": None,
+    "chunk": None,
     "cut": None,
     "cut_next": None,
 }
@@ -155,9 +156,10 @@ class FaultProxy:
         """Delay every forwarded chunk by ``ms`` milliseconds (0 disables)."""
         self._set(latency=max(ms, 0) / 1000.0)
 
-    def bandwidth(self, bps: int | None) -> None:
-        """Throttle each pair and direction to ``bps`` bytes per second (None or 0 disables)."""
-        self._set(bandwidth=bps or None)
+    def bandwidth(self, bps: int | None, chunk: int | None = None) -> None:
+        """Throttle each pair and direction to ``bps`` bytes per second (None or 0 disables),
+        forwarded ``chunk`` bytes at a time (by default, a twentieth of a second's worth)."""
+        self._set(bandwidth=bps or None, chunk=chunk)
 
     def close(self) -> None:
         """Stop the thread and close every socket. Idempotent; waits at most a few seconds."""
@@ -302,7 +304,7 @@ class FaultProxy:
 
     def _read(self, pair: _Pair, direction: str) -> None:
         bandwidth = self._cfg["bandwidth"]
-        size = min(_CHUNK, max(1, bandwidth // 20)) if bandwidth else _CHUNK
+        size = min(_CHUNK, self._cfg["chunk"] or max(1, bandwidth // 20)) if bandwidth else _CHUNK
         try:
             data = pair.src[direction].recv(size)
         except (BlockingIOError, InterruptedError):

@@ -1,7 +1,7 @@
 """A relay process that stops for good between publishing a batch and marking it sent.
 
 ``python -m tests.hanging_relay BATCH_SIZE`` (with ``DJANGO_SETTINGS_MODULE`` set) runs
-one :class:`~rabbitbus.relay.Relay` whose ``before_mark`` hook prints
+one :class:`~rabbitbus.outbox.relay.Relay` whose ``before_mark`` hook prints
 ``published N; hanging before mark`` on stderr and sleeps, so a test can SIGKILL it at
 exactly that point (tests/test_outbox_pg.py).
 """
@@ -25,7 +25,7 @@ def hang(result: object) -> None:
 
 def main(batch_size: int) -> None:
     django.setup()
-    from rabbitbus.relay import Relay
+    from rabbitbus.outbox.relay import Relay
 
     Relay(options={"BATCH_SIZE": batch_size}, before_mark=hang).run(threading.Event())
 

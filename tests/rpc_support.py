@@ -10,8 +10,9 @@ from typing import Any
 
 import pika
 
-from rabbitbus import rpc, rpc_server
-from rabbitbus.runtime import Runtime
+from rabbitbus import rpc
+from rabbitbus.rpc import server as rpc_server
+from rabbitbus.runtime.service import Runtime
 from tests.broker import Broker
 from tests.workers import ThreadRuntime
 

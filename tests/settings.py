@@ -17,6 +17,9 @@ RABBITBUS = {
         "default": {"URL": TEST_URL, "CONNECTION_NAME": "rabbitbus-tests", "RECONNECT_TIMEOUT": 5},
     },
     "APP_ID": "rabbitbus-tests",
+    # CI runs the publishing, worker and RPC modules again with the fast paths off
+    # (scripts/test.sh): RABBITBUS_TEST_FAST_PATHS=off.
+    "FAST_PATHS": os.environ.get("RABBITBUS_TEST_FAST_PATHS", "on") != "off",
     # The demo shop's apps are installed: their bridges publish to its exchange.
     "EXCHANGES": RABBITBUS["EXCHANGES"],  # noqa: F405
 }

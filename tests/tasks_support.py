@@ -8,11 +8,11 @@ from typing import Any
 
 from django.test.utils import override_settings
 
-from rabbitbus import topology
-from rabbitbus.runtime import Runtime
+from rabbitbus.runtime.service import Runtime
 from rabbitbus.tasks import runner
 from rabbitbus.tasks.compat import TaskResult, task_backends
 from rabbitbus.tasks.options import backend_topology
+from rabbitbus.transport import declare
 from tests.broker import Broker, unique
 from tests.workers import ThreadRuntime
 
@@ -32,7 +32,7 @@ def tasks_backend(broker: Broker, **options: Any) -> Iterator[Any]:
     """TASKS["default"] = this backend on queues of its own, declared."""
     settings = params(unique("tk"), **options)
     with broker.channel() as channel:
-        topology.declare(channel, backend_topology(settings))
+        declare.declare(channel, backend_topology(settings))
     with override_settings(TASKS={"default": settings}):
         yield task_backends["default"]
 

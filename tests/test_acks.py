@@ -11,7 +11,7 @@ import logging
 import aiormq.exceptions
 import pytest
 
-from rabbitbus.acks import ChannelAcks
+from rabbitbus.consuming.acks import ChannelAcks
 
 
 class RecordingChannel:
@@ -85,7 +85,7 @@ async def test_acks_on_a_closed_channel_are_logged_not_raised(
     deliver(acks, 1, 2)
     acks.ack(1)
     acks.ack(2)
-    with caplog.at_level(logging.INFO, logger="rabbitbus.acks"):
+    with caplog.at_level(logging.INFO, logger="rabbitbus.consuming.acks"):
         await acks.settled()
     assert "2 deliveries belong to a closed channel" in caplog.text
 

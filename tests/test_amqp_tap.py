@@ -1,4 +1,4 @@
-"""rabbitbus.amqp_tap.DeliveryTap: which bytes it takes and which reach aiormq, however
+"""rabbitbus.transport.amqp_tap.DeliveryTap: which bytes it takes and which reach aiormq, however
 the socket cuts the stream (pure logic: frames marshalled by pamqp, no broker)."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from pamqp.body import ContentBody
 from pamqp.commands import Basic
 
-from rabbitbus import amqp_tap, frames
+from rabbitbus.messages import Delivery
+from rabbitbus.transport import amqp_tap
 from tests.test_frames import pamqp_delivery
 
 TAPPED, OTHER = 3, 4
@@ -31,8 +32,8 @@ class FakeLoop:
         return self.now
 
 
-def tapped(channel: FakeChannel) -> tuple[amqp_tap.DeliveryTap, list[frames.Delivery]]:
-    taken: list[frames.Delivery] = []
+def tapped(channel: FakeChannel) -> tuple[amqp_tap.DeliveryTap, list[Delivery]]:
+    taken: list[Delivery] = []
     tap = amqp_tap.DeliveryTap()
     tap.take(channel, taken.append)  # type: ignore[arg-type]
     return tap, taken

@@ -13,10 +13,10 @@ from django.dispatch import Signal
 from django.test import override_settings
 
 import rabbitbus
-from rabbitbus import bridges
-from rabbitbus.bridges import Bridge
 from rabbitbus.models import OutboxMessage
-from rabbitbus.relay import Relay
+from rabbitbus.outbox import bridges
+from rabbitbus.outbox.bridges import Bridge
+from rabbitbus.outbox.relay import Relay
 from tests.broker import Broker
 from tests.consuming import drain
 from tests.testapp.models import Order
@@ -218,7 +218,7 @@ def test_a_bridge_that_cannot_publish_is_named_in_a_warning_at_startup(
     ]
     in_code = Bridge(exchange=exchange, signal="tests.test_bridges.no_such_signal")
     bridges._registry.append(in_code)
-    caplog.set_level(logging.WARNING, logger="rabbitbus.bridges")
+    caplog.set_level(logging.WARNING, logger="rabbitbus.outbox.bridges")
     try:
         with override_settings(RABBITBUS={**_rabbitbus(), "BRIDGES": setting}):
             apps.get_app_config("rabbitbus").ready()

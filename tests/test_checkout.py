@@ -9,9 +9,9 @@ from django.conf import settings as django_settings
 from django.test import Client, override_settings
 
 import rabbitbus
-from rabbitbus import bridges
 from rabbitbus.models import OutboxMessage
-from rabbitbus.relay import Relay
+from rabbitbus.outbox import bridges
+from rabbitbus.outbox.relay import Relay
 from tests.broker import UPSTREAM, Broker
 from tests.consuming import drain
 from tests.fault_proxy import FaultProxy

@@ -9,8 +9,8 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from rabbitbus import event_loop
-from rabbitbus.checks import check_settings, setting_errors
+from rabbitbus.checks.settings import check_settings, setting_errors
+from rabbitbus.runtime import event_loop
 
 URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -44,6 +44,7 @@ def ids(raw: Any) -> set[str]:
         ({"MAX_MESSAGE_SIZE": 200 * 1024 * 1024}, "rabbitbus.E011"),
         ({"CONNECTIONS": {"default": {"CONNECTION_NAME": 5}}}, "rabbitbus.E012"),
         ({"APP_ID": 7}, "rabbitbus.E013"),
+        ({"FAST_PATHS": "no"}, "rabbitbus.E014"),
         ({"EXCHANGES": {"shop": "fan-out"}}, "rabbitbus.E020"),
         ({"EXCHANGES": []}, "rabbitbus.E020"),
         ({"QUEUES": {"q": {"TYPE": "stream"}}}, "rabbitbus.E021"),
@@ -132,14 +133,14 @@ SHOP = {"EXCHANGES": {"shop": "topic"}}
 
 
 def bridge_ids(**bridge: Any) -> set[str]:
-    from rabbitbus.bridge_checks import all_errors
+    from rabbitbus.checks.bridges import all_errors
 
     entry = {"MODEL": "testapp.Order", "EXCHANGE": "shop", **bridge}
     return {message.id for message in all_errors({**SHOP, "BRIDGES": [entry]})}
 
 
 def outbox_ids(outbox: Any) -> set[str]:
-    from rabbitbus.bridge_checks import all_errors
+    from rabbitbus.checks.bridges import all_errors
 
     return {message.id for message in all_errors({**SHOP, "OUTBOX": outbox})}
 
@@ -156,7 +157,7 @@ def headers(instance: Any, event: str) -> dict[str, str]:
     "raw", [{"BRIDGES": {"MODEL": "testapp.Order"}}, {"BRIDGES": [{"MODEL": "testapp.Order"}]}]
 )
 def test_malformed_bridges_setting_is_e040(raw: Any) -> None:
-    from rabbitbus.bridge_checks import all_errors
+    from rabbitbus.checks.bridges import all_errors
 
     assert {message.id for message in all_errors({**SHOP, **raw})} == {"rabbitbus.E040"}
 
@@ -219,8 +220,8 @@ def test_bad_outbox_setting_is_e045(outbox: Any) -> None:
 
 
 def test_bridges_declared_in_code_are_checked_too() -> None:
-    from rabbitbus import bridges
-    from rabbitbus.bridge_checks import check_bridges
+    from rabbitbus.checks.bridges import check_bridges
+    from rabbitbus.outbox import bridges
 
     declared = bridges.bridge("testapp.Order", exchange="amq.topic", mode="later")
     try:
@@ -257,14 +258,14 @@ def test_manage_py_check_reports_a_bad_bridge() -> None:
     ],
 )
 def test_monitoring_check_ids(raw: dict[str, Any], expected: str) -> None:
-    from rabbitbus.checks import check_monitoring
+    from rabbitbus.checks.settings import check_monitoring
 
     with override_settings(RABBITBUS=raw):
         assert expected in {message.id for message in check_monitoring()}
 
 
 def test_monitoring_settings_valid() -> None:
-    from rabbitbus.checks import check_monitoring
+    from rabbitbus.checks.settings import check_monitoring
 
     raw = {
         "MANAGEMENT": {"URL": "http://h:15672", "USER": "u", "PASSWORD": "p", "TIMEOUT": 2},
@@ -280,7 +281,7 @@ def test_monitoring_settings_valid() -> None:
 
 def binding_ids(*entities: Any) -> set[str]:
     from rabbitbus import topology
-    from rabbitbus.topology_checks import undeclared_exchanges
+    from rabbitbus.checks.topology import undeclared_exchanges
 
     known = topology.Topology()
     known.add(*entities)
@@ -298,7 +299,7 @@ def test_a_binding_to_an_undeclared_exchange_is_e034() -> None:
 
 
 def test_the_project_binds_only_to_declared_exchanges() -> None:
-    from rabbitbus.topology_checks import check_bindings
+    from rabbitbus.checks.topology import check_bindings
 
     assert check_bindings() == []
     with override_settings(RABBITBUS={"CONNECTIONS": {}}):  # the shop's exchange undeclared
@@ -308,8 +309,8 @@ def test_the_project_binds_only_to_declared_exchanges() -> None:
 def test_a_classic_work_queue_beside_a_multi_node_connection_is_w004() -> None:
     from django.conf import settings as django_settings
 
-    from rabbitbus import registry
-    from rabbitbus.topology_checks import check_queue_types
+    from rabbitbus.checks.topology import check_queue_types
+    from rabbitbus.consuming import registry
 
     def handler(message: Any) -> None: ...
 
@@ -334,7 +335,7 @@ def test_a_classic_work_queue_beside_a_multi_node_connection_is_w004() -> None:
 
 
 def test_a_settings_binding_to_an_undeclared_exchange_is_reported_once_as_e024() -> None:
-    from rabbitbus.topology_checks import check_bindings
+    from rabbitbus.checks.topology import check_bindings
 
     raw = {**SHOP, "QUEUES": {"q": {"BINDINGS": [("nowhere", "k")]}}}
     assert "rabbitbus.E024" in {message.id for message in setting_errors(raw)}

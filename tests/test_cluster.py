@@ -14,6 +14,7 @@ are printed (``-s``) as ``FAILOVER kind seconds``; docs/cluster.md records them.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import shutil
 import statistics
@@ -30,8 +31,9 @@ from django.db import transaction
 from django.test import override_settings
 
 import rabbitbus
-from rabbitbus import connections, outbox, rpc, rpc_server, topology
+from rabbitbus import outbox, rpc, topology
 from rabbitbus.conf import settings as rabbitbus_settings
+from rabbitbus.consuming.registry import ConsumerSpec
 from rabbitbus.exceptions import (
     BrokerConnectionError,
     PublishError,
@@ -39,9 +41,10 @@ from rabbitbus.exceptions import (
 )
 from rabbitbus.messages import Message
 from rabbitbus.models import OutboxMessage
-from rabbitbus.registry import ConsumerSpec
-from rabbitbus.relay import Relay
-from rabbitbus.runtime import Runtime
+from rabbitbus.outbox.relay import Relay
+from rabbitbus.rpc import server as rpc_server
+from rabbitbus.runtime.service import Runtime
+from rabbitbus.transport import connections, declare
 from tests.broker import Broker, unique
 from tests.workers import ROOT, ThreadRuntime, ThreadWorker, spec
 
@@ -159,7 +162,7 @@ def declare_on(node: int, consumer: ConsumerSpec) -> None:
     try:
         entities = topology.Topology()
         entities.add(*consumer.topology())
-        topology.declare(connection.channel(), entities)
+        declare.declare(connection.channel(), entities)
     finally:
         connection.close()
 
@@ -192,15 +195,13 @@ class Ledger:
         self.consumed: Counter[str] = Counter()
         self.consumed_at: list[float] = []
         #: kind -> (when a confirmed publish started, seconds it took)
-        self.latency: dict[str, list[tuple[float, float]]] = {"sync": [], "async": []}
+        self.latency: dict[str, list[tuple[float, float]]] = {}
 
-    def confirm(self, kind: str, message_id: str) -> None:
+    def confirm(self, kind: str, message_id: str, started: float) -> None:
+        now = time.monotonic()
         with self.lock:
-            self.confirmed.setdefault(kind, []).append((message_id, time.monotonic()))
-
-    def took(self, kind: str, started: float) -> None:
-        with self.lock:
-            self.latency[kind].append((started, time.monotonic() - started))
+            self.confirmed.setdefault(kind, []).append((message_id, now))
+            self.latency.setdefault(kind, []).append((started, now - started))
 
     def fail(self, kind: str, error: BaseException) -> None:
         with self.lock:
@@ -230,24 +231,42 @@ def report(kind: str, seconds: float | None) -> None:
     print(f"FAILOVER {kind} {'none' if seconds is None else f'{seconds:.2f}'}")
 
 
-def sync_publisher(ledger: Ledger, queue: str, stop: threading.Event) -> None:
-    for n in range(COUNT):
-        if stop.is_set():
+def numbers(count: int | None) -> Iterator[int]:
+    """0 .. count-1, or without end when count is None (until stopped)."""
+    return iter(range(count)) if count is not None else itertools.count()
+
+
+def sync_publisher(
+    ledger: Ledger, queue: str, stop: threading.Event, *, count: int | None = COUNT,
+    pause: float = 0.0,
+) -> None:  # fmt: skip
+    """Publish ``count`` messages (or until stopped), ``pause`` seconds apart."""
+    for n in numbers(count):
+        if stop.wait(pause):
             break
+        started = time.monotonic()
         try:
-            ledger.confirm("sync", rabbitbus.publish("", queue, {"n": n, "by": "sync"}))
+            ledger.confirm("sync", rabbitbus.publish("", queue, {"n": n, "by": "sync"}), started)
         except (BrokerConnectionError, PublishError) as exc:
             ledger.fail("sync", exc)
     connections.close_all()
 
 
-def async_publisher(ledger: Ledger, queue: str, stop: threading.Event) -> None:
+def async_publisher(
+    ledger: Ledger, queue: str, stop: threading.Event, *, count: int | None = COUNT,
+    pause: float = 0.0,
+) -> None:  # fmt: skip
+    """The same as sync_publisher, with apublish on its own event loop."""
+
     async def run() -> None:
-        for n in range(COUNT):
+        for n in numbers(count):
             if stop.is_set():
                 break
+            await asyncio.sleep(pause)
+            started = time.monotonic()
             try:
-                ledger.confirm("async", await rabbitbus.apublish("", queue, {"n": n, "by": "a"}))
+                message_id = await rabbitbus.apublish("", queue, {"n": n, "by": "a"})
+                ledger.confirm("async", message_id, started)
             except (BrokerConnectionError, PublishError) as exc:
                 ledger.fail("async", exc)
         await connections.aclose_all()
@@ -396,36 +415,6 @@ def test_killing_the_quorum_leader_loses_nothing_and_applies_each_effect_once() 
 STEADY_PAUSE = 0.01
 
 
-def steady_sync_publisher(ledger: Ledger, queue: str, stop: threading.Event) -> None:
-    n = 0
-    while not stop.wait(STEADY_PAUSE):
-        started = time.monotonic()
-        try:
-            ledger.confirm("sync", rabbitbus.publish("", queue, {"n": n, "by": "sync"}))
-            ledger.took("sync", started)
-        except (BrokerConnectionError, PublishError) as exc:
-            ledger.fail("sync", exc)
-        n += 1
-    connections.close_all()
-
-
-def steady_async_publisher(ledger: Ledger, queue: str, stop: threading.Event) -> None:
-    async def run() -> None:
-        n = 0
-        while not stop.is_set():
-            await asyncio.sleep(STEADY_PAUSE)
-            started = time.monotonic()
-            try:
-                ledger.confirm("async", await rabbitbus.apublish("", queue, {"n": n, "by": "a"}))
-                ledger.took("async", started)
-            except (BrokerConnectionError, PublishError) as exc:
-                ledger.fail("async", exc)
-            n += 1
-        await connections.aclose_all()
-
-    asyncio.run(run())
-
-
 def latencies(rows: list[tuple[float, float]], since: float, until: float) -> str:
     """p50, p99 and max (ms) of the publishes started between ``since`` and ``until``."""
     took = sorted(seconds * 1000 for started, seconds in rows if since <= started < until)
@@ -453,8 +442,8 @@ def test_a_rolling_restart_under_steady_load_loses_nothing_and_stops_no_process(
         with ThreadWorker(handler).start(POLL) as worker:
             assert worker.runtime is not None
             running = threads(
-                lambda: steady_sync_publisher(ledger, queue, stop),
-                lambda: steady_async_publisher(ledger, queue, stop),
+                lambda: sync_publisher(ledger, queue, stop, count=None, pause=STEADY_PAUSE),
+                lambda: async_publisher(ledger, queue, stop, count=None, pause=STEADY_PAUSE),
             )
             try:
                 assert POLL.wait_for(lambda: min(map(ledger.count, ("sync", "async"))) >= 100, 60)
@@ -485,9 +474,9 @@ def test_a_rolling_restart_under_steady_load_loses_nothing_and_stops_no_process(
             assert POLL.wait_for(lambda: set(ledger.consumed) >= ledger.ids(), timeout=120)
     before = (restart_began - 3600, restart_began)
     for kind in ("sync", "async"):
-        print(f"ROLLING {kind} before: {latencies(ledger.latency[kind], *before)}")
-        print(f"ROLLING {kind} during: "
-              f"{latencies(ledger.latency[kind], restart_began, restart_ended)}")  # fmt: skip
+        rows = ledger.latency.get(kind, [])
+        print(f"ROLLING {kind} before: {latencies(rows, *before)}")
+        print(f"ROLLING {kind} during: {latencies(rows, restart_began, restart_ended)}")
     failures = Counter(type(e).__name__ for errors in ledger.failed.values() for e in errors)
     duplicates = sum(count - 1 for count in ledger.consumed.values())
     print(f"cluster (e): confirmed {len(ledger.ids())}, failed {dict(failures)}, "

@@ -29,7 +29,7 @@ from django.urls import resolve
 
 import demo_shop.settings as demo_settings
 from demo_shop import processes
-from rabbitbus import registry
+from rabbitbus.consuming import registry
 from rabbitbus.observability import views as metrics_views
 
 ROOT = Path(__file__).resolve().parent.parent

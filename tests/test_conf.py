@@ -64,7 +64,7 @@ def test_password_is_masked_in_repr_and_str() -> None:
 
 
 def test_password_is_absent_from_the_unreachable_error(caplog: pytest.LogCaptureFixture) -> None:
-    from rabbitbus import connections
+    from rabbitbus.transport import connections
 
     cs = parse_connection(
         "default", {"URL": f"amqp://bob:{SECRET}@127.0.0.1:1/", "RECONNECT_TIMEOUT": 0.2}

@@ -9,8 +9,8 @@ import pika
 import pytest
 from django.core.management import CommandError, call_command
 
-from rabbitbus import deadletters
 from rabbitbus.exceptions import QueueNotFound
+from rabbitbus.monitoring import deadletters
 from tests.broker import Broker
 from tests.monitoring_helpers import Shop, dead_letter, get_all, shop_topology
 

@@ -1,11 +1,11 @@
 """Every private attribute of pika, aio-pika and aiormq that rabbitbus touches, checked
 on live objects of the installed versions (issue 15).
 
-The fast paths (confirms.py, rpc_sync.py, rpc_server.py, amqp_tap.py) and a few
-workarounds (connections.py, aio_connections.py) read driver internals. A driver release
-that renames one fails here, by name, instead of somewhere deep in a publish or an RPC call.
-Add a row when the code reaches for a new one; the last test keeps this list
-honest by searching the code for every name it holds.
+All of them are in rabbitbus/transport/: the fast paths (confirms.py, sync_rpc.py,
+replies.py, amqp_tap.py) and a few workarounds (connections.py, aio_connections.py). A
+driver release that renames one fails here, by name, instead of somewhere deep in a
+publish or an RPC call. Add a row when the code reaches for a new one; a test keeps this
+list honest by searching the code for every name it holds.
 """
 
 from __future__ import annotations
@@ -34,28 +34,35 @@ INTERNALS = [
     (
         "pika.BlockingConnection",
         "_impl",
-        "confirms.py, connections.py, rpc_sync.py, monitoring.py",
+        "confirms.py, connections.py, sync_rpc.py",
     ),
     ("pika.BlockingConnection", "_flush_output", "confirms.py: wait for confirms"),
-    ("pika.BlockingConnection", "_ready_events", "rpc_sync.py: nothing pending before a read"),
-    ("pika.BlockingConnection", "_channels_pending_dispatch", "rpc_sync.py: idem"),
+    (
+        "pika.BlockingConnection",
+        "_ready_events",
+        "sync_rpc.py: nothing pending before reads",
+    ),
+    ("pika.BlockingConnection", "_channels_pending_dispatch", "sync_rpc.py: idem"),
     ("pika.SelectConnection", "_adapter_call_later", "confirms.py: the confirm tick"),
     ("pika.SelectConnection", "_adapter_remove_timeout", "confirms.py: idem"),
     ("pika.SelectConnection", "_adapter_disconnect_stream", "connections.py: drop a dead socket"),
-    ("pika.SelectConnection", "_transport", "rpc_sync.py: write_now, the reply reader"),
-    ("pika.SelectConnection", "_frame_buffer", "rpc_sync.py: the reply reader"),
-    ("pika.SelectConnection", "_on_data_available", "rpc_sync.py: the reply reader"),
-    ("pika.SelectConnection", "_output_marshaled_frames", "rpc_sync.py: write_now"),
-    ("pika.SelectConnection", "_body_max_length", "rpc_sync.py: one-write requests"),
-    ("pika transport", "_sock", "rpc_sync.py: write_now, the reply reader"),
-    ("pika.Channel", "_set_cookie", "rpc_sync.py: a BlockingChannel over its own channel"),
-    ("pika.BlockingChannel", "_impl", "rpc_sync.py: one-write requests"),
-    ("pika.Channel", "_raise_if_not_open", "rpc_sync.py: idem"),
+    ("pika.SelectConnection", "_transport", "sync_rpc.py: write_now, the reply reader"),
+    ("pika.SelectConnection", "_frame_buffer", "sync_rpc.py: the reply reader"),
+    ("pika.SelectConnection", "_on_data_available", "sync_rpc.py: the reply reader"),
+    ("pika.SelectConnection", "_output_marshaled_frames", "sync_rpc.py: write_now"),
+    ("pika.SelectConnection", "_body_max_length", "sync_rpc.py: one-write requests"),
+    ("pika transport", "_sock", "sync_rpc.py: write_now, the reply reader"),
+    ("pika.Channel", "_set_cookie", "sync_rpc.py: a BlockingChannel over its own channel"),
+    ("pika.BlockingChannel", "_impl", "sync_rpc.py: one-write requests"),
+    ("pika.Channel", "_raise_if_not_open", "sync_rpc.py: idem"),
     ("aiormq.Connection", "_transport_factory", "amqp_tap.py: of()"),
+    ("aiormq.Channel", "_on_return_frame", "aio.py: on_returns (acall's returned requests)"),
+    ("aiormq.Channel", "_Channel__get_content_header", "aio.py: on_returns"),
+    ("aiormq.Channel", "_read_content", "aio.py: on_returns"),
     (
         "aiormq.Connection",
         "_Connection__connection_unblocked",
-        "aio_connections.py, rpc_async.py: blocked",
+        "aio_connections.py: blocked",
     ),
 ]
 
@@ -85,6 +92,7 @@ def live(test_vhost: str) -> Iterator[dict[str, Any]]:
 
     loop = asyncio.new_event_loop()
     amqp = loop.run_until_complete(aiormq_connection())
+    amqp_channel = loop.run_until_complete(amqp.channel(publisher_confirms=False))
     try:
         yield {
             "pika.BlockingConnection": connection,
@@ -93,6 +101,7 @@ def live(test_vhost: str) -> Iterator[dict[str, Any]]:
             "pika.Channel": impl_channel,
             "pika.BlockingChannel": channel,
             "aiormq.Connection": amqp,
+            "aiormq.Channel": amqp_channel,
         }
     finally:
         loop.run_until_complete(amqp.close())
@@ -122,7 +131,7 @@ def test_aio_pika_still_reads_what_our_robust_connection_overrides(name: str) ->
 
 
 def test_aiormq_still_offers_the_write_queue_and_frames_the_rpc_server_writes() -> None:
-    """rpc_server.py queues hand-built frames as aiormq's own ChannelFrame, and the
+    """transport/replies.py queues hand-built frames as aiormq's own ChannelFrame, and the
     tap opens sockets through aiormq's TransportFactory."""
     assert {"payload", "should_close"} <= set(inspect.signature(aiormq.abc.ChannelFrame).parameters)
     assert "write_queue" in inspect.getsource(aiormq.connection.Connection)
@@ -144,9 +153,26 @@ def test_every_private_driver_name_in_the_code_is_listed_here() -> None:
     }
     found = set()
     for path in (ROOT / "rabbitbus").rglob("*.py"):
-        for match in re.finditer(r"\b(?!self\b|cls\b)[a-z]\w*\.(_[a-z]\w*)", path.read_text()):
-            found.add(match.group(1))
-        found.update(re.findall(r"\"(_[A-Z]\w*__\w+)\"", path.read_text()))
-        found.update(re.findall(r"\.(_[A-Z]\w*__\w+)", path.read_text()))
-        found.update(re.findall(r"getattr\(\w[\w.]*, \"(_[a-z]\w*)\"", path.read_text()))
+        found |= private_names(path.read_text())
     assert found - own - listed == set(), "driver internals used but not checked here"
+
+
+def private_names(text: str) -> set[str]:
+    """``x._name`` (not on ``self`` or ``cls``), name-mangled ``_Class__name`` and
+    ``getattr(x, "_name")`` in ``text``."""
+    found = {m.group(1) for m in re.finditer(r"\b(?!self\b|cls\b)[a-z]\w*\.(_[a-z]\w*)", text)}
+    found.update(re.findall(r"\"(_[A-Z]\w*__\w+)\"", text))
+    found.update(re.findall(r"\.(_[A-Z]\w*__\w+)", text))
+    found.update(re.findall(r"getattr\(\w[\w.]*, \"(_[a-z]\w*)\"", text))
+    return found
+
+
+def test_only_the_transport_touches_driver_internals() -> None:
+    listed = {name for _, name, _ in INTERNALS} | {"_close_called"}
+    outside = {
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in (ROOT / "rabbitbus").rglob("*.py")
+        if "transport" not in path.relative_to(ROOT / "rabbitbus").parts
+        for name in private_names(path.read_text()) & listed
+    }
+    assert outside == set()

@@ -10,7 +10,7 @@ import sys
 
 import aiormq.exceptions
 
-from rabbitbus.driver_logs import NetworkNoise
+from rabbitbus.transport.driver_logs import NetworkNoise
 
 
 def reader_record(error: BaseException) -> logging.LogRecord:

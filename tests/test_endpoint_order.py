@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rabbitbus import connections
 from rabbitbus.conf.connection import parse_connection
+from rabbitbus.transport import connections
 
 URLS = [f"amqp://guest:guest@127.0.0.1:{port}/" for port in (5681, 5682, 5683)]
 

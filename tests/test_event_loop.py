@@ -1,4 +1,4 @@
-"""rabbitbus.event_loop: which loop the worker commands run on."""
+"""rabbitbus.runtime.event_loop: which loop the worker commands run on."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
 
-from rabbitbus import event_loop
 from rabbitbus.exceptions import ConfigurationError
+from rabbitbus.runtime import event_loop
 
 
 async def loop_class() -> type:

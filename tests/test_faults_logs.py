@@ -122,7 +122,7 @@ def assert_quiet(name: str, text: str) -> None:
     lines = [line for line in matched if "database is locked" not in line[2]]
     loud = [(logger, message) for level, logger, message in lines if level != "INFO"]
     assert not [line for line in loud if not line[0].startswith("rabbitbus.")], (name, loud)
-    for logger in {logger for logger, _ in loud} | {"rabbitbus.outage"}:
+    for logger in {logger for logger, _ in loud} | {"rabbitbus.transport.outage"}:
         warnings = [m for level, lg, m in lines if lg == logger and level == "WARNING"]
         backs = [m for level, lg, m in lines if lg == logger and "re-established" in m]
         steps = [m for level, lg, m in lines if lg == logger and "unreachable" in m]

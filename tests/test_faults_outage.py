@@ -14,9 +14,9 @@ from django.db import transaction
 from django.test import override_settings
 
 import rabbitbus
-from rabbitbus import connections
 from rabbitbus.models import OutboxMessage
-from rabbitbus.relay import Relay
+from rabbitbus.outbox.relay import Relay
+from rabbitbus.transport import connections
 from tests.broker import AMQP_PORT, Broker, ctl
 from tests.consuming import drain_until
 from tests.fault_proxy import FaultProxy
@@ -67,9 +67,9 @@ def test_saves_with_the_broker_stopped_wait_once_and_all_reach_the_queue(
     assert len(drain_until(broker, queue, SAVES + 1)) == SAVES + 1
     lines = outage_lines(caplog)
     assert [line for line in lines if line[0] >= logging.WARNING] == [
-        (logging.WARNING, "rabbitbus.outage", "Connection 'default' lost")
+        (logging.WARNING, "rabbitbus.transport.outage", "Connection 'default' lost")
     ]
-    assert lines[-1][0:2] == (logging.INFO, "rabbitbus.outage")
+    assert lines[-1][0:2] == (logging.INFO, "rabbitbus.transport.outage")
     assert lines[-1][2].startswith("Connection 'default' re-established")
     assert waits[0] < 30  # far below RECONNECT_TIMEOUT: a bound, not a speed
 
@@ -140,5 +140,5 @@ def outage_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str, str]]
         (record.levelno, record.name, record.getMessage().split(" (")[0])
         for record in caplog.records
         if record.levelno >= logging.WARNING
-        or record.name.startswith(("rabbitbus.outage", "pika", "aiormq", "aio_pika"))
+        or record.name.startswith(("rabbitbus.transport.outage", "pika", "aiormq", "aio_pika"))
     ]

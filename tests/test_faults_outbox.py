@@ -8,9 +8,9 @@ from django.db import transaction
 from django.test import override_settings
 
 import rabbitbus
-from rabbitbus import connections
 from rabbitbus.models import OutboxMessage
-from rabbitbus.relay import Relay
+from rabbitbus.outbox.relay import Relay
+from rabbitbus.transport import connections
 from tests.broker import AMQP_PORT, Broker, ctl
 from tests.consuming import drain_until
 

@@ -21,10 +21,10 @@ import pytest
 from django.test import override_settings
 
 import rabbitbus
-from rabbitbus import connections
 from rabbitbus.exceptions import BrokerBlocked, BrokerUnavailable, PublishTimeout
 from rabbitbus.messages import Message
 from rabbitbus.publishing import PublishResult
+from rabbitbus.transport import connections
 from tests.broker import Broker, ctl, rabbitbus_through
 from tests.consuming import drain
 from tests.fault_proxy import FaultProxy

@@ -13,9 +13,9 @@ from django.conf import settings as django_settings
 from django.test import override_settings
 
 import rabbitbus
-from rabbitbus import connections
 from rabbitbus.exceptions import BrokerBlocked, PublishTimeout
 from rabbitbus.messages import Message
+from rabbitbus.transport import connections
 from tests.broker import Broker, unique
 from tests.consuming import drain
 from tests.workers import ThreadWorker, spec
@@ -167,7 +167,7 @@ async def test_async_publishing_through_closes_and_a_restart_loses_no_confirmed_
     assert failed == {}
     assert len(set(confirmed)) == count
     assert slowest < 30  # a batch across the restart waits for it; none hangs (aio-pika#636)
-    ours = [r.getMessage() for r in caplog.records if r.name == "rabbitbus.connections"]
+    ours = [r.getMessage() for r in caplog.records if r.name == "rabbitbus.transport.connections"]
     back = [line for line in ours if line.startswith("Connection 'default' re-established on node")]
     assert len(back) >= 4, ours
     stored = await asyncio.to_thread(stored_ids, broker, quorum_queue)

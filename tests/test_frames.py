@@ -1,4 +1,4 @@
-"""rabbitbus.frames: byte for byte what pamqp and pika marshal for the same frames."""
+"""rabbitbus.transport.frames: byte for byte what pamqp and pika marshal for the same frames."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 from pika import frame, spec
 
-from rabbitbus import frames
+from rabbitbus.transport import frames
 
 #: AMQP short strings: at most 255 bytes once encoded (60 characters of up to 4 bytes).
 short = st.text(max_size=60)

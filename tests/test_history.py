@@ -1,10 +1,10 @@
-"""rabbitbus.history: the management API's samples as the dashboard's chart series."""
+"""rabbitbus.monitoring.history: the management API's samples as the dashboard's chart series."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from rabbitbus.history import queue_history
+from rabbitbus.monitoring.history import queue_history
 
 
 def details(*samples: tuple[int, float]) -> dict[str, Any]:

@@ -97,7 +97,7 @@ def test_the_module_level_import_graph_has_no_cycle() -> None:
     graph = import_graph()
     edges = sum(len(targets) for targets in graph.values())
     print(f"rabbitbus: {len(graph)} modules, {edges} module-level imports between them")
-    assert graph["rabbitbus.worker"] >= {"rabbitbus.publishing"}  # the graph sees imports
+    assert graph["rabbitbus.consuming.worker"] >= {"rabbitbus.publishing"}  # the graph sees imports
     assert cycles(graph) == []
 
 
@@ -124,3 +124,43 @@ def test_no_module_uses_another_modules_private_names() -> None:
             for match in re.finditer(rf"\b{alias}\.(_[a-z]\w*)", text):
                 offences.append(f"{name}: {alias}.{match.group(1)}")
     assert offences == []
+
+
+DRIVERS = ("pika", "aiormq", "aio_pika")
+
+
+def driver_imports(tree: ast.Module) -> list[str]:
+    """Every import of a driver in ``tree``: module level, in functions, under
+    ``TYPE_CHECKING``, anywhere."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [node.module or ""]
+        else:
+            continue
+        found += [n for n in names if n.split(".")[0] in DRIVERS]
+    return found
+
+
+def test_only_the_transport_imports_pika_aiormq_or_aio_pika() -> None:
+    offences, transport = [], []
+    for name, path in modules().items():
+        imports = driver_imports(ast.parse(path.read_text()))
+        if name == "rabbitbus.transport" or name.startswith("rabbitbus.transport."):
+            transport += imports
+        else:
+            offences += [f"{name} imports {module}" for module in imports]
+    assert {module.split(".")[0] for module in transport} == set(DRIVERS)  # the scan sees them
+    assert offences == []
+
+
+def test_driver_imports_are_found_wherever_they_are() -> None:
+    tree = ast.parse(
+        "import pika.exceptions\n"
+        "def f():\n    from aiormq.abc import ChannelFrame\n"
+        "if TYPE_CHECKING:\n    import aio_pika as ap\n"
+        "import pikachu\nfrom .aiormq import x\n"
+    )
+    assert driver_imports(tree) == ["pika.exceptions", "aiormq.abc", "aio_pika"]

@@ -10,11 +10,11 @@ import asyncio
 import pytest
 from django.db import transaction
 
-from rabbitbus import dispatch, inbox
-from rabbitbus.dispatch import ReceivedMessage
+from rabbitbus.consuming import dispatch, inbox
+from rabbitbus.consuming.registry import ConsumerSpec
+from rabbitbus.messages import ReceivedMessage
 from rabbitbus.models import ProcessedMessage
-from rabbitbus.registry import ConsumerSpec
-from rabbitbus.threads import Threads
+from rabbitbus.runtime.threads import Threads
 from tests.testapp.models import Effect
 
 pytestmark = pytest.mark.django_db(transaction=True)

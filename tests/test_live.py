@@ -15,9 +15,10 @@ from django.test import Client
 from django.urls import path
 
 from demo_shop.asgi import application
-from rabbitbus import connections, monitoring
+from rabbitbus import monitoring
 from rabbitbus.live import DashboardConsumer, MessageStreamConsumer
 from rabbitbus.models import TaskRecord
+from rabbitbus.transport import connections
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

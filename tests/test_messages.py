@@ -13,10 +13,12 @@ from django.utils.translation import gettext_lazy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rabbitbus import deadletters, dispatch, messages, retries, serializers
+from rabbitbus import messages, serializers
+from rabbitbus.consuming import dispatch, retries
+from rabbitbus.consuming.registry import ConsumerSpec
 from rabbitbus.exceptions import DecodeError, MessageTooLarge, RabbitBusError, SerializationError
 from rabbitbus.messages import Message
-from rabbitbus.registry import ConsumerSpec
+from rabbitbus.monitoring import deadletters
 
 
 def test_django_types_are_encoded() -> None:
@@ -213,7 +215,9 @@ def test_fuzzed_headers_never_break_receiving_retrying_or_the_dead_letter_view(
     refused with DecodeError), its retry and dead-letter copies are built, and the admin's
     dead-letter view reads it."""
     spec = ConsumerSpec(name="fuzz", handler=print, queue="fuzz", is_async=False, attempts=5)
-    raw = dispatch.Raw(b"{}", headers, "shop", "order.placed", "id", False, None, None)
+    raw = messages.Delivery(
+        b"{}", headers, exchange="shop", routing_key="order.placed", message_id="id"
+    )
     try:
         message = dispatch.receive(spec, raw)
     except RabbitBusError as exc:
@@ -242,7 +246,7 @@ def decoded_properties(encoded: bytes) -> dict[str, object]:
 def test_both_transports_send_the_same_properties(headers: dict[str, object]) -> None:
     """pika's and aiormq's properties both come from messages.amqp_properties: on the
     wire they decode to the same values (integers in tables may take other widths)."""
-    from rabbitbus import confirms, publishing
+    from rabbitbus.transport import aio_publish, confirms
 
     envelope = messages.Envelope(
         exchange="x",
@@ -260,6 +264,6 @@ def test_both_transports_send_the_same_properties(headers: dict[str, object]) ->
         reply_to="r",
     )
     by_pika = decoded_properties(b"".join(confirms.pika_properties(envelope).encode()))
-    by_aiormq = decoded_properties(publishing.aiormq_properties(envelope).marshal())
+    by_aiormq = decoded_properties(aio_publish.properties(envelope).marshal())
     assert by_pika == by_aiormq
     assert by_pika["type"] == "t" and by_pika["timestamp"] == 1_700_000_000

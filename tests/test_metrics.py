@@ -15,11 +15,12 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 import rabbitbus
-from rabbitbus import connections, outbox, rpc
 from rabbitbus import exceptions as ex
+from rabbitbus import outbox, rpc
 from rabbitbus.observability import metrics
 from rabbitbus.observability.checks import metrics_errors
-from rabbitbus.relay import Relay
+from rabbitbus.outbox.relay import Relay
+from rabbitbus.transport import connections
 from tests.rpc_support import serving
 from tests.workers import ROOT
 
@@ -278,7 +279,7 @@ with override_settings(RABBITBUS={**settings.RABBITBUS, "METRICS": {"PORT": 9100
 
 
 def test_the_actions_metrics_compares_are_dispatchs() -> None:
-    from rabbitbus import dispatch
+    from rabbitbus.consuming import dispatch
 
     assert (metrics.ACK, metrics.RETRY, metrics.DATABASE_DOWN) == (
         dispatch.ACK,

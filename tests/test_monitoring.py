@@ -12,8 +12,9 @@ from django.core.management import call_command
 from django.test import override_settings
 from django.utils import timezone
 
-from rabbitbus import connections, monitoring
+from rabbitbus import monitoring
 from rabbitbus.models import OutboxMessage, WorkerHeartbeat
+from rabbitbus.transport import connections
 from tests.broker import MANAGEMENT_PORT, Broker, unique
 from tests.monitoring_helpers import (
     MANAGEMENT,
@@ -201,7 +202,7 @@ def test_events_exchange_is_in_the_registry() -> None:
 
 def test_management_api_refusal_is_typed_and_hides_the_password() -> None:
     from rabbitbus.exceptions import ManagementApiError
-    from rabbitbus.mgmt import ManagementApi
+    from rabbitbus.monitoring.mgmt import ManagementApi
 
     api = ManagementApi(f"http://127.0.0.1:{MANAGEMENT_PORT}", "guest", "wrong-s3cret", timeout=5)
     with pytest.raises(ManagementApiError, match="HTTP 401") as excinfo:

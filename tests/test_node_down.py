@@ -16,7 +16,8 @@ import pytest
 
 from rabbitbus import topology
 from rabbitbus.exceptions import QueueNodeDown, TopologyConflict, TopologyError
-from rabbitbus.runtime import Runtime
+from rabbitbus.runtime.service import Runtime
+from rabbitbus.transport import declare
 from tests.broker import Broker
 from tests.workers import ThreadRuntime
 
@@ -81,7 +82,7 @@ class FailingStarts:
 def test_a_runtime_waits_for_a_down_home_node_instead_of_exiting(
     broker: Broker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="rabbitbus.runtime")
+    caplog.set_level(logging.WARNING, logger="rabbitbus.runtime.service")
     service = FailingStarts(node_down, times=2)
     serve_until_ready(broker, service)
     assert service.starts == 3
@@ -96,7 +97,7 @@ def test_a_runtime_whose_services_keep_failing_to_start_backs_off(
     """A broker that takes the connection but fails every consume (a quorum queue electing
     a leader answered INTERNAL_ERROR in tests/test_cluster.py) made the runtime reconnect
     in a tight loop, a WARNING each time: now one WARNING, then INFO, each try backed off."""
-    caplog.set_level(logging.INFO, logger="rabbitbus.runtime")
+    caplog.set_level(logging.INFO, logger="rabbitbus.runtime.service")
     service = FailingStarts(lambda: ConnectionError("INTERNAL_ERROR"), times=3)
     serve_until_ready(broker, service)
     assert service.starts == 4
@@ -113,15 +114,15 @@ def test_aiormq_refusals_keep_their_reply_code() -> None:
 
     queue = topology.Queue("orders.saga.retry.200", type="classic")
     refused = aiormq.exceptions.ChannelNotFoundEntity(HOME_NODE_DOWN)
-    assert topology.aiormq_reply(refused) == (404, HOME_NODE_DOWN)
+    assert declare.aiormq_reply(refused) == (404, HOME_NODE_DOWN)
     assert isinstance(
-        topology.translate_error(queue, *topology.aiormq_reply(refused)), QueueNodeDown
+        topology.translate_error(queue, *declare.aiormq_reply(refused)), QueueNodeDown
     )
     conflict = aiormq.exceptions.ChannelPreconditionFailed(
         "PRECONDITION_FAILED - inequivalent arg 'x-queue-type'"
     )
-    assert topology.aiormq_reply(conflict)[0] == 406
-    assert topology.aiormq_reply(aiormq.exceptions.ChannelClosed(320, "CONNECTION_FORCED")) == (
+    assert declare.aiormq_reply(conflict)[0] == 406
+    assert declare.aiormq_reply(aiormq.exceptions.ChannelClosed(320, "CONNECTION_FORCED")) == (
         320,
         "CONNECTION_FORCED",
     )
@@ -144,7 +145,7 @@ class ClosingConnection:
 async def test_a_consumer_that_cannot_open_a_channel_again_hands_over_to_the_runtime(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from rabbitbus.worker import ConsumerService
+    from rabbitbus.consuming.worker import ConsumerService
     from tests.workers import spec
 
     service = ConsumerService(spec("q.resubscribe", lambda message: None))
@@ -165,7 +166,7 @@ def test_an_rpc_server_whose_queue_vanishes_serves_again(
     from rabbitbus import rpc
     from tests.rpc_support import serving
 
-    caplog.set_level(logging.WARNING, logger="rabbitbus.rpc_server")
+    caplog.set_level(logging.WARNING, logger="rabbitbus.rpc.server")
     queue = rpc.queue_name("test.echo")
     with serving("test.echo"):
         assert rpc.call("test.echo", 1, timeout=10) == {"args": [1], "kwargs": {}}

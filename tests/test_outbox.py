@@ -20,7 +20,7 @@ import rabbitbus
 from rabbitbus import outbox
 from rabbitbus.exceptions import BrokerUnavailable
 from rabbitbus.models import OutboxMessage
-from rabbitbus.relay import Relay
+from rabbitbus.outbox.relay import Relay
 from tests.broker import UPSTREAM, Broker
 from tests.consuming import drain, drain_until
 from tests.fault_proxy import FaultProxy
@@ -156,7 +156,7 @@ def test_a_database_failure_logs_its_traceback_once_then_one_line_until_it_ends(
         with connection.cursor() as cursor:
             cursor.execute(f"ALTER TABLE {table}_away RENAME TO {table}")
     assert relay._step() == 1
-    records = [r for r in caplog.records if r.name == "rabbitbus.relay"]
+    records = [r for r in caplog.records if r.name == "rabbitbus.outbox.relay"]
     assert [(r.levelname, bool(r.exc_info)) for r in records] == [
         ("ERROR", True),
         ("WARNING", False),

@@ -22,7 +22,7 @@ import pytest
 from rabbitbus import outbox
 from rabbitbus.messages import Message
 from rabbitbus.models import OutboxMessage
-from rabbitbus.relay import Relay
+from rabbitbus.outbox.relay import Relay
 from tests.broker import Broker
 from tests.consuming import Delivered, drain, drain_until
 from tests.testapp.models import Effect

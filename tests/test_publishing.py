@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 import uuid
@@ -14,8 +15,8 @@ from django.conf import settings as django_settings
 from django.test import override_settings
 
 import rabbitbus
-from rabbitbus import aio_connections, connections
 from rabbitbus.exceptions import BrokerConnectionError, ExchangeNotFound, Unroutable
+from rabbitbus.transport import aio_connections, connections
 from tests.broker import Broker
 
 
@@ -144,6 +145,35 @@ def test_one_off_event_loops_leave_no_connection_behind(
     assert broker.queue_depth(queue) == 3
     assert sum(loop.is_closed() for loop in list(aio_connections._loops)) <= 1  # the last one
     assert broker.wait_for(lambda: not broker.connection_names(), timeout=10)
+
+
+def test_loops_in_many_threads_at_once_each_get_their_connection() -> None:
+    """Async views under WSGI run one-off loops in many threads at once: a thread adding
+    its loop while another dropped the closed ones raised "dictionary changed size during
+    iteration" (seen in an RPC server's runtime beside the test's callers)."""
+    errors: list[BaseException] = []
+
+    async def view() -> None:
+        connections.get_async()  # made, not connected: the registry is what is tested
+
+    def requests() -> None:
+        try:
+            for _ in range(150):
+                asyncio.run(view())
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=requests) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []
 
 
 def test_idle_connection_past_its_heartbeat_is_reopened(

@@ -12,8 +12,8 @@ import pytest
 from django.test import override_settings
 
 import rabbitbus
-from rabbitbus import connections
 from rabbitbus.exceptions import BrokerUnavailable
+from rabbitbus.transport import connections
 from tests.broker import Broker, rabbitbus_through
 from tests.consuming import drain
 from tests.fault_proxy import FaultProxy
@@ -145,9 +145,9 @@ def assert_one_loss_logged(caplog: pytest.LogCaptureFixture) -> None:
     loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert not [r for r in loud if r.exc_info], [(r.name, r.msg) for r in loud]
     assert [(r.name, r.msg) for r in loud] == [
-        ("rabbitbus.connections", "Connection %r lost (%s: %s) on node %s; reconnecting")
+        ("rabbitbus.transport.connections", "Connection %r lost (%s: %s) on node %s; reconnecting")
     ]
-    ours = [r.getMessage() for r in caplog.records if r.name == "rabbitbus.connections"]
+    ours = [r.getMessage() for r in caplog.records if r.name == "rabbitbus.transport.connections"]
     assert ours[0].startswith("Connection 'default' lost (")
     # The node lost and the node taken: the proxy's, the only one.
     node = ours[0].split(" on node ")[1].split(";")[0]

@@ -16,7 +16,7 @@ from django.test import override_settings
 
 import rabbitbus
 from rabbitbus.exceptions import AccessRefused
-from rabbitbus.runtime import Runtime
+from rabbitbus.runtime.service import Runtime
 from tests.broker import AMQP_PORT, ctl, unique
 
 PASSWORD = "s3cret-h3-password"  # noqa: S105 - a test user's, checked never to be shown
@@ -89,18 +89,18 @@ def test_a_worker_logs_what_rabbitmq_refused_and_keeps_trying(
     case: str, test_vhost: str, user_without_permission: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     address, words = cases(test_vhost, user_without_permission)[case]
-    caplog.set_level(logging.INFO, logger="rabbitbus.runtime")
+    caplog.set_level(logging.INFO, logger="rabbitbus.runtime.service")
     with override_settings(RABBITBUS=settings_for(address)):
         runtime = Runtime([])
         asyncio.run(asyncio.wait_for(until_two_attempts(runtime, caplog), 30))
-    lines = [r.getMessage() for r in caplog.records if r.name == "rabbitbus.runtime"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "rabbitbus.runtime.service"]
     assert len(lines) >= 2 and all(words in line for line in lines), lines
     assert not any(PASSWORD in line for line in lines)
 
 
 async def until_two_attempts(runtime: Runtime, caplog: pytest.LogCaptureFixture) -> None:
     connecting = asyncio.ensure_future(runtime._connect())
-    while sum(r.name == "rabbitbus.runtime" for r in caplog.records) < 2:
+    while sum(r.name == "rabbitbus.runtime.service" for r in caplog.records) < 2:
         await asyncio.sleep(0.05)
     runtime.stop()
     assert await connecting is None
@@ -111,7 +111,7 @@ def test_a_connection_cut_mid_handshake_is_not_a_refusal() -> None:
     import pika.exceptions
 
     from rabbitbus.conf import Endpoint
-    from rabbitbus.refusals import describe
+    from rabbitbus.transport.refusals import describe
 
     endpoint = Endpoint.from_url(url("guest", "guest", "v"))
     cut = pika.exceptions.ProbableAuthenticationError(
@@ -131,8 +131,8 @@ def test_an_exception_chain_that_loops_is_read_once() -> None:
     import aiormq.exceptions
 
     from rabbitbus.conf import Endpoint
-    from rabbitbus.endpoints import refused_certificate
-    from rabbitbus.refusals import chain, describe
+    from rabbitbus.transport.endpoints import refused_certificate
+    from rabbitbus.transport.refusals import chain, describe
 
     reset = aiormq.exceptions.AMQPConnectionError("Server connection reset")
     retried = aiormq.exceptions.AMQPConnectionError("connect failed")

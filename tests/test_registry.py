@@ -10,9 +10,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 import rabbitbus
-from rabbitbus import registry, topology
-from rabbitbus.dispatch import ReceivedMessage
+from rabbitbus import topology
+from rabbitbus.consuming import registry
 from rabbitbus.exceptions import ConfigurationError
+from rabbitbus.messages import ReceivedMessage
 
 
 @pytest.fixture

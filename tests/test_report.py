@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 
-from rabbitbus import report
-from rabbitbus.monitoring import QueueStats
+from rabbitbus.monitoring import QueueStats, report
 
 
 def right_edges(line: str) -> list[int]:

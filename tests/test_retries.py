@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from rabbitbus import retries
+from rabbitbus.consuming import retries
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,9 @@ import uuid
 
 import pytest
 
-from rabbitbus import connections, rpc
+from rabbitbus import rpc
 from rabbitbus.exceptions import NoRoute, NoServer, RemoteError, RpcTimeout
+from rabbitbus.transport import connections
 from tests.broker import Broker, unique
 from tests.rpc_support import serving
 from tests.testapp.rabbit import OutOfStock

@@ -22,8 +22,10 @@ import pytest
 from django.test import override_settings
 
 import rabbitbus
-from rabbitbus import connections, rpc, rpc_client
+from rabbitbus import rpc
 from rabbitbus.exceptions import BrokerConnectionError, BrokerUnavailable, RpcError, RpcTimeout
+from rabbitbus.rpc import client as rpc_client
+from rabbitbus.transport import connections
 from tests.broker import Broker, ctl, rabbitbus_through
 from tests.fault_proxy import FaultProxy
 from tests.rpc_support import serving

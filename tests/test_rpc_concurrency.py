@@ -6,8 +6,9 @@ import threading
 
 import pytest
 
-from rabbitbus import rpc, rpc_server
+from rabbitbus import rpc
 from rabbitbus.exceptions import ConfigurationError
+from rabbitbus.rpc import server as rpc_server
 from tests.rpc_support import call_in_thread, serving
 
 LIMIT = 2

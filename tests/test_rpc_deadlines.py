@@ -23,8 +23,10 @@ from typing import Any
 import pika
 import pytest
 
-from rabbitbus import connections, frames, rpc, rpc_server
+from rabbitbus import rpc
 from rabbitbus.exceptions import RpcTimeout
+from rabbitbus.rpc import server as rpc_server
+from rabbitbus.transport import connections, frames
 from tests.broker import Broker
 from tests.rpc_support import call_in_thread, serving
 from tests.workers import ROOT
@@ -72,7 +74,7 @@ def test_def_procedure_skips_requests_that_waited_for_a_slot_past_their_deadline
     broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture, driver_path: list[str]
 ) -> None:
     ledger = tmp_path / "ledger"
-    caplog.set_level(logging.INFO, logger="rabbitbus.rpc_server")
+    caplog.set_level(logging.INFO, logger="rabbitbus.rpc.server")
     with serving("test.ledger", prefetch=20) as server:
         started = [
             call_in_thread("test.ledger", str(ledger), str(n), SLOW, timeout=TIMEOUT)

@@ -16,10 +16,12 @@ from typing import Any
 import pika
 import pytest
 
-from rabbitbus import connections, rpc, rpc_client
+from rabbitbus import rpc
 from rabbitbus.exceptions import BrokerConnectionError, NoRoute, RpcTimeout
+from rabbitbus.rpc import client as rpc_client
+from rabbitbus.transport import connections
 from tests.broker import Broker, unique
-from tests.rpc_support import raw_server, reply, serving
+from tests.rpc_support import call_in_thread, raw_server, reply, serving
 from tests.testapp import rabbit as testapp_rabbit
 from tests.workers import ROOT
 
@@ -171,7 +173,7 @@ def test_pickle_request_is_refused_as_a_bad_request(tmp_path: Any) -> None:
 
 
 async def rpc_server_handle(name: str, body: bytes, content_type: str) -> bytes:
-    from rabbitbus import rpc_server
+    from rabbitbus.rpc import server as rpc_server
 
     _ok, reply_body = await rpc_server.handle(rpc.registered()[name], body, content_type)
     return reply_body
@@ -189,7 +191,7 @@ def test_connection_lost_mid_call_raises_and_next_call_works(broker: Broker) -> 
 
 
 def test_call_on_a_connection_the_broker_closed_fails_cleanly_then_works(broker: Broker) -> None:
-    """The request is written straight to the socket (rpc_sync.write_now): a socket
+    """The request is written straight to the socket (transport.sync_rpc.write_now): a socket
     the broker closed makes the call fail as a lost connection, not hang or crash."""
     with serving("test.aecho"):
         rpc.call("test.aecho", 1, timeout=5)
@@ -229,23 +231,72 @@ def test_server_survives_a_reply_whose_caller_is_gone(caplog: pytest.LogCaptureF
     assert "Could not reply" not in caplog.text
 
 
-async def test_acall_to_a_deleted_queue_raises_no_route_at_its_timeout_then_at_once(
-    broker: Broker, aclosing: None
-) -> None:
+def test_call_to_a_deleted_queue_raises_no_route_at_once(broker: Broker) -> None:
     name = unique("test.deleted")
-
-    def respond(channel: Any, _method: Any, properties: Any, _body: bytes) -> None:
-        reply(channel, properties, OK)
-
-    with raw_server(broker, rpc.queue_name(name), respond):
-        assert await rpc.acall(name, timeout=5) == "right"  # the queue is known to exist now
+    with raw_server(broker, rpc.queue_name(name), respond_right):
+        assert rpc.call(name, timeout=5) == "right"  # the queue exists, the client is warm
     with broker.channel() as channel:
         channel.queue_delete(rpc.queue_name(name))
-    with pytest.raises(NoRoute):  # it was sent: known only when no reply came
-        await rpc.acall(name, timeout=0.5)
-    with pytest.raises(NoRoute):  # the queue is checked again before sending: at once
-        await asyncio.wait_for(rpc.acall(name, timeout=60), timeout=30)
+    with pytest.raises(NoRoute):  # returned by the broker, long before the timeout
+        call_within(30, name, timeout=60)
+
+
+async def test_acall_to_a_deleted_queue_raises_no_route_at_once(
+    broker: Broker, aclosing: None
+) -> None:
+    """The twin of the test above: ``acall`` learns of the deleted queue as ``call`` does,
+    from the returned request (issue 15: both at the same moment)."""
+    name = unique("test.deleted")
+    with raw_server(broker, rpc.queue_name(name), respond_right):
+        assert await rpc.acall(name, timeout=5) == "right"
+    with broker.channel() as channel:
+        channel.queue_delete(rpc.queue_name(name))
+    for _ in range(2):  # and again: nothing about the queue is remembered
+        with pytest.raises(NoRoute):
+            await asyncio.wait_for(rpc.acall(name, timeout=60), timeout=30)
     assert rpc_client.async_client().pending == {}
+
+
+def test_a_queue_deleted_mid_call_is_no_route_for_both_clients(broker: Broker) -> None:
+    """The queue took the request, then was deleted before any server answered: at the
+    timeout both clients say the queue is gone (NoRoute), not merely that it was slow."""
+
+    async def acall_once(name: str) -> Any:
+        try:
+            return await rpc.acall(name, timeout=1.5)
+        finally:
+            await connections.aclose_all()
+
+    for caller in (lambda name: rpc.call(name, timeout=1.5), lambda n: asyncio.run(acall_once(n))):
+        name = unique("test.gone")
+        with broker.channel() as channel:
+            channel.queue_declare(rpc.queue_name(name))  # no server: the request waits
+        deleting = threading.Timer(0.3, delete_queue, [broker, rpc.queue_name(name)])
+        deleting.start()
+        try:
+            with pytest.raises(NoRoute):
+                caller(name)
+        finally:
+            deleting.join()
+
+
+def delete_queue(broker: Broker, queue: str) -> None:
+    with broker.channel() as channel:
+        channel.queue_delete(queue)
+
+
+def respond_right(channel: Any, _method: Any, properties: Any, _body: bytes) -> None:
+    reply(channel, properties, OK)
+
+
+def call_within(limit: float, name: str, timeout: float) -> Any:
+    """``rpc.call`` in a thread, failing the test if it has not returned after ``limit``."""
+    thread, outcome = call_in_thread(name, timeout=timeout)
+    thread.join(limit)
+    assert outcome, f"call still waiting after {limit}s"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 ONE_OFF_ACALL = """
@@ -262,7 +313,7 @@ except rpc.NoRoute:
 def test_a_one_off_loop_ending_in_no_route_ends_silently() -> None:
     """``asyncio.run(acall(...))`` to a procedure with no queue: ``NoRoute``, then the
     loop ends without aiormq's ChannelNotFoundEntity logged as an unhandled exception
-    (it was, every run, before rpc_async._settled)."""
+    (it was, every run, before rpc.async_client._settled)."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
     done = subprocess.run(
         [sys.executable, "-c", ONE_OFF_ACALL],

@@ -1,8 +1,8 @@
 """The RPC fast paths against the real broker: what they leave to pika and aiormq
 still works, and they keep connections alive past their heartbeats.
 
-The sync client reads replies past pika (:class:`rabbitbus.rpc_sync.ReplyReader`)
-and the server takes requests past aiormq (:mod:`rabbitbus.amqp_tap`); anything
+The sync client reads replies past pika (:class:`rabbitbus.transport.sync_rpc.ReplyReader`)
+and the server takes requests past aiormq (:mod:`rabbitbus.transport.amqp_tap`); anything
 they do not read goes to the driver. tests/test_frames.py and
 tests/test_amqp_tap.py check the reading itself.
 """
@@ -16,7 +16,8 @@ import pika
 from django.conf import settings as django_settings
 from django.test import override_settings
 
-from rabbitbus import amqp_tap, connections, rpc
+from rabbitbus import rpc
+from rabbitbus.transport import amqp_tap, connections
 from tests.broker import Broker, unique
 from tests.rpc_support import raw_server, serving
 

@@ -1,6 +1,6 @@
 """The RPC server through a misbehaving network (the fault proxy), broker untouched.
 
-The server reads requests off its socket itself (:mod:`rabbitbus.amqp_tap`), so
+The server reads requests off its socket itself (:mod:`rabbitbus.transport.amqp_tap`), so
 its connection is cut at byte offsets (RELIABILITY.md F4 for the RPC server)
 and fed a few bytes at a time: every frame boundary falls somewhere new. The
 server connects through the proxy; callers go straight to the broker.
@@ -15,8 +15,9 @@ from collections.abc import Iterator
 import pytest
 from django.test import override_settings
 
-from rabbitbus import connections, rpc
+from rabbitbus import rpc
 from rabbitbus.exceptions import BrokerConnectionError, RpcError, RpcTimeout
+from rabbitbus.transport import connections
 from tests.broker import Broker, rabbitbus_through
 from tests.fault_proxy import FaultProxy
 from tests.rpc_support import serving
@@ -59,7 +60,7 @@ def test_a_server_cut_at_every_byte_offset_answers_every_call_after(
 def test_requests_arriving_a_few_bytes_at_a_time_are_all_answered(
     proxy: FaultProxy, server_through_proxy: object, bytes_per_read: int
 ) -> None:
-    proxy.bandwidth(bytes_per_read * 20)  # the proxy reads a twentieth of a second's worth
+    proxy.bandwidth(bytes_per_read * 100, chunk=bytes_per_read)  # 100 reads a second
     values = [{"n": n, "pad": "p" * 40 * n} for n in range(4)]
     assert [call(value, timeout=30) for value in values] == values
     proxy.bandwidth(None)

@@ -17,8 +17,8 @@ import pytest
 from django.test import override_settings
 
 from rabbitbus import conf
-from rabbitbus.bridge_checks import all_errors
-from rabbitbus.checks import management_errors, monitoring_errors, setting_errors
+from rabbitbus.checks.bridges import all_errors
+from rabbitbus.checks.settings import management_errors, monitoring_errors, setting_errors
 from rabbitbus.conf import settings
 from rabbitbus.exceptions import ConfigurationError
 
@@ -141,6 +141,7 @@ def test_the_top_level_defaults_are_unchanged() -> None:
         "MANAGEMENT": None,
         "MONITORING": {},
         "METRICS": None,
+        "FAST_PATHS": True,
     }
     assert conf.DEFAULTS["WORKER"] == EXPECTED["WORKER"]
 

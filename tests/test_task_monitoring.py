@@ -10,8 +10,9 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from rabbitbus import monitoring, task_monitoring
+from rabbitbus import monitoring
 from rabbitbus.models import TaskRecord
+from rabbitbus.monitoring import task_monitoring
 from tests.broker import Broker
 from tests.monitoring_helpers import MANAGEMENT, rabbitbus_settings
 from tests.tasks_support import finished, tasks_backend, thread_worker

@@ -56,6 +56,43 @@ async def test_aenqueue_records_the_ready_row_before_publishing(broker: Broker) 
         assert await asyncio.to_thread(broker.queue_depth, backend.options_.queue("default")) == 1
 
 
+async def test_concurrent_aenqueue_calls_write_their_ready_rows_together(broker: Broker) -> None:
+    """Fifty ``aenqueue()`` at once: each has its READY row and its message, and the rows
+    went in fewer writes than calls (those asked for during a write wait for the next)."""
+    with tasks_backend(broker) as backend:
+        groups: list[int] = []
+        write = backend._record
+
+        def counted(pending: Any) -> list[bool]:
+            groups.append(len(pending))
+            return write(pending)
+
+        backend._record = counted  # type: ignore[method-assign]
+        queued = await asyncio.gather(*(tasks.add.aenqueue(n, n) for n in range(50)))
+        stored = [await backend.aget_result(result.id) for result in queued]
+        depth = await asyncio.to_thread(broker.queue_depth, backend.options_.queue("default"))
+    assert {result.status for result in stored} == {TaskResultStatus.READY}
+    assert depth == 50
+    assert sum(groups) == 50 and len(groups) < 50
+
+
+async def test_a_failed_ready_row_write_fails_its_calls_and_publishes_nothing(
+    broker: Broker,
+) -> None:
+    with tasks_backend(broker) as backend:
+
+        def broken(pending: Any) -> list[bool]:
+            raise ConnectionError("the database is gone")
+
+        backend._record = broken  # type: ignore[method-assign]
+        outcomes = await asyncio.gather(
+            *(tasks.add.aenqueue(n, n) for n in range(10)), return_exceptions=True
+        )
+        depth = await asyncio.to_thread(broker.queue_depth, backend.options_.queue("default"))
+    assert all(isinstance(outcome, ConnectionError) for outcome in outcomes)
+    assert depth == 0
+
+
 def test_a_task_taking_context_sees_its_attempt_and_id(broker: Broker) -> None:
     with tasks_backend(broker) as backend:
         result = tasks.attempt_and_id.enqueue()
@@ -107,7 +144,7 @@ def test_the_outbox_delivery_writes_a_row_and_publishes_nothing(broker: Broker) 
 
 
 def test_an_outbox_task_runs_once_the_relay_publishes_it(broker: Broker) -> None:
-    from rabbitbus.relay import Relay
+    from rabbitbus.outbox.relay import Relay
 
     with tasks_backend(broker, DELIVERY="outbox") as backend:
         result = tasks.add.enqueue(20, 22)

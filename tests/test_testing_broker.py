@@ -40,7 +40,7 @@ from pathlib import Path
 import pytest
 import rabbitbus
 from rabbitbus import rpc
-from rabbitbus.registry import consumer
+from rabbitbus.consuming.registry import consumer
 
 SEEN = []
 

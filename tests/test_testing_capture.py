@@ -10,10 +10,12 @@ from django.db import transaction
 from django.test import TestCase
 
 import rabbitbus
-from rabbitbus import on_commit, outbox, publishing, rpc, rpc_client
-from rabbitbus.bridges import Bridge
+from rabbitbus import outbox, publishing, rpc
 from rabbitbus.exceptions import NoRoute, RemoteError, RpcTimeout
 from rabbitbus.messages import Message
+from rabbitbus.outbox import on_commit
+from rabbitbus.outbox.bridges import Bridge
+from rabbitbus.rpc import client as rpc_client
 from rabbitbus.testing import Capture, capture_published
 from tests.testapp.models import Order
 from tests.testapp.rabbit import OutOfStock

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from django.test import TestCase
 
-from rabbitbus import registry, retries
-from rabbitbus.dispatch import ReceivedMessage
+from rabbitbus.consuming import registry, retries
+from rabbitbus.consuming.registry import ConsumerSpec
 from rabbitbus.exceptions import ConfigurationError, Reject, Retry
-from rabbitbus.registry import ConsumerSpec
+from rabbitbus.messages import ReceivedMessage
 from rabbitbus.testing import arun_consumer, run_consumer
 from tests.consumer_support import Register, register, unregister
 from tests.testapp.models import Effect

@@ -10,10 +10,11 @@ import pytest
 from django.test import TestCase
 
 import rabbitbus
-from rabbitbus import outbox, registry, retries, rpc
-from rabbitbus.dispatch import ReceivedMessage
+from rabbitbus import outbox, rpc
+from rabbitbus.consuming import registry, retries
+from rabbitbus.consuming.registry import ConsumerSpec
 from rabbitbus.exceptions import ExchangeNotFound, NoRoute, Reject, RemoteError, Unroutable
-from rabbitbus.registry import ConsumerSpec
+from rabbitbus.messages import ReceivedMessage
 from rabbitbus.testing import ChainTooDeep, InMemoryBroker
 from rabbitbus.topology import Binding, Exchange, Queue, Topology, configured
 from tests.broker import unique

@@ -15,12 +15,14 @@ from typing import Any
 import pytest
 
 import rabbitbus
-from rabbitbus import retries, rpc, topology
-from rabbitbus.dispatch import ReceivedMessage
+from rabbitbus import rpc, topology
+from rabbitbus.consuming import retries
+from rabbitbus.consuming.registry import ConsumerSpec
 from rabbitbus.exceptions import ExchangeNotFound, NoRoute, Reject, RemoteError, Unroutable
-from rabbitbus.registry import ConsumerSpec
+from rabbitbus.messages import ReceivedMessage
 from rabbitbus.testing import InMemoryBroker
 from rabbitbus.topology import Binding, Exchange, Queue
+from rabbitbus.transport import declare
 from tests.broker import Broker, unique
 from tests.consuming import drain
 from tests.rpc_support import serving
@@ -69,7 +71,7 @@ class RabbitBus:
     def declare(self, *entities: topology.Entity) -> None:
         self.declared.add(*entities)
         with self.broker.channel() as channel:
-            topology.declare(channel, self.declared)
+            declare.declare(channel, self.declared)
 
     def payloads(self, queue: str) -> list[Any]:
         return [delivered.payload for delivered in drain(self.broker, queue, idle=0.3)]

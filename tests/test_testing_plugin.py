@@ -23,7 +23,7 @@ RABBITBUS = {
 TESTS = """
 import pytest
 import rabbitbus
-from rabbitbus.registry import consumer
+from rabbitbus.consuming.registry import consumer
 
 SEEN = []
 

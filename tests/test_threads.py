@@ -1,4 +1,4 @@
-"""rabbitbus.threads.Threads: results, errors, limits and shutdown."""
+"""rabbitbus.runtime.threads.Threads: results, errors, limits and shutdown."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from rabbitbus.threads import Threads
+from rabbitbus.runtime.threads import Threads
 
 
 def test_returns_results_and_raises_errors_from_other_threads() -> None:

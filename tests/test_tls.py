@@ -18,8 +18,9 @@ from django.conf import settings
 from django.test import override_settings
 
 import rabbitbus
-from rabbitbus import connections, rpc
+from rabbitbus import rpc
 from rabbitbus.exceptions import BrokerUnavailable
+from rabbitbus.transport import connections
 from tests.broker import Broker
 from tests.rpc_support import serving
 from tests.tls_front import Certificates, TlsFront, make_certificates

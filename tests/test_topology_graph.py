@@ -1,9 +1,10 @@
-"""rabbitbus.topology_graph: what the topology page draws."""
+"""rabbitbus.monitoring.topology_graph: what the topology page draws."""
 
 from __future__ import annotations
 
-from rabbitbus import registry, topology
-from rabbitbus.topology_graph import build
+from rabbitbus import topology
+from rabbitbus.consuming import registry
+from rabbitbus.monitoring.topology_graph import build
 
 
 def consumer_topology() -> topology.Topology:

@@ -13,13 +13,13 @@ from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
 import rabbitbus
-from rabbitbus import connections, frames, outbox, rpc
-from rabbitbus.dispatch import ReceivedMessage
+from rabbitbus import outbox, rpc
 from rabbitbus.exceptions import Reject
-from rabbitbus.messages import Message, build
+from rabbitbus.messages import Message, ReceivedMessage, build
 from rabbitbus.observability import traces
-from rabbitbus.relay import Relay
-from rabbitbus.runtime import Runtime
+from rabbitbus.outbox.relay import Relay
+from rabbitbus.runtime.service import Runtime
+from rabbitbus.transport import connections, frames
 from tests.broker import Broker, unique
 from tests.consuming import drain, drain_until
 from tests.rpc_support import serving
@@ -47,7 +47,7 @@ def consumer_runtime(queue: str, handler: Any, **options: Any) -> ThreadRuntime:
 
 
 def _service(consumer: Any) -> Any:
-    from rabbitbus.worker import ConsumerService
+    from rabbitbus.consuming.worker import ConsumerService
 
     return ConsumerService(consumer)
 
@@ -151,7 +151,7 @@ def test_a_retried_message_keeps_its_trace(spans: InMemorySpanExporter, broker: 
 def test_a_replayed_dead_letter_is_a_new_trace_linked_to_the_original(
     spans: InMemorySpanExporter, broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rabbitbus import deadletters
+    from rabbitbus.monitoring import deadletters
 
     queue = unique("traces.replay")
     monkeypatch.setattr(deadletters, "known", lambda: [f"{queue}.dlq"])  # not in settings

@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import AsyncClient, Client
 
-from rabbitbus import connections
+from rabbitbus.transport import connections
 from tests.rpc_support import serving
 
 

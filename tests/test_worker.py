@@ -13,9 +13,10 @@ import pika
 import pytest
 from django.db import OperationalError
 
-from rabbitbus import dispatch, publish, retries
-from rabbitbus.dispatch import ReceivedMessage
+from rabbitbus import publish
+from rabbitbus.consuming import dispatch, retries
 from rabbitbus.exceptions import Reject, Retry
+from rabbitbus.messages import ReceivedMessage
 from tests.broker import Broker, unique
 from tests.workers import ThreadWorker, spec
 

@@ -13,17 +13,18 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from rabbitbus import batching, dispatch, publish_many
+from rabbitbus import publish_many
+from rabbitbus.consuming import batching, dispatch
+from rabbitbus.consuming.registry import ConsumerSpec
 from rabbitbus.exceptions import Reject
-from rabbitbus.messages import Message
-from rabbitbus.registry import ConsumerSpec
-from rabbitbus.threads import Threads
+from rabbitbus.messages import Delivery, Message, ReceivedMessage
+from rabbitbus.runtime.threads import Threads
 from tests.broker import Broker
 from tests.workers import spawn_worker
 
 
-def raw(message_id: str, body: bytes = b'{"n": 1}') -> dispatch.Raw:
-    return dispatch.Raw(
+def raw(message_id: str, body: bytes = b'{"n": 1}') -> Delivery:
+    return Delivery(
         body=body,
         headers={},
         exchange="",
@@ -39,7 +40,7 @@ def raw(message_id: str, body: bytes = b'{"n": 1}') -> dispatch.Raw:
 def test_deliveries_in_hand_run_in_one_transaction_and_a_failure_splits_the_batch() -> None:
     seen: list[tuple[str, bool]] = []
 
-    def handler(message: dispatch.ReceivedMessage) -> None:
+    def handler(message: ReceivedMessage) -> None:
         seen.append((message.message_id or "", connection.in_atomic_block))
         if message.body.get("poison"):
             raise Reject("poison")
@@ -48,11 +49,11 @@ def test_deliveries_in_hand_run_in_one_transaction_and_a_failure_splits_the_batc
     threads = Threads(1, "test-batch")
     one_by_one: list[str] = []
 
-    async def alone(delivery: dispatch.Raw) -> dispatch.Outcome:
+    async def alone(delivery: Delivery) -> dispatch.Outcome:
         one_by_one.append(delivery.message_id or "")
         return await dispatch.dispatch(spec, delivery, threads)
 
-    async def deliver(batch: list[dispatch.Raw]) -> list[dispatch.Outcome | None]:
+    async def deliver(batch: list[Delivery]) -> list[dispatch.Outcome | None]:
         batcher = batching.Batcher(spec, threads, alone, lambda: False)
         outcomes = await asyncio.gather(*(batcher.submit(delivery) for delivery in batch))
         assert batcher.counts == ({"batches": 1, "split": 0} if not one_by_one else

@@ -11,9 +11,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from rabbitbus import health, worker
-from rabbitbus.registry import ConsumerSpec
-from rabbitbus.runtime import Runtime
+from rabbitbus.consuming import worker
+from rabbitbus.consuming.registry import ConsumerSpec
+from rabbitbus.runtime import health
+from rabbitbus.runtime.service import Runtime
 from tests.broker import Broker
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -29,13 +29,14 @@ def order_state(order: Order) -> dict[str, Any]:
         }
         for change in order.history.all()
     ]
+    recorded = list(order.timeline.all())  # read once: what is shown is what was judged
     return {
         "id": order.pk,
         "status": order.status,
         "reason": order.reason,
         "history": history,
-        "timeline": timeline.entries(order),
-        "settled": timeline.settled(order),
+        "timeline": timeline.entries(order, recorded),
+        "settled": timeline.settled(order, recorded),
         "invoice_email": invoice_email(order),
     }
 

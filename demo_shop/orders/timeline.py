@@ -12,7 +12,7 @@ refreshes live (see ``orders/rabbit.py``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -46,9 +46,13 @@ def records(service: str) -> Callable[[Handler], Callable[[ReceivedMessage], Non
     return decorate
 
 
-def settled(order: Order) -> bool:
+def settled(order: Order, recorded: Sequence[TimelineEntry] | None = None) -> bool:
     """Whether the order's story is over: confirmed, or cancelled with both services heard
-    and every compensation the saga asked for handled (no more messages will come)."""
+    and every compensation the saga asked for handled (no more messages will come).
+
+    ``recorded``: the order's timeline as already read, so that a page shows the entries it
+    judged by (read again, it may hold an entry committed meanwhile: the page would call
+    the story over and never show that entry)."""
     if order.status == Order.Status.CONFIRMED:
         return True
     if order.status != Order.Status.CANCELLED or "" in (order.stock_state, order.payment_state):
@@ -58,7 +62,9 @@ def settled(order: Order) -> bool:
         expected.add("stock.release")
     if order.payment_state == Order.PaymentState.CAPTURED:
         expected.add("payment.refund")
-    return expected <= {entry.message for entry in order.timeline.all()}
+    if recorded is None:
+        recorded = list(order.timeline.all())
+    return expected <= {entry.message for entry in recorded}
 
 
 def clock(moment: datetime) -> str:
@@ -66,9 +72,10 @@ def clock(moment: datetime) -> str:
     return timezone.localtime(moment).strftime("%H:%M:%S.%f")[:-3]
 
 
-def entries(order: Order) -> list[dict[str, Any]]:
-    """The order's timeline for its page: message, service, outcome, its time (ISO and
-    the local ``clock``), seconds ``after`` the order was placed, and whether it ``undoes``."""
+def entries(order: Order, recorded: Sequence[TimelineEntry]) -> list[dict[str, Any]]:
+    """The order's timeline (its entries ``recorded``, as read once) for its page: message,
+    service, outcome, its time (ISO and the local ``clock``), seconds ``after`` the order
+    was placed, and whether it ``undoes``."""
     return [
         {
             "message": entry.message,
@@ -79,5 +86,5 @@ def entries(order: Order) -> list[dict[str, Any]]:
             "after": round((entry.at - order.created_at).total_seconds(), 3),
             "undoes": entry.undoes,
         }
-        for entry in order.timeline.all()
+        for entry in recorded
     ]

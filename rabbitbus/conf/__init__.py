@@ -144,6 +144,6 @@ settings = Settings()
 def _reload_on_change(*, setting: str, **kwargs: Any) -> None:
     if setting == "RABBITBUS":
         settings.reload()
-        from rabbitbus import connections
+        from rabbitbus.transport import connections
 
         connections.forget_all()

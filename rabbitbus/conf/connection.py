@@ -103,7 +103,7 @@ def parse_connection(alias: str, raw: Any) -> ConnectionSettings:
     Raises :class:`ConfigurationError` naming the first problem; the system
     checks report every problem with the same ids.
     """
-    from rabbitbus.connection_checks import connection_errors
+    from rabbitbus.checks.connections import connection_errors
 
     errors = [error for error in connection_errors(alias, raw) if error.is_serious()]
     if errors:

@@ -88,7 +88,8 @@ class BindingOptions:
 
 @dataclass(frozen=True)
 class BridgeOptions:
-    """One ``RABBITBUS['BRIDGES'][i]`` entry; :class:`rabbitbus.bridges.Bridge` has its defaults."""
+    """One ``RABBITBUS['BRIDGES'][i]`` entry (:class:`rabbitbus.outbox.bridges.Bridge` has its
+    defaults)."""
 
     exchange: str
     model: Any = None
@@ -107,7 +108,7 @@ class BridgeOptions:
 class WorkerSettings:
     """``RABBITBUS['WORKER']``: consumer workers and RPC servers."""
 
-    event_loop: str = "auto"  # or "asyncio", "uvloop" (rabbitbus.event_loop)
+    event_loop: str = "auto"  # or "asyncio", "uvloop" (rabbitbus.runtime.event_loop)
     grace_period: float = 30
     heartbeat_file: str | os.PathLike[str] | None = None
     heartbeat_interval: float = 5
@@ -223,6 +224,8 @@ DEFAULTS: dict[str, Any] = {
     "MONITORING": {},
     # rabbitbus.observability.metrics: a dict (MetricsSettings) turns them on.
     "METRICS": None,
+    # The hand-read AMQP hot paths of rabbitbus.transport; False: the drivers' public API only.
+    "FAST_PATHS": True,
 }
 
 CONNECTION_DEFAULTS: dict[str, Any] = defaults(ConnectionOptions)

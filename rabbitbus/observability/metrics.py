@@ -33,7 +33,7 @@ instruments: Any = None
 #: Seconds between two counts of the outbox backlog by one relay.
 BACKLOG_EVERY = 5.0
 
-#: rabbitbus.dispatch's actions (not imported: that module pulls in Django's ORM).
+#: rabbitbus.consuming.dispatch's actions (not imported: that module pulls in Django's ORM).
 ACK, RETRY, DATABASE_DOWN = "ack", "retry", "database-down"
 
 _connected_once: set[str] = set()
@@ -214,7 +214,7 @@ def observe_asend(asend: AsendFunction) -> AsendFunction:
 def consumed(spec: Any, outcome: Any, settled: bool, started: float) -> None:
     """One delivery handled by ``spec``: its outcome and the handler's time.
 
-    ``outcome`` is a :class:`rabbitbus.dispatch.Outcome`; ``settled`` is False when
+    ``outcome`` is a :class:`rabbitbus.consuming.dispatch.Outcome`; ``settled`` is False when
     the delivery went back to its queue (its copy could not be parked, or a
     database outage held it).
     """

@@ -10,7 +10,10 @@ publishes. Results live in the database (:mod:`rabbitbus.tasks.results`).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import weakref
+from collections.abc import Sequence
 from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -18,8 +21,10 @@ from django.db import connections, transaction
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
-from rabbitbus import on_commit, outbox, publishing
+from rabbitbus import outbox, publishing
 from rabbitbus.exceptions import ConfigurationError, TaskArgumentsError
+from rabbitbus.models import TaskRecord
+from rabbitbus.outbox import on_commit
 from rabbitbus.tasks import options as task_options
 from rabbitbus.tasks import results, wire
 from rabbitbus.tasks.compat import (
@@ -30,6 +35,7 @@ from rabbitbus.tasks.compat import (
     normalize_json,
     task_enqueued,
 )
+from rabbitbus.tasks.ready_rows import ReadyRows
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -51,6 +57,9 @@ class RabbitMQBackend(BaseTaskBackend):
                 f"TASKS[{alias!r}]['QUEUES'] must name the queues (one AMQP queue each)."
             )
         self.supports_priority = self.options_.max_priority is not None
+        self._ready_rows_by_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, ReadyRows[tuple[TaskResult[..., Any], wire.Job]]
+        ] = weakref.WeakKeyDictionary()
 
     # -- enqueue -----------------------------------------------------------
 
@@ -70,29 +79,37 @@ class RabbitMQBackend(BaseTaskBackend):
 
     async def aenqueue(self, task: Task[P, R], args: Any, kwargs: Any) -> TaskResult[P, R]:
         """The async twin of :meth:`enqueue`: publishes with ``apublish`` on this loop
-        (the ``READY`` row is written in a thread first); with the outbox, or inside a
-        transaction of that thread, it does what :meth:`enqueue` does."""
+        once the ``READY`` row is written (in Django's sync thread, together with the rows
+        of the calls made meanwhile: :mod:`rabbitbus.tasks.ready_rows`); with the outbox,
+        or inside a transaction of that thread, it does what :meth:`enqueue` does."""
         if self.options_.delivery == "outbox":
             return await sync_to_async(self.enqueue, thread_sensitive=True)(task, args, kwargs)
         result, job = self._prepare(task, args, kwargs)
-        if self.options_.record_enqueued:
-            record = sync_to_async(self._record, thread_sensitive=True)
-            if await record(result, job):
-                return result
+        if self.options_.record_enqueued and await self._ready_rows().record((result, job)):
+            return result
         queue, message = self._address(job)
         await publishing.apublish("", queue, job.body(), **message)
         await sync_to_async(task_enqueued.send)(type(self), task_result=result)
         return result
 
-    def _record(self, result: TaskResult[..., Any], job: wire.Job) -> bool:
-        """Write the ``READY`` row; inside a transaction, also publish on its commit
-        (returns True: nothing left to do)."""
-        results.record_of(job).save(using=self.options_.database, force_insert=True)
-        if not connections[self.options_.database].in_atomic_block:
-            return False
-        self._publish(job)
-        self._sent(result)
-        return True
+    def _ready_rows(self) -> ReadyRows[tuple[TaskResult[..., Any], wire.Job]]:
+        loop = asyncio.get_running_loop()
+        rows = self._ready_rows_by_loop.get(loop)
+        if rows is None:
+            rows = self._ready_rows_by_loop[loop] = ReadyRows(self._record)
+        return rows
+
+    def _record(self, pending: Sequence[tuple[TaskResult[..., Any], wire.Job]]) -> list[bool]:
+        """Write the ``READY`` rows of ``pending`` in one ``INSERT``; inside a transaction,
+        also publish each on its commit (True for each: nothing left to do)."""
+        using = self.options_.database
+        TaskRecord.objects.using(using).bulk_create(results.record_of(job) for _, job in pending)
+        if not connections[using].in_atomic_block:
+            return [False] * len(pending)
+        for result, job in pending:
+            self._publish(job)
+            self._sent(result)
+        return [True] * len(pending)
 
     def _publish(self, job: wire.Job) -> None:
         """To the outbox, on commit, or now with a confirm (see the module docstring)."""

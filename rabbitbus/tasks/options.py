@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rabbitbus import retries, topology
+from rabbitbus import topology
+from rabbitbus.consuming import retries
+from rabbitbus.consuming.registry import DEFAULT_DELIVERY_LIMIT
 from rabbitbus.exceptions import ConfigurationError
-from rabbitbus.registry import DEFAULT_DELIVERY_LIMIT
 
 BACKEND_PATHS = ("rabbitbus.tasks.RabbitMQBackend", "rabbitbus.tasks.backend.RabbitMQBackend")
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from rabbitbus.models import TaskRecord
+from rabbitbus.runtime.threads import Threads
 from rabbitbus.tasks.compat import (
     Task,
     TaskError,
@@ -28,7 +29,6 @@ from rabbitbus.tasks.compat import (
     TaskResultStatus,
 )
 from rabbitbus.tasks.wire import Job
-from rabbitbus.threads import Threads
 
 logger = logging.getLogger("rabbitbus.tasks.results")
 

@@ -1,6 +1,6 @@
 """The worker side: a consumer per task queue whose handler runs task messages.
 
-It reuses :class:`rabbitbus.worker.ConsumerService` (prefetch, ack after the
+It reuses :class:`rabbitbus.consuming.worker.ConsumerService` (prefetch, ack after the
 result is committed, requeue of unstarted work on SIGTERM, database outages,
 dead-lettering) with one handler, :meth:`TaskRunner.handle`:
 
@@ -30,10 +30,12 @@ from django.utils.crypto import get_random_string
 from django.utils.module_loading import import_string
 
 from rabbitbus import publishing, topology
-from rabbitbus.dispatch import ReceivedMessage
+from rabbitbus.consuming.registry import ConsumerSpec
+from rabbitbus.consuming.worker import ConsumerService
 from rabbitbus.exceptions import Reject
+from rabbitbus.messages import ReceivedMessage
 from rabbitbus.models import TaskRecord
-from rabbitbus.registry import ConsumerSpec
+from rabbitbus.runtime.threads import Threads
 from rabbitbus.tasks import options as task_options
 from rabbitbus.tasks import results, wire
 from rabbitbus.tasks.compat import (
@@ -45,8 +47,6 @@ from rabbitbus.tasks.compat import (
     task_finished,
     task_started,
 )
-from rabbitbus.threads import Threads
-from rabbitbus.worker import ConsumerService
 
 logger = logging.getLogger("rabbitbus.tasks.runner")
 

@@ -1,6 +1,6 @@
 """Consumers and RPC procedures served in-process, on a background thread, for a test.
 
-The same :class:`~rabbitbus.runtime.Runtime` as ``rabbit_consume --rpc`` (its services,
+The same :class:`~rabbitbus.runtime.service.Runtime` as ``rabbit_consume --rpc`` (its services,
 reconnection and graceful drain), on its own event loop in a daemon thread. No
 heartbeat: a test's worker writes no ``WorkerHeartbeat`` row and publishes no
 ``worker.stats`` event.
@@ -14,8 +14,10 @@ import time
 from collections.abc import Sequence
 from typing import Any, Self
 
-from rabbitbus import registry, rpc, rpc_server, worker
-from rabbitbus.runtime import Runtime, Service
+from rabbitbus import rpc
+from rabbitbus.consuming import registry, worker
+from rabbitbus.rpc import server as rpc_server
+from rabbitbus.runtime.service import Runtime, Service
 
 #: Seconds to wait for the worker to consume, and to drain and stop.
 READY_TIMEOUT = 20.0

@@ -18,11 +18,12 @@ from urllib.parse import urlsplit
 from django.conf import settings as django_settings
 from django.test import override_settings
 
-from rabbitbus import connections, topology
+from rabbitbus import topology
 from rabbitbus.conf import DEFAULTS, mask_url
 from rabbitbus.exceptions import BrokerConnectionError, BrokerUnavailable
 from rabbitbus.testing.background import BackgroundWorker
 from rabbitbus.testing.vhosts import Vhost
+from rabbitbus.transport import connections, declare
 
 #: Seconds to wait for the first AMQP connection before calling the broker unreachable.
 CONNECT_TIMEOUT = 10.0
@@ -121,20 +122,17 @@ class RabbitBroker:
         """Declare every exchange, queue and binding, as ``manage.py rabbit_setup`` does."""
         channel = connections.get_sync(alias).get().channel()
         try:
-            return topology.declare(channel, topology.configured())
+            return declare.declare(channel, topology.configured())
         finally:
             if channel.is_open:
                 channel.close()
 
     def purge(self, alias: str = "default") -> None:
         """Empty every queue of the project's topology that exists in the vhost."""
-        import pika.exceptions
-
         connection = connections.get_sync(alias).get()
         for name in topology.configured().queues:
             channel = connection.channel()
-            with contextlib.suppress(pika.exceptions.ChannelClosedByBroker):  # no such queue
-                channel.queue_purge(name)
+            declare.purge(channel, name)  # False when there is no such queue
             if channel.is_open:
                 channel.close()
 

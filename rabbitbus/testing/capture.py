@@ -1,7 +1,7 @@
 """Capture what is published, without a broker.
 
 ``capture_published()`` sets the interception hooks of
-:mod:`rabbitbus.publishing` and :mod:`rabbitbus.rpc_client`, through which
+:mod:`rabbitbus.publishing` and :mod:`rabbitbus.rpc.client`, through which
 every publish path goes (``publish``, ``apublish``, ``publish_many``,
 ``apublish_many``, ``publish_on_commit`` and bridges once their transaction
 commits, the outbox relay) and every RPC request (``call``/``acall``). Each
@@ -23,11 +23,13 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Self
 
-from rabbitbus import frames, publishing, rpc_client, serializers
-from rabbitbus.confirms import Outcome
+from rabbitbus import publishing, serializers
 from rabbitbus.messages import Envelope
-from rabbitbus.rpc import DIRECT_REPLY_TO, REQUEST_TYPE, error_reply, ok_reply
+from rabbitbus.rpc import client as rpc_client
+from rabbitbus.rpc.procedures import DIRECT_REPLY_TO, REQUEST_TYPE, error_reply, ok_reply
 from rabbitbus.testing.published import Published, PublishedMessage, decoded, from_envelope
+from rabbitbus.transport import frames
+from rabbitbus.transport.confirms import Outcome
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ class Capture(Published):
 
     def relay_outbox(self, using: str = "default") -> int:
         """Relay every pending outbox row of ``using`` into this capture; returns how many."""
-        from rabbitbus.relay import Relay
+        from rabbitbus.outbox.relay import Relay
 
         relay, total = Relay(using=using), 0
         while claimed := relay.run_once():

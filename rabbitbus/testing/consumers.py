@@ -1,10 +1,10 @@
 """Run a registered ``@consumer`` handler as the worker would, without a broker.
 
 :func:`run_consumer` encodes the payload as a publisher would, then hands it
-to :func:`rabbitbus.dispatch.dispatch` (decoding, idempotency, ``Retry`` and
+to :func:`rabbitbus.consuming.dispatch.dispatch` (decoding, idempotency, ``Retry`` and
 ``Reject``, attempts and backoff) and reports what the worker would do as a
 :class:`ConsumerOutcome`, with the retry or dead-letter copy the worker would
-publish (:func:`rabbitbus.worker.parked_copy`). ``def`` handlers run in the
+publish (:func:`rabbitbus.consuming.worker.parked_copy`). ``def`` handlers run in the
 caller's thread, so they see a ``TestCase``'s transaction.
 """
 
@@ -17,12 +17,13 @@ from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 
-from rabbitbus import dispatch, messages, registry, retries
+from rabbitbus import messages
+from rabbitbus.consuming import dispatch, registry, retries
+from rabbitbus.consuming.registry import ConsumerSpec
+from rabbitbus.consuming.worker import parked_copy
 from rabbitbus.exceptions import ConfigurationError
-from rabbitbus.messages import Envelope, Message
-from rabbitbus.registry import ConsumerSpec
-from rabbitbus.threads import Threads
-from rabbitbus.worker import parked_copy
+from rabbitbus.messages import Delivery, Envelope, Message
+from rabbitbus.runtime.threads import Threads
 
 T = TypeVar("T")
 
@@ -92,7 +93,7 @@ def runs_on_loop(spec: ConsumerSpec) -> bool:
 
 
 def spec_for(name_or_handler: str | Callable[..., Any] | ConsumerSpec) -> ConsumerSpec:
-    """The registered consumer named so (see :func:`rabbitbus.registry.find`) or with this
+    """The registered consumer named so (see :func:`rabbitbus.consuming.registry.find`) or with this
     handler; raises :class:`ConfigurationError` when there is none."""
     if isinstance(name_or_handler, ConsumerSpec):
         return name_or_handler
@@ -116,7 +117,7 @@ def delivery(
     content_type: str | None = None,
     redelivered: bool = False,
     **options: Any,
-) -> dispatch.Raw:
+) -> Delivery:
     """A delivery of ``payload`` to ``spec``'s queue; by default as published to its first
     binding. ``body``/``content_type`` replace the encoded payload (to test bad bodies);
     ``options`` are :class:`~rabbitbus.messages.Message` fields (``message_id``...)."""
@@ -132,17 +133,17 @@ def delivery(
         **options,
     )
     envelope = messages.build(message)
-    return raw_of(envelope, body, content_type, redelivered)
+    return delivery_of(envelope, body, content_type, redelivered)
 
 
-def raw_of(
+def delivery_of(
     envelope: Envelope,
     body: bytes | None = None,
     content_type: str | None = None,
     redelivered: bool = False,
-) -> dispatch.Raw:
+) -> Delivery:
     """What a consumer receives for ``envelope``."""
-    return dispatch.Raw(
+    return Delivery(
         body=envelope.body if body is None else body,
         headers=envelope.headers,
         exchange=envelope.exchange,
@@ -153,10 +154,13 @@ def raw_of(
         content_encoding=None,
         correlation_id=envelope.correlation_id,
         reply_to=envelope.reply_to,
+        type=envelope.type,
+        app_id=envelope.app_id,
+        timestamp=envelope.timestamp,
     )
 
 
-async def adispatch(spec: ConsumerSpec, raw: dispatch.Raw) -> ConsumerOutcome:
+async def adispatch(spec: ConsumerSpec, raw: Delivery) -> ConsumerOutcome:
     """Run ``spec``'s handler on ``raw`` as the worker does; the outcome."""
     outcome = await dispatch.dispatch(spec, raw, InlineThreads())
     attempt = retries.attempt_of(raw.headers, spec.attempts)

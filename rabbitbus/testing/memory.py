@@ -24,24 +24,27 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from rabbitbus import dispatch, registry, rpc, rpc_client, rpc_server, serializers
+from rabbitbus import rpc, serializers
 from rabbitbus import topology as topology_module
-from rabbitbus.confirms import Outcome, unroutable
+from rabbitbus.consuming import registry
+from rabbitbus.consuming.registry import ConsumerSpec
 from rabbitbus.exceptions import PublishError
-from rabbitbus.messages import Envelope
-from rabbitbus.registry import ConsumerSpec
+from rabbitbus.messages import Delivery, Envelope
+from rabbitbus.rpc import client as rpc_client
+from rabbitbus.rpc import server as rpc_server
 from rabbitbus.testing import routing
 from rabbitbus.testing.capture import Capture
 from rabbitbus.testing.consumers import (
     ConsumerOutcome,
     InlineThreads,
     adispatch,
-    raw_of,
+    delivery_of,
     run_sync,
     runs_on_loop,
     spec_for,
 )
 from rabbitbus.testing.published import Published, PublishedMessage, from_envelope
+from rabbitbus.transport.confirms import Outcome, unroutable
 
 
 class ChainTooDeep(RuntimeError):
@@ -191,8 +194,8 @@ class InMemoryBroker(Capture):
         self._depth = delivery.depth
         return delivery
 
-    def _raw(self, delivery: _Delivery) -> dispatch.Raw:
-        return raw_of(delivery.envelope)
+    def _raw(self, delivery: _Delivery) -> Delivery:
+        return delivery_of(delivery.envelope)
 
     def _settle(self, delivery: _Delivery, outcome: ConsumerOutcome) -> None:
         """Record ``outcome``, park its copy, relay what the handler wrote to the outbox."""

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from rabbitbus import topology
-from rabbitbus.confirms import channel_error
 from rabbitbus.exceptions import PublishError
+from rabbitbus.transport.confirms import channel_error
 
 #: Exchanges every virtual host has, by type.
 BUILT_IN = {

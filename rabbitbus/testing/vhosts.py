@@ -16,7 +16,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from rabbitbus.conf import DEFAULT_URL, mask_url
 from rabbitbus.exceptions import BrokerUnavailable, ManagementApiError
-from rabbitbus.mgmt import ManagementApi
+from rabbitbus.monitoring.mgmt import ManagementApi
 
 #: Environment variables that say where the test broker and its management API are.
 URL_ENV = "RABBITBUS_TEST_BROKER_URL"

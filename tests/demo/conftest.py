@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 from django.core.management import call_command
 
 from tests.broker import Broker
-from tests.shop_services import ShopServices
+from tests.shop_services import COMMANDS, ShopServices
 
 
 @pytest.fixture(scope="module")
@@ -31,3 +31,16 @@ def services(
 def shop(services: ShopServices) -> ShopServices:
     call_command("shop_seed", stdout=io.StringIO())
     return services
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed shop test reports the tail of each service's log: what the processes saw."""
+    report = yield
+    running = getattr(item, "funcargs", {}).get("services")
+    if report.when == "call" and report.failed and isinstance(running, ShopServices):
+        for name in (*COMMANDS, "web"):
+            report.sections.append((f"{name}'s log (tail)", running.log(name)[-1500:]))
+    return report

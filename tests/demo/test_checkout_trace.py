@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from demo_shop.orders.models import Order
 from rabbitbus.observability import traces
-from rabbitbus.relay import Relay
+from rabbitbus.outbox.relay import Relay
 from rabbitbus.testing import RabbitBroker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

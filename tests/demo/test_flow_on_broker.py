@@ -16,7 +16,7 @@ from django.core.management import call_command
 
 from demo_shop.orders.models import Order
 from demo_shop.orders.services import place_order
-from rabbitbus.relay import Relay
+from rabbitbus.outbox.relay import Relay
 from rabbitbus.testing import RabbitBroker
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

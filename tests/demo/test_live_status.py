@@ -14,7 +14,7 @@ from django.core.management import call_command
 from demo_shop.asgi import application
 from demo_shop.orders.models import Order
 from demo_shop.orders.services import place_order
-from rabbitbus import connections
+from rabbitbus.transport import connections
 from tests.broker import Broker
 from tests.demo.visitors import ORIGIN, cookie, owner, staff
 

@@ -10,8 +10,8 @@ from django.core.management import call_command
 from django.test import AsyncClient, Client
 
 from demo_shop.catalog.rabbit import UnknownProduct, quote
-from rabbitbus import connections
 from rabbitbus.testing import RabbitBroker
+from rabbitbus.transport import connections
 from tests.broker import Broker
 from tests.rpc_support import raw_server, serving
 

@@ -79,11 +79,16 @@ def declined_order_shows_what_was_undone(page: Any, url: str) -> None:
     page.fill("input[name=card_number]", "4000000000000002")
     page.click("#place-order")
     page.wait_for_url("**/orders/*/")
-    page.wait_for_function(
-        "[...document.querySelectorAll('#undone-list li')].some(li => li.textContent.includes("
-        "'inventory: put 1 x RB-HOOD back in stock'))",
-        timeout=30000,
-    )
+    try:
+        page.wait_for_function(
+            "[...document.querySelectorAll('#undone-list li')].some(li => li.textContent"
+            ".includes('inventory: put 1 x RB-HOOD back in stock'))",
+            timeout=30000,
+        )
+    except Exception as exc:  # the page as it stands says more than a timeout
+        shown = {part: page.locator(part).inner_text() for part in ("#status", "#undone-list")}
+        shown["timeline"] = page.locator("#timeline tbody").inner_text()
+        raise AssertionError(f"the stock put back never showed: {shown}") from exc
     assert page.locator("#status").inner_text() == "cancelled"
     undo_rows = page.locator("#timeline tbody tr.undo").all_inner_texts()
     assert len(undo_rows) == 1 and "stock.release" in undo_rows[0]

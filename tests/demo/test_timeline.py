@@ -54,6 +54,18 @@ def test_a_cancelled_order_is_settled_only_once_each_compensation_was_handled(
     assert timeline.settled(order)
 
 
+def test_settled_is_judged_by_the_entries_the_page_shows(order: Order) -> None:
+    """The order page's state reads the timeline once: a release entry committed between two
+    reads once made a page call the story over ("nothing needed undoing") without the
+    entry, and stop listening (seen in CI, tests/demo/test_shop_browser.py)."""
+    cancel_with(order, Order.StockState.RESERVED, Order.PaymentState.DECLINED)
+    shown = list(order.timeline.all())  # read before inventory's entry is committed
+    timeline.record(order.pk, "stock.release", "inventory", "put 2 x RB-MUG back in stock")
+    assert not timeline.settled(order, shown)  # the page keeps listening for it
+    state = order_state(order)
+    assert state["settled"] and any(entry["undoes"] for entry in state["timeline"])
+
+
 def test_a_cancelled_order_waits_for_the_side_not_heard_yet(order: Order) -> None:
     cancel_with(order, "", Order.PaymentState.DECLINED)
     assert not timeline.settled(order)  # a reservation may still come, to be released

@@ -13,8 +13,8 @@ import time
 from typing import Any
 
 from rabbitbus import rpc
-from rabbitbus.dispatch import ReceivedMessage
-from rabbitbus.registry import consumer
+from rabbitbus.consuming.registry import consumer
+from rabbitbus.messages import ReceivedMessage
 
 #: Arguments of every executed ``test.record`` call, in this process.
 RECORDED: list[Any] = []

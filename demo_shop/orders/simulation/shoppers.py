@@ -24,7 +24,7 @@ from django.http.request import validate_host
 from django.test import Client
 from django.urls import Resolver404, resolve, reverse
 
-from rabbitbus import connections
+from rabbitbus.transport import connections
 
 
 class CheckoutFailed(Exception):

@@ -1,6 +1,6 @@
 """``manage.py rabbit_consume [name ...] [--rpc [NAME ...]]``: run consumer workers.
 
-See rabbitbus.worker; ``--rpc`` also serves RPC procedures (rabbitbus.rpc_server)
+See rabbitbus.consuming.worker; ``--rpc`` also serves RPC procedures (rabbitbus.rpc.server)
 in the same process, on the same runtime.
 """
 
@@ -12,11 +12,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from rabbitbus import health, registry, rpc_server, worker
-from rabbitbus.console import Console, run_watched
-from rabbitbus.event_loop import add_loop_argument
+from rabbitbus.consuming import registry, worker
 from rabbitbus.exceptions import RabbitBusError
 from rabbitbus.observability import metrics
+from rabbitbus.rpc import server as rpc_server
+from rabbitbus.runtime import health
+from rabbitbus.runtime.console import Console, run_watched
+from rabbitbus.runtime.event_loop import add_loop_argument
 
 
 class Command(BaseCommand):
@@ -85,7 +87,7 @@ class Command(BaseCommand):
         procedures: list[Any],
         options: dict[str, Any],
     ) -> None:
-        """Serve until stopped, greeting first and summing up after (see rabbitbus.console)."""
+        """Serve until stopped, greeting first and summing up after (rabbitbus.runtime.console)."""
         alias, loop = options["connection"], options["loop"]
         runtime = worker.consumer_runtime(specs, alias=alias, services=procedures)
         work = [f"consumes {line}" for line in worker.summary(specs)]

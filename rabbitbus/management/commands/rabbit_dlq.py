@@ -9,8 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from rabbitbus import deadletters
 from rabbitbus.exceptions import RabbitBusError
+from rabbitbus.monitoring import deadletters
 
 
 class Command(BaseCommand):

@@ -9,11 +9,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections as db_connections
 
-from rabbitbus import connections, outbox
-from rabbitbus.console import Console
+from rabbitbus import outbox
 from rabbitbus.exceptions import RabbitBusError
 from rabbitbus.observability import metrics
-from rabbitbus.relay import Relay
+from rabbitbus.outbox.relay import Relay
+from rabbitbus.runtime.console import Console
+from rabbitbus.transport import connections
 
 
 class Command(BaseCommand):

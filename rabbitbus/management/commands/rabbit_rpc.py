@@ -1,4 +1,4 @@
-"""``manage.py rabbit_rpc [name ...]``: serve RPC procedures (see rabbitbus.rpc_server)."""
+"""``manage.py rabbit_rpc [name ...]``: serve RPC procedures (see rabbitbus.rpc.server)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from rabbitbus import rpc_server
-from rabbitbus.console import Console, run_watched
-from rabbitbus.event_loop import add_loop_argument
 from rabbitbus.exceptions import RabbitBusError
 from rabbitbus.observability import metrics
-from rabbitbus.runtime import Runtime
+from rabbitbus.rpc import server as rpc_server
+from rabbitbus.runtime.console import Console, run_watched
+from rabbitbus.runtime.event_loop import add_loop_argument
+from rabbitbus.runtime.service import Runtime
 
 
 class Command(BaseCommand):

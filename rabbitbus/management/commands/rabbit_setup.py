@@ -6,8 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from rabbitbus import connections, topology
+from rabbitbus import topology
 from rabbitbus.exceptions import RabbitBusError
+from rabbitbus.transport import connections, declare
 
 
 class Command(BaseCommand):
@@ -19,7 +20,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, connection: str, **options: Any) -> None:
         try:
             conn = connections.get_sync(connection)
-            declared = topology.declare(conn.get().channel(), topology.configured())
+            declared = declare.declare(conn.get().channel(), topology.configured())
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
         if options["verbosity"] == 0:

@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from rabbitbus import monitoring, report
+from rabbitbus import monitoring
+from rabbitbus.monitoring import report
 
 
 class Command(BaseCommand):

@@ -11,9 +11,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from rabbitbus import worker
-from rabbitbus.event_loop import add_loop_argument
+from rabbitbus.consuming import worker
 from rabbitbus.exceptions import RabbitBusError
+from rabbitbus.runtime.event_loop import add_loop_argument
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 // Draws the rabbitbus topology page: exchanges -> bindings -> queues -> consumers and
-// procedures, as one hand-written SVG (no library). The data is rabbitbus.topology_graph's,
-// embedded by the page as JSON. Each work queue is followed by its retry and dead-letter
+// procedures, as one hand-written SVG (no library). The data is
+// rabbitbus.monitoring.topology_graph's, embedded by the page as JSON. Each work queue is followed by its retry and dead-letter
 // queues, joined to it by dashed lines. Text goes in with textContent only.
 (function () {
   "use strict";

@@ -1,0 +1,204 @@
+"""Registered consumers: the ``@consumer`` decorator and what it records.
+
+Handlers live in ``<app>/rabbit.py`` (autodiscovered by the app config).
+Registering a consumer also adds its work queue, retry tiers and dead-letter
+queue to :data:`rabbitbus.topology.registry`, so ``rabbit_setup`` and the
+worker declare the same entities.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from rabbitbus import topology
+from rabbitbus.consuming import retries
+from rabbitbus.exceptions import ConfigurationError
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+#: Delivery limit of quorum work queues: it only catches crash loops (the
+#: library's own retries republish, which resets the count), so it must exceed
+#: the number of worker crashes one message may see (RELIABILITY.md F16b).
+DEFAULT_DELIVERY_LIMIT = 20
+#: ``@consumer(transaction=...)``: a database transaction per message, or per batch.
+MESSAGE = "message"
+BATCH = "batch"
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    """Everything the worker needs to run one handler."""
+
+    name: str
+    handler: Callable[..., Any]
+    queue: str
+    bindings: tuple[tuple[str, str], ...] = ()
+    prefetch: int = 10
+    concurrency: int = 1
+    attempts: int = 5
+    backoff: tuple[float, float] = (1.0, 60.0)
+    idempotent: bool = False
+    queue_type: str = "quorum"
+    delivery_limit: int | None = DEFAULT_DELIVERY_LIMIT
+    is_async: bool = field(default=False)
+    #: ``"message"``: one database transaction per message; ``"batch"``: group commit.
+    transaction: str = "message"
+
+    @property
+    def batched(self) -> bool:
+        return self.transaction == BATCH
+
+    @property
+    def retry_tiers(self) -> list[int]:
+        return retries.tiers(self.attempts, *self.backoff)
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return retries.dead_letter_queue(self.queue)
+
+    def topology(self) -> list[topology.Entity]:
+        """The work queue (dead-lettering to the DLQ), retry tiers, DLQ and bindings."""
+        quorum = self.queue_type == "quorum"
+        entities: list[topology.Entity] = [
+            topology.Queue(
+                self.queue,
+                type=self.queue_type,
+                dead_letter_exchange="",
+                dead_letter_routing_key=self.dead_letter_queue,
+                delivery_limit=self.delivery_limit if quorum else None,
+            ),
+            topology.Queue(self.dead_letter_queue, type=self.queue_type),
+        ]
+        entities += [
+            topology.Queue(
+                retries.retry_queue(self.queue, delay),
+                type="classic",
+                message_ttl=delay,
+                dead_letter_exchange="",
+                dead_letter_routing_key=self.queue,
+            )
+            for delay in self.retry_tiers
+        ]
+        entities += [topology.Binding(self.queue, ex, key) for ex, key in self.bindings]
+        return entities
+
+
+#: Consumers by name, in registration order.
+consumers: dict[str, ConsumerSpec] = {}
+
+
+def consumer(
+    *,
+    queue: str,
+    bindings: Sequence[tuple[str, str]] = (),
+    prefetch: int = 10,
+    concurrency: int = 1,
+    attempts: int = 5,
+    backoff: tuple[float, float] = (1.0, 60.0),
+    idempotent: bool = False,
+    queue_type: str = "quorum",
+    delivery_limit: int | None = DEFAULT_DELIVERY_LIMIT,
+    name: str | None = None,
+    transaction: str = "message",
+) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the handler of ``queue``.
+
+    ``bindings`` are ``(exchange, routing_key)`` pairs (topic patterns allowed).
+    A failing handler is retried ``attempts - 1`` times with exponential
+    backoff ``(base, cap)`` seconds, then dead-lettered to ``<queue>.dlq``.
+    ``idempotent=True`` records each message id in the processed-messages
+    table in the handler's own DB transaction; an ``async def`` handler then
+    runs in a worker thread under ``async_to_sync``, so its async ORM calls
+    share that transaction.
+    ``transaction="batch"`` runs the deliveries in hand (up to ``prefetch``) in one
+    database transaction, inbox rows included, and acks them after it commits; if
+    one fails, that batch is run again one message per transaction, so only the
+    culprit is retried or dead-lettered.
+    ``name`` defaults to ``module.function``. Returns the function unchanged.
+    Raises :class:`ConfigurationError` for invalid options.
+    """
+
+    def register(handler: Handler) -> Handler:
+        spec = ConsumerSpec(
+            name=name or f"{handler.__module__}.{handler.__qualname__}",
+            handler=handler,
+            queue=queue,
+            bindings=tuple((str(ex), str(key)) for ex, key in bindings),
+            prefetch=prefetch,
+            concurrency=concurrency,
+            attempts=attempts,
+            backoff=(float(backoff[0]), float(backoff[1])),
+            idempotent=idempotent,
+            queue_type=queue_type,
+            delivery_limit=delivery_limit,
+            is_async=inspect.iscoroutinefunction(handler),
+            transaction=transaction,
+        )
+        add(spec)
+        return handler
+
+    return register
+
+
+def validate(spec: ConsumerSpec) -> None:
+    """Raise :class:`ConfigurationError` if ``spec`` cannot work."""
+    problems = [
+        (not spec.queue, "queue must be a non-empty name"),
+        (spec.prefetch < 1, "prefetch must be at least 1"),
+        (spec.concurrency < 1, "concurrency must be at least 1"),
+        (spec.attempts < 1, "attempts must be at least 1"),
+        (
+            not 0 < spec.backoff[0] <= spec.backoff[1],
+            "backoff must be (base, cap), 0 < base <= cap",
+        ),
+        (spec.queue_type not in ("quorum", "classic"), "queue_type must be 'quorum' or 'classic'"),
+        (
+            spec.transaction not in (MESSAGE, BATCH),
+            f"transaction must be {MESSAGE!r} or {BATCH!r}",
+        ),
+    ]
+    for failed, message in problems:
+        if failed:
+            raise ConfigurationError(f"Consumer {spec.name!r}: {message}.")
+
+
+def add(spec: ConsumerSpec) -> None:
+    """Register ``spec`` (replacing one of the same name) and its topology."""
+    validate(spec)
+    for other in consumers.values():
+        if other.queue == spec.queue and other.name != spec.name:
+            raise ConfigurationError(
+                f"Consumers {other.name!r} and {spec.name!r} both consume {spec.queue!r}."
+            )
+    consumers[spec.name] = spec
+    topology.registry.add(*spec.topology())
+
+
+def select(names: Sequence[str] = ()) -> list[ConsumerSpec]:
+    """The named consumers (all when ``names`` is empty).
+
+    A name is a consumer's full name, or its handler's function name when only
+    one consumer has that function name. Raises :class:`ConfigurationError`
+    for an unknown name (listing the registered ones) or an ambiguous one
+    (listing the candidates).
+    """
+    if not names:
+        return list(consumers.values())
+    return [find(name) for name in names]
+
+
+def find(name: str) -> ConsumerSpec:
+    """The consumer called ``name``, or whose function is called ``name``; see :func:`select`."""
+    if name in consumers:
+        return consumers[name]
+    candidates = [spec for spec in consumers.values() if spec.handler.__name__ == name]
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        listed = ", ".join(spec.name for spec in candidates)
+        raise ConfigurationError(f"Consumer name {name!r} is ambiguous: it could be {listed}.")
+    known = ", ".join(consumers) or "none"
+    raise ConfigurationError(f"Unknown consumer {name!r}; registered: {known}.")
