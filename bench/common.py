@@ -34,7 +34,11 @@ def setup_django(url: str = BROKER_URL, **extra: Any) -> None:
     if not settings.configured:
         settings.configure(
             INSTALLED_APPS=["rabbitbus"],
-            RABBITBUS={"CONNECTIONS": {"default": {"URL": url}}},
+            RABBITBUS={
+                "CONNECTIONS": {"default": {"URL": url}},
+                # RABBITBUS_BENCH_FAST_PATHS=off: the drivers' public API alone (issue 15).
+                "FAST_PATHS": os.environ.get("RABBITBUS_BENCH_FAST_PATHS", "on") != "off",
+            },
             **extra,
         )
     django.setup()

@@ -44,10 +44,10 @@ def main() -> None:
     import django
 
     django.setup()
-    from rabbitbus import dispatch
+    from rabbitbus.consuming import dispatch
+    from rabbitbus.consuming.registry import ConsumerSpec
     from rabbitbus.messages import Envelope
     from rabbitbus.observability import metrics, traces
-    from rabbitbus.registry import ConsumerSpec
 
     async def noop(message: object) -> None:
         return None

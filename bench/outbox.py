@@ -128,7 +128,8 @@ def throughput(relay_count: int, rows: int) -> float:
 
 
 def raw_baseline(rows: int) -> float:
-    from rabbitbus import connections, messages, publishing
+    from rabbitbus import messages, publishing
+    from rabbitbus.transport import connections
 
     reset()
     envelopes = [messages.build(message) for message in messages_for(rows)]

@@ -28,7 +28,7 @@ import pika.exceptions
 from aiormq import spec
 
 import rabbitbus
-import rabbitbus.connections
+import rabbitbus.transport.connections
 from bench.common import (
     BROKER_URL,
     CONTENT_TYPE,
@@ -337,8 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raw_pika.close()
             loop.run_until_complete(raw_async.close())
             with suppress(Exception):
-                loop.run_until_complete(rabbitbus.connections.aclose_all())
-            rabbitbus.connections.close_all()
+                loop.run_until_complete(rabbitbus.transport.connections.aclose_all())
+            rabbitbus.transport.connections.close_all()
             loop.close()
     report(table, contenders)
     print(f"\nload after: {load_average()}")

@@ -47,6 +47,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("RABBITBUS_TEST_VHOST", f"rabbitbus-bench-{uuid.uuid4().hex[:8]}")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+# RABBITBUS_BENCH_FAST_PATHS=off: the callers and the servers on the drivers' public API.
+os.environ["RABBITBUS_TEST_FAST_PATHS"] = os.environ.get("RABBITBUS_BENCH_FAST_PATHS", "on")
 
 import django  # noqa: E402
 
@@ -56,7 +58,9 @@ import aio_pika  # noqa: E402
 import pika  # noqa: E402
 from aio_pika.patterns import RPC  # noqa: E402
 
-from rabbitbus import connections, event_loop, rpc  # noqa: E402
+from rabbitbus import rpc  # noqa: E402
+from rabbitbus.runtime import event_loop  # noqa: E402
+from rabbitbus.transport import connections  # noqa: E402
 from tests import broker as broker_module  # noqa: E402
 from tests.broker import Broker  # noqa: E402
 

@@ -48,6 +48,8 @@ SCENARIOS = [
     "rabbitbus-batch-postgres",
     "django-loop-sqlite",
     "django-loop-postgres",
+    "inbox-path-sqlite",
+    "inbox-path-postgres",
 ]
 #: Minimum ratios of rabbitbus-noop's throughput to another scenario's (issue 3).
 TARGETS = {"raw-aio-pika": 1.0, "celery-solo": 2.0}
@@ -56,6 +58,10 @@ TARGETS = {"raw-aio-pika": 1.0, "celery-solo": 2.0}
 #: Group commit (``transaction="batch"``) must beat the per-message loop (issue 16 asks
 #: >= 10x the per-message inbox of 2026-12-03, 373 msg/s on PostgreSQL).
 INBOX_TARGETS = {
+    # The worker's own per-message database path without a broker (inbox-path-*): what is
+    # left of the gap once the broker's part is taken out.
+    ("path", "sqlite"): 0.8,
+    ("path", "postgres"): 0.8,
     ("inbox", "sqlite"): 0.8,
     ("inbox", "postgres"): 0.8,
     ("batch", "sqlite"): 1.0,
@@ -157,8 +163,8 @@ def raw_pika(url: str, queue: str, count: int) -> float:
 
 
 async def rabbitbus_worker(queue: str, count: int, inbox: bool, batch: bool = False) -> float:
-    from rabbitbus import worker
-    from rabbitbus.registry import ConsumerSpec
+    from rabbitbus.consuming import worker
+    from rabbitbus.consuming.registry import ConsumerSpec
 
     clock = Clock(count)
 
@@ -250,17 +256,52 @@ def django_loop(count: int) -> float:
     return clock.seconds()
 
 
+def inbox_path(count: int) -> float:
+    """The idempotent handler's database work as the worker does it, without a broker:
+    each message decoded, then :func:`rabbitbus.consuming.dispatch.run_handler` through the
+    worker's thread (one hop, the inbox row and the handler's row in one transaction)."""
+    from rabbitbus.consuming import dispatch
+    from rabbitbus.consuming.registry import ConsumerSpec
+    from rabbitbus.messages import Delivery
+    from rabbitbus.runtime.threads import Threads
+    from tests.testapp.models import Effect
+
+    clock = Clock(count)
+
+    def write_one(message: object) -> None:
+        Effect.objects.create(consumer="bench", message_id=message.message_id)  # type: ignore[attr-defined]
+        clock.tick()
+
+    spec = ConsumerSpec(
+        name="bench", handler=write_one, queue="bench", prefetch=PREFETCH, concurrency=1,
+        queue_type="classic", idempotent=True, is_async=False,
+    )  # fmt: skip
+
+    async def run() -> float:
+        threads = Threads(1, "bench")
+        for _ in range(count):
+            delivery = Delivery(
+                body=BODY, headers={}, exchange="", routing_key="bench",
+                message_id=uuid.uuid4().hex, content_type="application/json",
+            )  # fmt: skip
+            await dispatch.run_handler(spec, dispatch.receive(spec, delivery), threads)
+        threads.shutdown()
+        return await clock.wait()
+
+    return asyncio.run(run())
+
+
 def run_scenario(name: str, url: str, count: int) -> float:
     queue = f"bench.{name}.{uuid.uuid4().hex[:6]}"
     if name == "celery-solo":
         return celery_solo(queue, count)
-    if name.startswith("django-loop"):
+    if name.startswith(("django-loop", "inbox-path")):
         import django
         from django.core.management import call_command
 
         django.setup()
         call_command("migrate", verbosity=0)
-        return django_loop(count)
+        return django_loop(count) if name.startswith("django-loop") else inbox_path(count)
     fill(url, queue, count)
     if name == "raw-aio-pika":
         return asyncio.run(raw_aio_pika(url, queue, count))
@@ -358,11 +399,12 @@ def report(rates: dict[str, list[float]], args: argparse.Namespace) -> None:
             ratio = median(ours) / median(base)
             print(f"{name} / {baseline}: {ratio:.3f}x, per round {each} (target >= {least}x)")
     for (kind, database), target in INBOX_TARGETS.items():
-        ours, loop = rates.get(f"rabbitbus-{kind}-{database}"), rates.get(f"django-loop-{database}")
+        label = f"inbox-path-{database}" if kind == "path" else f"rabbitbus-{kind}-{database}"
+        ours, loop = rates.get(label), rates.get(f"django-loop-{database}")
         if ours and loop:
             per_round = [a / b for a, b in zip(ours, loop, strict=True)]
             print(
-                f"rabbitbus-{kind}-{database} / django-loop-{database}: "
+                f"{label} / django-loop-{database}: "
                 f"{median(ours) / median(loop):.2f}x of medians, per round "
                 f"{', '.join(f'{r:.2f}' for r in per_round)} (target >= {target:.1f}x)"
             )
