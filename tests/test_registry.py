@@ -71,6 +71,7 @@ def test_async_handlers_are_recognised() -> None:
         {"queue": "q", "attempts": 0},
         {"queue": "q", "backoff": (5, 1)},
         {"queue": "q", "queue_type": "stream"},
+        {"queue": "q", "many": True},  # a list of messages needs a batch to take them from
     ],
 )
 def test_invalid_options_are_refused(options: dict) -> None:

@@ -168,3 +168,12 @@ class AsyncIdempotentConsumerInTestCase(TestCase):
         assert run_consumer(spec.name, {}, message_id="m-8").action == "acked"
         assert run_consumer(spec.name, {}, message_id="m-8").duplicate
         assert Effect.objects.filter(message_id="m-8").count() == 1
+
+
+def test_a_many_handler_takes_the_message_in_a_list_of_one(register: Register) -> None:
+    seen: list[list[ReceivedMessage]] = []
+    spec = register(seen.append, transaction="batch", many=True, idempotent=True)
+    assert run_consumer(spec.name, {"id": 1}, message_id="m-1").acked
+    assert [[message.body for message in messages] for messages in seen] == [[{"id": 1}]]
+    assert run_consumer(spec.name, {"id": 1}, message_id="m-1").duplicate
+    assert len(seen) == 1

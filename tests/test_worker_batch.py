@@ -4,6 +4,7 @@ effect applied once, only the culprit retried or dead-lettered."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import subprocess
 import time
@@ -75,6 +76,43 @@ def test_deliveries_in_hand_run_in_one_transaction_and_a_failure_splits_the_batc
     assert one_by_one == ["not json", "b0", "b1", "b2", "b3", "b4", "poison"]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_many_handler_takes_each_batch_s_new_messages_at_once() -> None:
+    calls: list[list[str]] = []
+
+    def handler(messages: list[ReceivedMessage]) -> None:
+        assert connection.in_atomic_block
+        calls.append([message.message_id or "" for message in messages])
+        if any(message.body.get("poison") for message in messages):
+            raise Reject("poison")
+
+    spec = ConsumerSpec(
+        name="many", handler=handler, queue="q", prefetch=10, transaction="batch",
+        many=True, idempotent=True,
+    )  # fmt: skip
+    threads = Threads(1, "test-many")
+
+    async def deliver(batch: list[Delivery]) -> list[dispatch.Outcome | None]:
+        alone = functools.partial(dispatch.dispatch, spec, threads=threads)
+        batcher = batching.Batcher(spec, threads, alone, lambda: False)
+        return await asyncio.gather(*(batcher.submit(delivery) for delivery in batch))
+
+    try:
+        first = asyncio.run(deliver([raw(f"a{n}") for n in range(5)]))
+        again = asyncio.run(deliver([raw("a1"), raw("a9"), raw("a3")]))
+        mixed = asyncio.run(deliver([raw("b0"), raw("poison", b'{"poison": true}'), raw("b1")]))
+    finally:
+        threads.shutdown()
+    assert [(o.action, o.duplicate) for o in first if o] == [(dispatch.ACK, False)] * 5
+    assert [o.duplicate for o in again if o] == [True, False, True]
+    assert [o.action for o in mixed if o] == [dispatch.ACK, dispatch.DEAD_LETTER, dispatch.ACK]
+    # one call per batch, duplicates left out; the poisoned batch again, a message at a time
+    assert calls == [
+        ["a0", "a1", "a2", "a3", "a4"], ["a9"],
+        ["b0", "poison", "b1"], ["b0"], ["poison"], ["b1"],
+    ]  # fmt: skip
+
+
 def effects(db_path: Path) -> list[str]:
     """The effects ledger: one row per time the handler's transaction committed."""
     if not db_path.exists() and db_path.name == POSTGRES:
@@ -89,8 +127,14 @@ def effects(db_path: Path) -> list[str]:
 POSTGRES = "postgres"
 
 
-def start(workers: list, broker: Broker, prefix: str, db_path: Path) -> subprocess.Popen:
-    env = {"RABBITBUS_TEST_BATCH": "1"}
+#: The batch consumer's handler: one message per call, or the batch's messages at once.
+HANDLERS = pytest.mark.parametrize("handler", ["each", "many"])
+
+
+def start(
+    workers: list, broker: Broker, prefix: str, db_path: Path, handler: str = "each"
+) -> subprocess.Popen:
+    env = {"RABBITBUS_TEST_BATCH": handler}
     if db_path.name == POSTGRES:
         env["DJANGO_SETTINGS_MODULE"] = "tests.settings_pg_child"
     process = spawn_worker(prefix, db_path, extra_env=env)
@@ -105,10 +149,11 @@ def send(prefix: str, bodies: list[dict]) -> list[str]:
     return result.confirmed
 
 
+@HANDLERS
 def test_a_poison_message_is_dead_lettered_alone_and_the_rest_applied_once(
-    broker: Broker, prefix: str, db_path: Path, workers: list
+    broker: Broker, prefix: str, db_path: Path, workers: list, handler: str
 ) -> None:
-    start(workers, broker, prefix, db_path)
+    start(workers, broker, prefix, db_path, handler)
     bodies: list[dict] = [{"n": n} for n in range(60)]
     bodies[17], bodies[41] = {"poison": True}, {"fail": True}
     ids = send(prefix, bodies)
@@ -119,18 +164,19 @@ def test_a_poison_message_is_dead_lettered_alone_and_the_rest_applied_once(
     assert broker.wait_for(lambda: broker.unacked(f"{prefix}.batch") == 0, timeout=10)
 
 
+@HANDLERS
 def test_sigkill_at_any_point_applies_every_effect_exactly_once(
-    broker: Broker, prefix: str, db_path: Path, workers: list
+    broker: Broker, prefix: str, db_path: Path, workers: list, handler: str
 ) -> None:
-    worker = start(workers, broker, prefix, db_path)
+    worker = start(workers, broker, prefix, db_path, handler)
     ids = send(prefix, [{"sleep": 0.002} for _ in range(1000)])
     for number, kill_after in enumerate((150, 500)):
         if number:
-            worker = start(workers, broker, prefix, db_path)
+            worker = start(workers, broker, prefix, db_path, handler)
         assert broker.wait_for(lambda n=kill_after: len(effects(db_path)) >= n, timeout=60)
         worker.kill()
         worker.wait(timeout=10)
-    start(workers, broker, prefix, db_path)
+    start(workers, broker, prefix, db_path, handler)
     assert broker.wait_for(lambda: len(effects(db_path)) >= len(ids), timeout=120)
     time.sleep(0.5)  # anything applied twice would show now
     counts = Counter(effects(db_path))

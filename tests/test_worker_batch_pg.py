@@ -18,17 +18,19 @@ def postgres() -> Path:
     return Path(test_worker_batch.POSTGRES)
 
 
+@test_worker_batch.HANDLERS
 def test_a_poison_message_is_dead_lettered_alone_and_the_rest_applied_once(
-    broker: Broker, prefix: str, postgres: Path, workers: list
+    broker: Broker, prefix: str, postgres: Path, workers: list, handler: str
 ) -> None:
     test_worker_batch.test_a_poison_message_is_dead_lettered_alone_and_the_rest_applied_once(
-        broker, prefix, postgres, workers
+        broker, prefix, postgres, workers, handler
     )
 
 
+@test_worker_batch.HANDLERS
 def test_sigkill_at_any_point_applies_every_effect_exactly_once(
-    broker: Broker, prefix: str, postgres: Path, workers: list
+    broker: Broker, prefix: str, postgres: Path, workers: list, handler: str
 ) -> None:
     test_worker_batch.test_sigkill_at_any_point_applies_every_effect_exactly_once(
-        broker, prefix, postgres, workers
+        broker, prefix, postgres, workers, handler
     )

@@ -114,10 +114,11 @@ def _after_failure(
 
 async def run_handler(spec: ConsumerSpec, message: ReceivedMessage, threads: Threads) -> bool:
     """Run the handler; returns True if an idempotent consumer had already applied it."""
-    if spec.is_async and not spec.idempotent:
+    if spec.runs_on_loop:
         await spec.handler(message)
         return False
-    call = _idempotent_call if spec.idempotent else _plain_call
+    # A batch consumer's message run alone still runs in a transaction, as in its batch.
+    call = _in_transaction if spec.idempotent or spec.batched else _plain_call
     if traces.on:  # the handler's own publishes continue its trace
         call = traces.in_this_context(call)
     return await threads.run(call, spec, message)
@@ -166,13 +167,14 @@ def _plain_call(spec: ConsumerSpec, message: ReceivedMessage) -> bool:
     return with_fresh_db(call)
 
 
-def _idempotent_call(spec: ConsumerSpec, message: ReceivedMessage) -> bool:
+def _in_transaction(spec: ConsumerSpec, message: ReceivedMessage) -> bool:
     return run_batch(spec, [message])[0]
 
 
 def run_batch(spec: ConsumerSpec, batch: Sequence[ReceivedMessage]) -> list[bool]:
     """Run ``batch`` in one database transaction (in a worker thread), each message's
-    inbox row included when ``spec`` is idempotent; which ones were duplicates.
+    inbox row included when ``spec`` is idempotent; which ones were duplicates. The
+    handler takes each new message, or (``many=True``) the list of them, once.
 
     Raises what a handler raised, with the whole batch rolled back.
     """
@@ -187,6 +189,7 @@ def run_batch(spec: ConsumerSpec, batch: Sequence[ReceivedMessage]) -> list[bool
 
     def call() -> list[bool]:
         duplicates = []
+        fresh_messages: list[ReceivedMessage] = []
         alias = inbox.database()
         with transaction.atomic(using=alias), _default_atomic_unless(alias):
             fresh: set[str] | None = None
@@ -201,8 +204,13 @@ def run_batch(spec: ConsumerSpec, batch: Sequence[ReceivedMessage]) -> list[bool
                     continue
                 if fresh is not None:
                     fresh.discard(message_id)  # the same id twice in a batch: applied once
-                handle(message)
+                if spec.many:
+                    fresh_messages.append(message)
+                else:
+                    handle(message)
                 duplicates.append(False)
+            if fresh_messages:
+                handle(fresh_messages)
         return duplicates
 
     ids = [message.message_id or "" for message in batch]

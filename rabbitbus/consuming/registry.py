@@ -46,10 +46,19 @@ class ConsumerSpec:
     is_async: bool = field(default=False)
     #: ``"message"``: one database transaction per message; ``"batch"``: group commit.
     transaction: str = "message"
+    #: The handler takes a list of messages (one batch's new ones) instead of one message.
+    many: bool = False
 
     @property
     def batched(self) -> bool:
         return self.transaction == BATCH
+
+    @property
+    def runs_on_loop(self) -> bool:
+        """Whether the worker awaits the handler on its event loop; otherwise the handler
+        runs in a worker thread (``async def`` ones under ``async_to_sync``), in a database
+        transaction when the consumer is idempotent or batched."""
+        return self.is_async and not (self.idempotent or self.batched)
 
     @property
     def retry_tiers(self) -> list[int]:
@@ -103,6 +112,7 @@ def consumer(
     delivery_limit: int | None = DEFAULT_DELIVERY_LIMIT,
     name: str | None = None,
     transaction: str = "message",
+    many: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Register the decorated function as the handler of ``queue``.
 
@@ -117,6 +127,9 @@ def consumer(
     database transaction, inbox rows included, and acks them after it commits; if
     one fails, that batch is run again one message per transaction, so only the
     culprit is retried or dead-lettered.
+    ``many=True`` (with ``transaction="batch"``) calls the handler once per batch with
+    the list of its messages (an idempotent consumer's duplicates left out), so it can
+    write their effects in one statement; a replayed message comes alone, in a list of one.
     ``name`` defaults to ``module.function``. Returns the function unchanged.
     Raises :class:`ConfigurationError` for invalid options.
     """
@@ -136,6 +149,7 @@ def consumer(
             delivery_limit=delivery_limit,
             is_async=inspect.iscoroutinefunction(handler),
             transaction=transaction,
+            many=many,
         )
         add(spec)
         return handler
@@ -158,6 +172,10 @@ def validate(spec: ConsumerSpec) -> None:
         (
             spec.transaction not in (MESSAGE, BATCH),
             f"transaction must be {MESSAGE!r} or {BATCH!r}",
+        ),
+        (
+            spec.many and not spec.batched,
+            f"many=True needs transaction={BATCH!r} (the handler takes one batch's messages)",
         ),
     ]
     for failed, message in problems:

@@ -87,9 +87,9 @@ class InlineThreads(Threads):
 
 
 def runs_on_loop(spec: ConsumerSpec) -> bool:
-    """Whether dispatch awaits ``spec``'s handler on the event loop; otherwise it runs in a
-    worker thread (``def`` handlers, and idempotent ones under ``async_to_sync``)."""
-    return spec.is_async and not spec.idempotent
+    """Whether dispatch awaits ``spec``'s handler on the event loop
+    (:attr:`~rabbitbus.consuming.registry.ConsumerSpec.runs_on_loop`)."""
+    return spec.runs_on_loop
 
 
 def spec_for(name_or_handler: str | Callable[..., Any] | ConsumerSpec) -> ConsumerSpec:

@@ -115,7 +115,33 @@ if PREFIX:
         Effect.objects.create(consumer="effects", message_id=message.message_id or "")
 
 
-if PREFIX and os.environ.get("RABBITBUS_TEST_BATCH"):
+if PREFIX and os.environ.get("RABBITBUS_TEST_BATCH") == "many":
+
+    @consumer(
+        queue=f"{PREFIX}.batch",
+        idempotent=True,
+        transaction="batch",
+        many=True,
+        prefetch=50,
+        attempts=2,
+        backoff=(0.1, 1),
+    )
+    def apply_effects_in_batch(messages: list[ReceivedMessage]) -> None:
+        """Group commit, the batch's messages at once: their Effect rows in one INSERT. A batch
+        holding ``poison`` rejects and one holding ``fail`` fails, so each is run again alone."""
+        from rabbitbus.exceptions import Reject
+        from tests.testapp.models import Effect
+
+        if any(message.body.get("poison") for message in messages):
+            raise Reject("poison")
+        if any(message.body.get("fail") for message in messages):
+            raise RuntimeError("this message always fails")
+        time.sleep(sum(float(message.body.get("sleep", 0)) for message in messages))
+        Effect.objects.bulk_create(
+            Effect(consumer="batch", message_id=message.message_id or "") for message in messages
+        )
+
+elif PREFIX and os.environ.get("RABBITBUS_TEST_BATCH"):
 
     @consumer(
         queue=f"{PREFIX}.batch",
