@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from rabbitbus import publish
-from rabbitbus.exceptions import TaskArgumentsError
+from rabbitbus.exceptions import TaskArgumentsError, Unroutable
 from rabbitbus.models import TaskRecord
 from rabbitbus.tasks import options as task_options
 from rabbitbus.tasks.compat import InvalidTask, TaskResultDoesNotExist, TaskResultStatus, task
@@ -91,6 +91,26 @@ async def test_a_failed_ready_row_write_fails_its_calls_and_publishes_nothing(
         depth = await asyncio.to_thread(broker.queue_depth, backend.options_.queue("default"))
     assert all(isinstance(outcome, ConnectionError) for outcome in outcomes)
     assert depth == 0
+
+
+def test_a_task_the_broker_refuses_leaves_no_ready_row(broker: Broker) -> None:
+    """``enqueue()`` raises when its message is not routed (its queue deleted here), and
+    shows no task waiting that was never sent."""
+    with tasks_backend(broker) as backend:
+        with broker.channel() as channel:
+            channel.queue_delete(backend.options_.queue("default"))
+        with pytest.raises(Unroutable):
+            tasks.add.enqueue(1, 2)
+        assert not TaskRecord.objects.exists()
+
+
+async def test_an_async_task_the_broker_refuses_leaves_no_ready_row(broker: Broker) -> None:
+    with tasks_backend(broker) as backend:
+        with broker.channel() as channel:
+            channel.queue_delete(backend.options_.queue("default"))
+        with pytest.raises(Unroutable):
+            await tasks.add.aenqueue(1, 2)
+        assert not await TaskRecord.objects.aexists()
 
 
 def test_a_task_taking_context_sees_its_attempt_and_id(broker: Broker) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import weakref
 from collections.abc import Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -37,6 +38,7 @@ from rabbitbus.tasks.compat import (
 )
 from rabbitbus.tasks.ready_rows import ReadyRows
 
+logger = logging.getLogger("rabbitbus.tasks.backend")
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -73,7 +75,11 @@ class RabbitMQBackend(BaseTaskBackend):
         result, job = self._prepare(task, args, kwargs)
         if self.options_.record_enqueued:
             results.record_of(job).save(using=self.options_.database, force_insert=True)
-        self._publish(job)
+        try:
+            self._publish(job)
+        except BaseException:
+            self._unrecord(job)
+            raise
         self._sent(result)
         return result
 
@@ -88,7 +94,11 @@ class RabbitMQBackend(BaseTaskBackend):
         if self.options_.record_enqueued and await self._ready_rows().record((result, job)):
             return result
         queue, message = self._address(job)
-        await publishing.apublish("", queue, job.body(), **message)
+        try:
+            await publishing.apublish("", queue, job.body(), **message)
+        except BaseException:
+            await sync_to_async(self._unrecord)(job)
+            raise
         await sync_to_async(task_enqueued.send)(type(self), task_result=result)
         return result
 
@@ -121,6 +131,22 @@ class RabbitMQBackend(BaseTaskBackend):
             on_commit.publish_on_commit("", queue, job.body(), using=using, **message)
         else:
             publishing.publish("", queue, job.body(), **message)
+
+    def _unrecord(self, job: wire.Job) -> None:
+        """Delete ``job``'s ``READY`` row after a publish that raised, so no task is shown
+        waiting that was never sent. Inside a transaction the caller's rollback does it; a
+        row a worker already started (the broker had the message after all) stays."""
+        using = self.options_.database
+        if not self.options_.record_enqueued or connections[using].in_atomic_block:
+            return
+        try:
+            TaskRecord.objects.using(using).filter(
+                id=job.id, status=TaskRecord.Status.READY
+            ).delete()
+        except Exception:  # noqa: BLE001 - the publish's error is the one to raise
+            logger.warning(
+                "Could not delete the READY row of unsent task %s", job.id, exc_info=True
+            )
 
     def _prepare(
         self, task: Task[P, R], args: Any, kwargs: Any
