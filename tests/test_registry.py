@@ -11,7 +11,8 @@ from django.core.management.base import CommandError
 
 import rabbitbus
 from rabbitbus import topology
-from rabbitbus.consuming import registry
+from rabbitbus.consuming import registry, worker
+from rabbitbus.consuming.registry import ConsumerSpec
 from rabbitbus.exceptions import ConfigurationError
 from rabbitbus.messages import ReceivedMessage
 
@@ -158,3 +159,19 @@ def test_prune_deletes_only_old_inbox_rows() -> None:
     call_command("rabbit_consume", "--prune", stdout=out)
     assert "Deleted 1 processed-message rows." in out.getvalue()
     assert list(ProcessedMessage.objects.values_list("message_id", flat=True)) == ["new"]
+
+
+def test_the_worker_greeting_names_how_each_consumer_commits() -> None:
+    def handle(message: object) -> None: ...
+
+    specs = [
+        ConsumerSpec(name="one", handler=handle, queue="q1"),
+        ConsumerSpec(name="batch", handler=handle, queue="q2", transaction="batch"),
+        ConsumerSpec(
+            name="many", handler=handle, queue="q3", transaction="batch", many=True, idempotent=True
+        ),
+    ]
+    lines = worker.summary(specs)
+    assert lines[0].endswith("attempts=5")
+    assert lines[1].endswith("attempts=5 batch")
+    assert lines[2].endswith("attempts=5 idempotent batch many")

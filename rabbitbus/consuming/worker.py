@@ -327,6 +327,7 @@ def summary(specs: Sequence[ConsumerSpec]) -> list[str]:
             f"{spec.name} ({kind}) queue={spec.queue} ({spec.queue_type}) bindings={bound} "
             f"prefetch={spec.prefetch} concurrency={spec.concurrency} attempts={spec.attempts}"
             f"{' idempotent' if spec.idempotent else ''}{' batch' if spec.batched else ''}"
+            f"{' many' if spec.many else ''}"
         )
     return lines
 
