@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 from django.db import models, transaction
@@ -52,11 +53,12 @@ class Order(models.Model):
     def total(self) -> Decimal:
         return sum((line.subtotal for line in self.lines.all()), Decimal("0"))
 
-    def move_to(self, status: str, reason: str = "") -> None:
-        """Change status and record it, in one transaction."""
-        with transaction.atomic():
+    def move_to(self, status: str, reason: str = "", *, also: Sequence[str] = ()) -> None:
+        """Change status and record it, in one transaction (the caller's, if it has one: no
+        savepoint). ``also``: other fields already set on the order, saved in the same UPDATE."""
+        with transaction.atomic(savepoint=False):
             self.status, self.reason = status, reason
-            self.save(update_fields=["status", "reason"])
+            self.save(update_fields=["status", "reason", *also])
             self.history.create(status=status, reason=reason)
 
 

@@ -17,6 +17,7 @@ through the outbox in that same transaction.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from demo_shop import bus
 from demo_shop.billing.tasks import email_invoice
@@ -29,23 +30,26 @@ Status = Order.Status
 
 def stock_reserved(order: Order) -> str:
     order.stock_state = Order.StockState.RESERVED
+    if order.status == Status.PLACED:
+        order.move_to(Status.RESERVED, also=["stock_state"])
+        return _charge_complete(order) or "order reserved; waiting for the payment"
     order.save(update_fields=["stock_state"])
     if order.status == Status.CANCELLED:
         bus.emit("stock.release", order.pk)
         return "order already cancelled: asked inventory to release the stock"
-    if order.status == Status.PLACED:
-        order.move_to(Status.RESERVED)
-        return _charge_complete(order) or "order reserved; waiting for the payment"
     return f"order already {order.status}"
 
 
 def payment_captured(order: Order) -> str:
     order.payment_state = Order.PaymentState.CAPTURED
+    paid = _charge_complete(order, also=["payment_state"])
+    if paid:
+        return paid
     order.save(update_fields=["payment_state"])
     if order.status == Status.CANCELLED:
         bus.emit("payment.refund", order.pk)
         return "order already cancelled: asked billing to refund"
-    return _charge_complete(order) or "payment noted; waiting for the stock"
+    return "payment noted; waiting for the stock"
 
 
 def stock_rejected(order: Order, reason: str) -> str:
@@ -63,9 +67,8 @@ def payment_declined(order: Order, reason: str) -> str:
 def invoice_issued(order: Order) -> str:
     """Confirm the order and enqueue its invoice email (a task, sent when this commits)."""
     if order.status == Status.PAID:
-        order.move_to(Status.CONFIRMED)
         order.invoice_task_id = email_invoice.enqueue(order.pk).id
-        order.save(update_fields=["invoice_task_id"])
+        order.move_to(Status.CONFIRMED, also=["invoice_task_id"])
         return "order confirmed; invoice email enqueued"
     return f"order {order.status}: nothing to do"
 
@@ -89,13 +92,14 @@ def cancel(order: Order, reason: str) -> str:
     return "; ".join([f"order cancelled ({reason})", *undo])
 
 
-def _charge_complete(order: Order) -> str:
+def _charge_complete(order: Order, also: Sequence[str] = ()) -> str:
     """Stock reserved and payment captured: the order is paid; billing issues the invoice.
 
-    Returns what happened, or "" while one of the two is still missing.
+    Returns what happened, or "" while one of the two is still missing (``also``: fields
+    set on the order that the move to paid saves with it; else the caller saves them).
     """
     if order.status == Status.RESERVED and order.payment_state == Order.PaymentState.CAPTURED:
-        order.move_to(Status.PAID)
+        order.move_to(Status.PAID, also=also)
         bus.emit("order.paid", order.pk, amount=str(order.total), email=order.email)
         return "order paid; asked billing for the invoice"
     return ""
