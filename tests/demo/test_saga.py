@@ -101,3 +101,17 @@ def test_a_late_no_never_cancels_a_paid_order(order: Order) -> None:
     hear(order, "stock.rejected", reason="contradiction")
     assert order.status == "paid"
     assert emitted() == ["order.paid"]
+
+
+def test_services_handle_eight_at_once_on_postgresql_and_four_on_sqlite(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.conf import settings
+
+    from demo_shop import bus
+
+    default = settings.DATABASES["default"]
+    monkeypatch.setitem(default, "ENGINE", "django.db.backends.sqlite3")
+    assert bus.handlers_at_once() == 4
+    monkeypatch.setitem(default, "ENGINE", "django.db.backends.postgresql")
+    assert bus.handlers_at_once() == 8
