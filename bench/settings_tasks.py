@@ -10,6 +10,8 @@ TASKS = {
     "default": {**_RABBIT, "OPTIONS": {"QUEUE_PREFIX": "bench."}},
     # The first row is the worker's (RECORD_ENQUEUED off): same queues.
     "lean": {**_RABBIT, "OPTIONS": {"QUEUE_PREFIX": "bench.", "RECORD_ENQUEUED": False}},
+    # A classic queue (MAX_PRIORITY makes the work queues classic) instead of a quorum one.
+    "classic": {**_RABBIT, "OPTIONS": {"QUEUE_PREFIX": "bench-classic.", "MAX_PRIORITY": 9}},
     "db": {"BACKEND": "django_tasks_db.DatabaseBackend"},
 }
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}

@@ -60,7 +60,8 @@ class Contender:
 
 
 class RabbitBus(Contender):
-    """``backend="lean"``: the same queues, ``RECORD_ENQUEUED`` off (bench/settings_tasks.py)."""
+    """``backend="lean"``: the same queues, ``RECORD_ENQUEUED`` off; ``"classic"``: classic
+    work queues instead of quorum ones (bench/settings_tasks.py)."""
 
     def __init__(self, backend: str = "default") -> None:
         from rabbitbus.models import TaskRecord
@@ -70,7 +71,10 @@ class RabbitBus(Contender):
         self.backend = backend
 
     def worker(self, concurrency: int) -> subprocess.Popen[bytes]:
-        return manage("rabbit_tasks", "--concurrency", str(concurrency), wait=False)
+        backend = "classic" if self.backend == "classic" else "default"  # lean: default's queues
+        return manage(
+            "rabbit_tasks", "--backend", backend, "--concurrency", str(concurrency), wait=False
+        )
 
     def enqueue(self, name: str, *args: Any) -> None:
         _job(name).using(backend=self.backend).enqueue(*args)

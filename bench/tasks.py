@@ -1,6 +1,7 @@
 """django.tasks benchmark (not a test): rabbitbus.tasks beside django-tasks-db and Celery.
 
     .venv/bin/python bench/tasks.py [--tasks 2000] [--concurrency 8] [--latency 200]
+        [--latency-only]
 
 PostgreSQL (``BENCH_DATABASE_URL``, default the local ``rabbitbus_bench_tasks``
 database, created and migrated here) and a vhost of its own, deleted afterwards.
@@ -17,7 +18,9 @@ Every contender stores every result in that database (bench/task_contenders.py):
 * enqueue-to-start latency: tasks enqueued one at a time (``--latency`` of them,
   20 ms apart) to an idle running worker, each returning ``time.time()`` at its
   start minus the time taken just before ``enqueue()`` (so rabbitbus's READY row
-  and broker confirm count; ``rabbitbus-lean`` writes no READY row); p50 and p95.
+  and broker confirm count; ``rabbitbus-lean`` writes no READY row,
+  ``rabbitbus-classic`` runs on a classic queue instead of a quorum one); p50 and p95.
+  ``--latency-only`` runs just these.
 
 Prints each figure and the ratios rabbitbus / django-tasks-db and rabbitbus / Celery.
 """
@@ -135,18 +138,23 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--latency", type=int, default=200, help="tasks for the latency run")
+    parser.add_argument(
+        "--latency-only", action="store_true", help="only the enqueue-to-start latencies"
+    )
     options = parser.parse_args()
     from tests.broker import add_vhost, delete_vhost
 
     create_database()
     add_vhost(VHOST)
     try:
-        report(run(options.tasks, options.concurrency, options.latency))
+        report(run(options.tasks, options.concurrency, options.latency, options.latency_only))
     finally:
         delete_vhost(VHOST)
 
 
-def run(count: int, concurrency: int, latency_count: int) -> dict[str, float]:
+def run(
+    count: int, concurrency: int, latency_count: int, latency_only: bool = False
+) -> dict[str, float]:
     from bench.task_contenders import manage
 
     manage("migrate", "-v0")
@@ -159,6 +167,18 @@ def run(count: int, concurrency: int, latency_count: int) -> dict[str, float]:
     rabbit, db, celery = everyone = contenders()
     for contender in everyone:
         contender.clear()
+    figures = {} if latency_only else throughputs(everyone, count, concurrency)
+    for contender in [rabbit, RabbitBus("lean"), RabbitBus("classic"), db, celery]:
+        values = latencies(contender, latency_count, concurrency)
+        figures[f"latency p50 {short(contender)}"] = statistics.median(values)
+        figures[f"latency p95 {short(contender)}"] = values[int(len(values) * 0.95) - 1]
+        contender.clear()
+    return figures
+
+
+def throughputs(everyone: list[Any], count: int, concurrency: int) -> dict[str, float]:
+    """Enqueue rates, and end to end with a no-op task and with one writing a row."""
+    rabbit, db, celery = everyone
     figures = enqueue_rates(count)
     sizes = {rabbit.label: 4 * count, db.label: 2 * count, celery.label: count}
     for contender in everyone:
@@ -169,11 +189,6 @@ def run(count: int, concurrency: int, latency_count: int) -> dict[str, float]:
         for n in range(count):
             contender.enqueue("write_row", n)
         figures[f"write row {short(contender)}"] = end_to_end(contender, count, concurrency)
-        contender.clear()
-    for contender in [rabbit, RabbitBus("lean"), db, celery]:
-        values = latencies(contender, latency_count, concurrency)
-        figures[f"latency p50 {short(contender)}"] = statistics.median(values)
-        figures[f"latency p95 {short(contender)}"] = values[int(len(values) * 0.95) - 1]
         contender.clear()
     return figures
 
@@ -190,7 +205,7 @@ def report(figures: dict[str, float]) -> None:
             print(f"{name:32} {value:10.0f} tasks/s")
     print()
     for kind in ("enqueue sync", "enqueue async", "end to end", "write row", "latency p50"):
-        for label in ("rabbitbus", "rabbitbus-lean"):
+        for label in ("rabbitbus", "rabbitbus-lean", "rabbitbus-classic"):
             key = f"{kind} {label}"
             for other, name in (("db", "django-tasks-db"), ("celery", "Celery")):
                 if key in figures and f"{kind} {other}" in figures:
