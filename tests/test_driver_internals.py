@@ -2,7 +2,7 @@
 on live objects of the installed versions (issue 15).
 
 All of them are in rabbitbus/transport/: the fast paths (confirms.py, sync_rpc.py,
-replies.py, amqp_tap.py) and a few workarounds (connections.py, aio_connections.py). A
+replies.py, amqp_tap.py) and a few workarounds (connections.py, opening.py). A
 driver release that renames one fails here, by name, instead of somewhere deep in a
 publish or an RPC call. Add a row when the code reaches for a new one; a test keeps this
 list honest by searching the code for every name it holds.
@@ -25,6 +25,9 @@ import aiormq.connection
 import pika
 import pytest
 
+from rabbitbus.conf import settings
+from rabbitbus.transport import aio, amqp_tap
+from rabbitbus.transport.endpoints import endpoint_order
 from tests.broker import Broker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,19 +58,18 @@ INTERNALS = [
     ("pika.Channel", "_set_cookie", "sync_rpc.py: a BlockingChannel over its own channel"),
     ("pika.BlockingChannel", "_impl", "sync_rpc.py: one-write requests"),
     ("pika.Channel", "_raise_if_not_open", "sync_rpc.py: idem"),
-    ("aiormq.Connection", "_transport_factory", "amqp_tap.py: of()"),
     ("aiormq.Channel", "_on_return_frame", "aio.py: on_returns (acall's returned requests)"),
     ("aiormq.Channel", "_Channel__get_content_header", "aio.py: on_returns"),
     ("aiormq.Channel", "_read_content", "aio.py: on_returns"),
     (
         "aiormq.Connection",
         "_Connection__connection_unblocked",
-        "aio_connections.py: blocked",
+        "opening.py: RobustConnection.blocked",
     ),
 ]
 
-#: Names aio-pika reads on the connection subclass rabbitbus gives it (aio_connections.py's
-#: _RobustConnection overrides _close_called and reads the reconnect task).
+#: Names aio-pika reads on the connection subclass rabbitbus gives it (opening.py's
+#: RobustConnection overrides _close_called and reads the reconnect task).
 AIO_PIKA_SOURCE = [
     "self._close_called",
     "self.__reconnection_task",
@@ -140,6 +142,27 @@ def test_aiormq_still_offers_the_write_queue_and_frames_the_rpc_server_writes() 
     )
     assert callable(getattr(aiormq.connection.TransportFactory, "create", None))
     assert "transport_factory" in inspect.signature(aiormq.connection.Connection).parameters
+
+
+def test_a_runtime_connection_opened_for_the_tap_reads_through_it() -> None:
+    """aio-pika passes the tap's socket opener on to aiormq (``opening.Connection`` declares
+    it as a parameter; aio-pika drops keyword arguments it does not know): without it the
+    RPC server's fast path would fall back to aiormq's reader, slower and unnoticed."""
+    if not settings.FAST_PATHS:
+        pytest.skip("the tap is a fast path")
+    cs = settings.connection("default")
+
+    async def opened() -> tuple[Any, dict[str, Any]]:
+        connection = await aio.connect(endpoint_order(cs)[0], cs, tapped=True)
+        try:
+            return amqp_tap.of(connection), aio.server_properties(connection)
+        finally:
+            await aio.close(connection)
+
+    tap, server = asyncio.run(opened())
+    assert isinstance(tap, amqp_tap.DeliveryTap)
+    assert tap.writer is not None, "the tap's factory did not open the socket"
+    assert "product" in server
 
 
 def test_every_private_driver_name_in_the_code_is_listed_here() -> None:

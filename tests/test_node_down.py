@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -129,13 +130,15 @@ def test_aiormq_refusals_keep_their_reply_code() -> None:
 
 
 class ClosingConnection:
-    """An aiormq connection that is closing: opening a channel raises a bare Exception,
-    as aiormq does then (seen with a cluster node SIGKILLed under the demo)."""
+    """A runtime's connection whose aiormq connection (``transport.connection``, here the
+    same object) is closing: opening a channel raises a bare Exception, as aiormq does
+    then (seen with a cluster node SIGKILLed under the demo)."""
 
     def __init__(self) -> None:
         self.closed_with: BaseException | None = None
+        self.transport = SimpleNamespace(connection=self)
 
-    async def channel(self) -> Any:
+    async def channel(self, publisher_confirms: bool = True) -> Any:
         raise Exception  # noqa: TRY002 - what aiormq raises
 
     async def close(self, exc: BaseException | None = None) -> None:

@@ -117,8 +117,7 @@ async def run_handler(spec: ConsumerSpec, message: ReceivedMessage, threads: Thr
     if spec.runs_on_loop:
         await spec.handler(message)
         return False
-    # A batch consumer's message run alone still runs in a transaction, as in its batch.
-    call = _in_transaction if spec.idempotent or spec.batched else _plain_call
+    call = _in_transaction if spec.in_transaction else _plain_call
     if traces.on:  # the handler's own publishes continue its trace
         call = traces.in_this_context(call)
     return await threads.run(call, spec, message)

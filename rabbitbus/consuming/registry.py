@@ -54,11 +54,17 @@ class ConsumerSpec:
         return self.transaction == BATCH
 
     @property
+    def in_transaction(self) -> bool:
+        """Whether each run of the handler is one database transaction with its inbox row
+        (idempotent) or its batch (batched; a batch's message run alone included)."""
+        return self.idempotent or self.batched
+
+    @property
     def runs_on_loop(self) -> bool:
         """Whether the worker awaits the handler on its event loop; otherwise the handler
         runs in a worker thread (``async def`` ones under ``async_to_sync``), in a database
-        transaction when the consumer is idempotent or batched."""
-        return self.is_async and not (self.idempotent or self.batched)
+        transaction when :attr:`in_transaction`."""
+        return self.is_async and not self.in_transaction
 
     @property
     def retry_tiers(self) -> list[int]:

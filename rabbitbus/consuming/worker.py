@@ -72,7 +72,7 @@ class ConsumerService:
 
     async def start(self, connection: aio.Connection) -> None:
         self.connection = connection
-        await self._subscribe(await connection.channel())
+        await self._subscribe(await aio.channel(connection))
 
     async def _subscribe(self, channel: aio.Channel) -> None:
         """Declare and consume on ``channel``, and watch it for the broker's cancel or close."""
@@ -111,12 +111,12 @@ class ConsumerService:
         logger.warning("Consumer %s %s; consuming again", self.name, why)
         self.recovery = asyncio.ensure_future(self._resubscribe(self.connection))
 
-    async def _resubscribe(self, connection: Any) -> None:
+    async def _resubscribe(self, connection: aio.Connection) -> None:
         """Consume again on the same connection; if that fails, hand over to the runtime."""
         channel = self.channel
         try:
             if channel is None or channel.is_closed:
-                channel = await connection.channel()
+                channel = await aio.channel(connection)
             await self._subscribe(channel)
         except Exception as exc:  # noqa: BLE001 - whatever it was, the runtime takes over
             # aiormq raises a bare Exception for a channel opened on a connection that is
@@ -125,8 +125,7 @@ class ConsumerService:
                 "Could not consume %s again (%s: %s); reconnecting", self.name,
                 type(exc).__name__, exc,
             )  # fmt: skip
-            with contextlib.suppress(Exception):
-                await connection.close(exc)  # the runtime reconnects and starts us, or exits
+            await aio.close(connection, exc)  # the runtime reconnects and starts us, or exits
 
     async def drain(self) -> None:
         await self.idle.wait()

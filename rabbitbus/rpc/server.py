@@ -152,7 +152,7 @@ class RpcService:
     # -- Service -----------------------------------------------------------
 
     async def start(self, connection: aio.Connection) -> None:
-        channel = await connection.channel(publisher_confirms=False)
+        channel = await aio.channel(connection, publisher_confirms=False)
         entities = topology.Topology()
         entities.add(rpc_queue(self.proc.name))
         self.channel = channel
@@ -172,7 +172,7 @@ class RpcService:
             return
         why = f"RPC consumer of {self.proc.queue!r} cancelled by the broker (queue gone?)"
         logger.warning("%s; reconnecting", why)
-        self._keep(connection.close(ConnectionError(why)))
+        self._keep(aio.close(connection, ConnectionError(why)))
 
     async def stop(self) -> None:
         self.stopping = True

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from rabbitbus.conf import settings
 from rabbitbus.runtime import event_loop
+from rabbitbus.transport import aio
 
 #: Told of each message a service handled: (service name, outcome, message id).
 Observer = Callable[[str, str, "str | None"], None]
@@ -98,7 +99,7 @@ def broker(alias: str) -> str:
 
 def watch(console: Console, runtime: Any) -> None:
     """Have ``runtime`` report connections and each service report its messages."""
-    runtime.on_connected.append(lambda conn: console.connected(conn.server_properties or {}))
+    runtime.on_connected.append(lambda conn: console.connected(aio.server_properties(conn)))
     for service in runtime.services:
         service.observer = console.message
 

@@ -164,6 +164,7 @@ class Runtime:
             logger.warning(
                 "Connection lost (%s) on node %s; reconnecting", closing.result(), self.node
             )
+            await aio.close(connection)  # what is left of it: aio-pika's side
         else:
             closing.cancel()
 

@@ -3,7 +3,10 @@
 - ``connections``: pika connections by alias, one per thread, kept alive, with failover
   over ``URLS`` (``endpoints``: the node order, TLS, client properties, connect errors)
   and one view per process of an outage (``outage``);
-- ``aio_connections``: the same for an event loop (aio-pika, over aiormq);
+- ``opening``: how every async connection is opened (aio-pika, over aiormq): robust ones
+  for request-side code, plain ones for the runtime, which owns their recovery;
+- ``aio_connections``: robust connections by alias, one per event loop, and their
+  publishing channels; ``aio``: a runtime's connection, its aiormq channels and deliveries;
 - ``confirms``: a pika channel in confirm mode, publishes awaited by delivery tag;
 - ``errors``: the drivers' exceptions, grouped by what the rest of rabbitbus does about them;
 - ``frames``, ``amqp_tap``: the hand-read fast paths (AMQP frames marshalled and parsed

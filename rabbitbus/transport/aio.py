@@ -1,5 +1,6 @@
-"""The async transport of long-running processes (aiormq): one connection per runtime,
-channels and deliveries under names of ours, and what services do with them.
+"""The async transport of long-running processes: one plain connection per runtime
+(:mod:`~rabbitbus.transport.opening`), its aiormq channels and deliveries under names of
+ours, and what services do with them.
 
 Services (:mod:`rabbitbus.consuming.worker`, :mod:`rabbitbus.rpc.server`) and the async
 RPC client speak to these names only; the driver's own types stay in this package.
@@ -20,14 +21,13 @@ from pamqp import commands
 from rabbitbus.conf import ConnectionSettings, Endpoint, settings
 from rabbitbus.messages import Delivery
 from rabbitbus.topology import Topology
-from rabbitbus.transport import amqp_tap, frames
-from rabbitbus.transport.aio_connections import aio_pika_url
+from rabbitbus.transport import amqp_tap, frames, opening
 from rabbitbus.transport.declare import adeclare
-from rabbitbus.transport.endpoints import client_properties, tls_options
 
 logger = logging.getLogger("rabbitbus.transport.aio")
 
-Connection = aiormq.abc.AbstractConnection
+#: A runtime's connection: aio-pika's plain one, whose channels are aiormq's.
+Connection = opening.Connection
 Channel = aiormq.abc.AbstractChannel
 #: A delivery as aiormq hands it over (:mod:`rabbitbus.messages` reads it into a Delivery).
 Incoming = aiormq.abc.DeliveredMessage
@@ -51,37 +51,45 @@ RECOVERABLE = (
 
 
 async def connect(endpoint: Endpoint, cs: ConnectionSettings, *, tapped: bool) -> Connection:
-    """A connection to ``endpoint``, with a :class:`~amqp_tap.DeliveryTap` when ``tapped``
-    (and ``FAST_PATHS`` is on);
+    """A plain connection to ``endpoint`` (the runtime owns its recovery), with a
+    :class:`~amqp_tap.DeliveryTap` when ``tapped`` (and ``FAST_PATHS`` is on);
     raises one of :data:`RECOVERABLE` (or a timeout) when it cannot be opened in time."""
-    return await asyncio.wait_for(
-        aiormq.connect(
-            aio_pika_url(endpoint, cs),
-            context=cs.ssl_context() if endpoint.tls else None,
-            client_properties=client_properties(cs),
-            transport_factory=amqp_tap.TapTransportFactory()
-            if tapped and settings.FAST_PATHS
-            else None,
-            **tls_options(endpoint, cs),
-        ),
-        cs.connection_timeout,
-    )
+    tap = amqp_tap.TapTransportFactory() if tapped and settings.FAST_PATHS else None
+    return await opening.open_plain(endpoint, cs, transport_factory=tap)
+
+
+async def channel(connection: Connection, *, publisher_confirms: bool = True) -> Channel:
+    """A new channel of ``connection``; raises ``ConnectionError`` once it is closed."""
+    transport = connection.transport
+    if transport is None:
+        raise ConnectionError("the connection is closed")
+    return await transport.connection.channel(publisher_confirms=publisher_confirms)
+
+
+def server_properties(connection: Connection) -> dict[str, Any]:
+    """What the broker told of itself when ``connection`` opened (product, version, ...)."""
+    transport = connection.transport
+    return dict(transport.connection.server_properties or {}) if transport else {}
 
 
 async def closed(connection: Connection) -> str:
     """Wait until ``connection`` closes; why it did."""
+    transport = connection.transport
+    if transport is None:
+        return "closed"
     try:
-        await connection.closing
+        await transport.connection.closing
     except BaseException as exc:  # noqa: BLE001 - the reason is all we want
         return f"{type(exc).__name__}: {exc}"
     return "closed"
 
 
-async def close(connection: Connection) -> None:
-    """Close ``connection`` within five seconds; failures are logged at DEBUG."""
+async def close(connection: Connection, why: BaseException | None = None) -> None:
+    """Close ``connection`` (for ``why``, if given) within five seconds; failures are logged
+    at DEBUG."""
     try:
-        await asyncio.wait_for(connection.close(), 5)
-    except (*RECOVERABLE, RuntimeError):
+        await asyncio.wait_for(connection.close(why) if why else connection.close(), 5)
+    except Exception:  # noqa: BLE001 - aiormq raises a bare Exception on a closing one
         logger.debug("Error while closing the connection", exc_info=True)
 
 

@@ -14,148 +14,27 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from typing import TYPE_CHECKING
 
 import aio_pika
 import aiormq.exceptions
-from aio_pika.abc import ConnectionParameter
-from aio_pika.connection import make_url
 
-from rabbitbus.conf import ConnectionSettings, Endpoint, settings
+from rabbitbus.conf import ConnectionSettings, settings
 from rabbitbus.exceptions import BrokerConnectionError
 from rabbitbus.transport import driver_logs, refusals
 from rabbitbus.transport.endpoints import (
     CONNECT_ERRORS,
     backoff_delays,
-    client_properties,
     endpoint_order,
-    node,
     refused_certificate,
-    tls_options,
     unavailable,
 )
+from rabbitbus.transport.opening import RobustConnection, open_robust
 
 if TYPE_CHECKING:
     from rabbitbus.rpc.client import AsyncRpcClient
 
 logger = logging.getLogger("rabbitbus.transport.connections")  # one logger name for both halves
-
-
-def aio_pika_url(endpoint: Endpoint, cs: ConnectionSettings) -> str:
-    parts = urlsplit(endpoint.url)
-    query = urlencode({"heartbeat": cs.heartbeat, "name": client_properties(cs)["connection_name"]})
-    return urlunsplit(parts._replace(query=f"{parts.query}&{query}" if parts.query else query))
-
-
-async def _connect_robust(
-    endpoint: Endpoint, cs: ConnectionSettings, timeout: float | None = None
-) -> aio_pika.abc.AbstractRobustConnection:
-    """A connected robust connection to ``endpoint``; the attempt lasts at most ``timeout``
-    (default ``CONNECTION_TIMEOUT``). Once lost, it reconnects to the next node of
-    :func:`endpoint_order` after ``endpoint``, and on through them while they fail."""
-    order = endpoint_order(cs)
-    start = order.index(endpoint) if endpoint in order else 0
-    urls = [make_url(aio_pika_url(e, cs)) for e in order[start:] + order[:start]]
-    connection = _RobustConnection(
-        urls[0],
-        ssl_context=cs.ssl_context() if endpoint.tls else None,
-        client_properties=client_properties(cs),
-        reconnect_interval=1,
-        **tls_options(endpoint, cs),
-    )
-    connection.failover_urls = tuple(urls)
-    try:
-        await connection.connect(timeout=timeout or cs.connection_timeout)
-    except BaseException:
-        # Close it here: aio-pika's __del__ would leave an un-awaited close().
-        await connection.close()
-        raise
-    log = _ConnectionLog(cs.alias)
-    connection.close_callbacks.add(log.lost)
-    connection.reconnect_callbacks.add(log.back)
-    return connection
-
-
-class _RobustConnection(aio_pika.RobustConnection):
-    """aio-pika's robust connection, passing TLS ``server_hostname`` on to aiormq
-    (aio-pika keeps only the keyword arguments its ``PARAMETERS`` name), whose
-    reconnect task ends when it is cancelled.
-
-    aio-pika swallows a cancel that reaches its reconnect task during a
-    reconnect attempt unless ``close()`` was called first, and tries again.
-    ``asyncio.run`` (and so ``async_to_sync``) cancels every task when the main
-    one ends and then waits for them all: a loop that ended while a reconnect
-    attempt was under way (a broker that accepts TCP and stays silent) never
-    finished. Only ``close()`` and a loop's end cancel that task, so a cancel
-    here always means "closing": the attempt is abandoned at once.
-    """
-
-    PARAMETERS = (
-        *aio_pika.RobustConnection.PARAMETERS,
-        ConnectionParameter(name="server_hostname", parser=str, is_kwarg=True),
-    )
-
-    #: The nodes to reconnect to, the current one first (one, unless ``URLS`` lists several).
-    failover_urls: tuple[Any, ...] = ()
-
-    @property
-    def node(self) -> str:
-        """The node (``host:port``) this connection goes (or last went) to."""
-        return node(self.url.host, self.url.port)
-
-    def _next_node(self) -> None:
-        """Reconnect to the next node of ``URLS`` (after a loss or a failed attempt)."""
-        urls = self.failover_urls
-        if len(urls) > 1:
-            index = next((i for i, url in enumerate(urls) if url == self.url), -1)
-            self.url = urls[(index + 1) % len(urls)]
-
-    async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
-        # The close callbacks (our one WARNING naming the node lost) run first.
-        await super()._on_connection_close(closing)
-        if not self._close_called and not self.is_closed:
-            self._next_node()
-
-    async def _RobustConnection__connect_transport(self) -> None:  # noqa: N802 - aio-pika's
-        # private reconnect step, overridden: a node that refuses passes the turn to the next.
-        try:
-            await _ROBUST_CONNECT_TRANSPORT(self)
-        except Exception:
-            self._next_node()
-            raise
-
-    @property  # type: ignore[override]
-    def _close_called(self) -> bool:
-        # aio-pika reads this flag in its reconnect task (the task's private name,
-        # mangled as aio-pika's own class spells it) to decide whether a cancel ends it.
-        task = asyncio.current_task()
-        reconnecting: asyncio.Task[None] | None = getattr(
-            self, "_RobustConnection__reconnection_task", None
-        )
-        if task is None or task is not reconnecting:
-            return self._close_asked
-        return self._close_asked or task.cancelling() > 0
-
-    @_close_called.setter
-    def _close_called(self, value: bool) -> None:
-        self._close_asked = value
-
-    @property
-    def blocked(self) -> bool:
-        """Whether the broker blocks this connection's publishers now (a resource alarm).
-
-        aiormq tracks ``connection.blocked`` only in a private event, which its
-        writer waits on; no public API tells.
-        """
-        transport = self.transport
-        unblocked = transport and getattr(
-            transport.connection, "_Connection__connection_unblocked", None
-        )
-        return isinstance(unblocked, asyncio.Event) and not unblocked.is_set()
-
-
-_ROBUST_CONNECT_TRANSPORT = aio_pika.RobustConnection._RobustConnection__connect_transport  # type: ignore[attr-defined]
 
 
 class _ConnectionLog:
@@ -186,7 +65,7 @@ class _ConnectionLog:
 
 
 def _node_of(connection: object) -> str:
-    return connection.node if isinstance(connection, _RobustConnection) else "?"
+    return connection.node if isinstance(connection, RobustConnection) else "?"
 
 
 class AsyncConnection:
@@ -264,7 +143,7 @@ class AsyncConnection:
     def blocked(self) -> bool:
         """Whether the broker blocks publishing on this connection (memory or disk alarm)."""
         connection = self.connection
-        return isinstance(connection, _RobustConnection) and connection.blocked
+        return isinstance(connection, RobustConnection) and connection.blocked
 
     async def wait_ready(self, deadline: float) -> None:
         """Wait until the lost connection is back, at the latest until ``deadline``
@@ -278,7 +157,7 @@ class AsyncConnection:
         except TimeoutError as exc:
             raise unavailable(self.settings, exc) from exc
 
-    async def _connect(self) -> aio_pika.abc.AbstractRobustConnection:
+    async def _connect(self) -> RobustConnection:
         cs = self.settings
         deadline = time.monotonic() + cs.reconnect_timeout
         delays = backoff_delays()
@@ -288,11 +167,16 @@ class AsyncConnection:
                 # An attempt never outlasts the window: a silent peer holds it till its timeout.
                 attempt = max(0.1, min(cs.connection_timeout, deadline - time.monotonic()))
                 try:
-                    return await _connect_robust(endpoint, cs, attempt)
+                    connection = await open_robust(endpoint, cs, attempt)
                 except (*CONNECT_ERRORS, aiormq.exceptions.InvalidFrameError) as exc:
                     if refused_certificate(exc) or refusals.describe(exc, endpoint):
                         raise unavailable(cs, exc) from exc
                     last_error = exc
+                    continue
+                log = _ConnectionLog(cs.alias)
+                connection.close_callbacks.add(log.lost)
+                connection.reconnect_callbacks.add(log.back)
+                return connection
             logger.warning(
                 "Broker %r unreachable (%s); retrying", cs.alias, type(last_error).__name__
             )

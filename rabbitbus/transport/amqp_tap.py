@@ -37,7 +37,7 @@ from aiormq.exceptions import AMQPConnectionError
 from yarl import URL
 
 from rabbitbus.messages import Delivery
-from rabbitbus.transport import frames
+from rabbitbus.transport import frames, opening
 
 logger = logging.getLogger("rabbitbus.transport.amqp_tap")
 
@@ -186,8 +186,7 @@ class TapTransportFactory(TransportFactory):
         return reader, writer
 
 
-def of(connection: aiormq.abc.AbstractConnection) -> DeliveryTap | None:
-    """The tap of ``connection``, if it was opened with a :class:`TapTransportFactory`
-    (aiormq keeps its ``transport_factory`` argument as ``_transport_factory``)."""
-    factory = getattr(connection, "_transport_factory", None)
+def of(connection: opening.Connection) -> DeliveryTap | None:
+    """The tap of ``connection``, if it was opened with a :class:`TapTransportFactory`."""
+    factory = connection.transport_factory
     return factory.tap if isinstance(factory, TapTransportFactory) else None

@@ -24,7 +24,7 @@ from pika.adapters.utils import connection_workflow
 
 from rabbitbus.conf import ConnectionSettings, settings
 from rabbitbus.transport import aio_connections, driver_logs, refusals
-from rabbitbus.transport.aio_connections import AsyncConnection, aclose_all, aio_pika_url, get_async
+from rabbitbus.transport.aio_connections import AsyncConnection, aclose_all, get_async
 from rabbitbus.transport.confirms import ConfirmChannel, PublicConfirmChannel
 from rabbitbus.transport.endpoints import (
     CONNECT_ERRORS,
@@ -49,7 +49,6 @@ __all__ = [
     "AsyncConnection",
     "SyncConnection",
     "aclose_all",
-    "aio_pika_url",
     "backoff_delays",
     "blocked",
     "client_properties",
