@@ -32,10 +32,12 @@ class FakeLoop:
         return self.now
 
 
-def tapped(channel: FakeChannel) -> tuple[amqp_tap.DeliveryTap, list[Delivery]]:
+def tapped(
+    channel: FakeChannel, *, ordered: bool = False
+) -> tuple[amqp_tap.DeliveryTap, list[Delivery]]:
     taken: list[Delivery] = []
     tap = amqp_tap.DeliveryTap()
-    tap.take(channel, taken.append)  # type: ignore[arg-type]
+    tap.take(channel, taken.append, ordered=ordered)  # type: ignore[arg-type]
     return tap, taken
 
 
@@ -51,7 +53,7 @@ STREAM = [
     (request(2, channel=OTHER), False),
     (amqp_tap.HEARTBEAT, False),
     (request(3, b"x" * 200_000, size=4096), True),  # 49 body frames, all held, then taken
-    (request(4, headers={"h": 1}), False),  # a headers table: aiormq reads it
+    (request(4, headers={"h": 1, "l": ["a", 2]}), True),  # any headers table
     (ChannelFrame.marshall(TAPPED, [Basic.CancelOk(consumer_tag="t")]).payload, False),
     (ChannelFrame.marshall(OTHER, [ContentBody(b"y" * 5000)]).payload, False),
     (request(5, b"z" * (amqp_tap.MAX_HELD + 1), size=131072), False),  # too big to hold
@@ -73,9 +75,23 @@ def test_takes_readable_deliveries_and_passes_the_rest_in_order(cuts: list[int])
     tap, taken = tapped(FakeChannel(TAPPED))
     passed = feed(tap, b"".join(part for part, _ in STREAM), cuts)
     assert passed == b"".join(part for part, take in STREAM if not take)
-    assert [d.delivery_tag for d in taken] == [1, 3, 6, 7]
+    assert [d.delivery_tag for d in taken] == [1, 3, 4, 6, 7]
     assert taken[1].body == b"x" * 200_000
-    assert taken[2].body == b""
+    assert taken[2].headers == {"h": 1, "l": ["a", 2]}
+    assert taken[3].body == b""
+
+
+@given(cuts=st.lists(st.integers(0, sum(len(part) for part, _ in STREAM)), max_size=40))
+def test_an_ordered_channel_goes_to_aiormq_from_the_first_delivery_it_leaves(
+    cuts: list[int],
+) -> None:
+    """A consumer's channel: once a delivery goes to aiormq (request 5, too big to hold),
+    so do all after it, which would otherwise be handed over before it."""
+    tap, taken = tapped(FakeChannel(TAPPED), ordered=True)
+    passed = feed(tap, b"".join(part for part, _ in STREAM), cuts)
+    left = 7  # STREAM's request 5
+    assert passed == b"".join(part for n, (part, take) in enumerate(STREAM) if not take or n > left)
+    assert [d.delivery_tag for d in taken] == [1, 3, 4]
 
 
 def test_a_closed_channel_is_not_tapped_even_when_its_number_comes_back() -> None:

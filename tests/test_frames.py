@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pika
 import pytest
-from aiormq.abc import ChannelFrame
+from aiormq.abc import ChannelFrame, DeliveredMessage
 from hypothesis import given
 from hypothesis import strategies as st
 from pamqp.body import ContentBody
 from pamqp.commands import Basic
+from pamqp.frame import unmarshal
 from pamqp.header import ContentHeader
 from pika import frame, spec
 
-from rabbitbus.transport import frames
+from rabbitbus.messages import Delivery
+from rabbitbus.transport import aio, frames
 
 #: AMQP short strings: at most 255 bytes once encoded (60 characters of up to 4 bytes).
 short = st.text(max_size=60)
@@ -124,8 +126,14 @@ def test_a_short_string_over_255_bytes_is_refused() -> None:
 
 # -- reading deliveries ------------------------------------------------------
 
-#: Any property a delivery may carry; its only header, if any, is a request's deadline
-#: (any other headers table makes the reader give up).
+#: Values a ``headers`` table may hold (pamqp encodes and decodes each type).
+header_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | prop,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(prop, inner, max_size=3),
+    max_leaves=6,
+)
+
+#: Any property a delivery may carry: a request's deadline alone, or any headers table.
 delivery_properties = st.fixed_dictionaries(
     {},
     optional={
@@ -144,15 +152,25 @@ delivery_properties = st.fixed_dictionaries(
         "user_id": prop,
         "app_id": prop,
         "deadline": deadlines,
+        "headers": st.dictionaries(prop, header_values, max_size=4),
     },
 )
 
 
 def pamqp_delivery(
-    channel: int, tag: int, body: bytes, size: int = 131072, redelivered: bool = False, **props: Any
+    channel: int,
+    tag: int,
+    body: bytes,
+    size: int = 131072,
+    redelivered: bool = False,
+    exchange: str = "",
+    routing_key: str = "rpc.fib",
+    **props: Any,
 ) -> bytes:
     """A ``basic.deliver`` with its header and body frames, as pamqp marshals them."""
     chunk = size - frames.FRAME_OVERHEAD
+    if "headers" in props and "deadline" in props:
+        props["headers"] = {**props["headers"], frames.DEADLINE_HEADER: props.pop("deadline")}
     return ChannelFrame.marshall(
         channel,
         [
@@ -160,13 +178,26 @@ def pamqp_delivery(
                 consumer_tag="ctag-1",
                 delivery_tag=tag,
                 redelivered=redelivered,
-                exchange="",
-                routing_key="rpc.fib",
+                exchange=exchange,
+                routing_key=routing_key,
             ),  # fmt: skip
             ContentHeader(properties=Basic.Properties(**with_headers(props)), body_size=len(body)),
             *(ContentBody(body[i : i + chunk]) for i in range(0, len(body), chunk)),
         ],
     ).payload
+
+
+def driver_read(data: bytes) -> Delivery:
+    """What the driver's path makes of ``data``: pamqp unmarshals each frame (as aiormq
+    does), then :func:`aio.delivery_of` reads the message."""
+    parts = []
+    while data:
+        consumed, _channel, value = unmarshal(data)
+        parts.append(value)
+        data = data[consumed:]
+    deliver, header, *bodies = parts
+    body = b"".join(part.value for part in bodies)
+    return aio.delivery_of(DeliveredMessage(deliver, header, body, cast(Any, None)))
 
 
 @given(
@@ -175,22 +206,31 @@ def pamqp_delivery(
     redelivered=st.booleans(),
     body=st.binary(max_size=10_000),
     size=frame_max,
+    exchange=st.from_regex(r"[a-zA-Z0-9_.:-]{0,60}", fullmatch=True),
+    routing_key=short,
     props=delivery_properties,
 )
-def test_a_delivery_reads_as_pamqp_marshals_it(
-    channel: int, tag: int, redelivered: bool, body: bytes, size: int, props: dict[str, Any]
+def test_a_delivery_reads_as_the_driver_reads_it(
+    channel: int,
+    tag: int,
+    redelivered: bool,
+    body: bytes,
+    size: int,
+    exchange: str,
+    routing_key: str,
+    props: dict[str, Any],
 ) -> None:
-    data = pamqp_delivery(channel, tag, body, size, redelivered, **props)
+    """Every field of the Delivery, headers included, is what aiormq's path gives: a
+    consumer cannot tell which path read its message."""
+    data = pamqp_delivery(channel, tag, body, size, redelivered, exchange, routing_key, **props)
     delivery = frames.parse_delivery(data, channel)
     assert delivery is not None
-    assert (delivery.delivery_tag, delivery.redelivered, delivery.body) == (tag, redelivered, body)
-    assert delivery.content_type == props.get("content_type")
-    assert delivery.correlation_id == props.get("correlation_id")
-    assert delivery.reply_to == props.get("reply_to")
-    assert delivery.message_id == props.get("message_id")
-    assert delivery.deadline == props.get("deadline")
     assert delivery.end == len(data)
     assert delivery.frames == 2 + -(-len(body) // (size - frames.FRAME_OVERHEAD))
+    delivery.frames = delivery.end = 0
+    assert delivery == driver_read(data)
+    assert (delivery.delivery_tag, delivery.redelivered, delivery.body) == (tag, redelivered, body)
+    assert (delivery.exchange, delivery.routing_key) == (exchange, routing_key)
 
 
 def test_every_cut_short_delivery_is_incomplete() -> None:
@@ -201,20 +241,23 @@ def test_every_cut_short_delivery_is_incomplete() -> None:
         assert frames.parse_delivery(data[:cut], 3) is None
 
 
+def test_headers_beside_a_deadline_and_a_deadline_of_another_type_are_read() -> None:
+    deadline_and_more = {frames.DEADLINE_HEADER: 2**40, "x": 1}
+    small_deadline = {frames.DEADLINE_HEADER: 5}  # encoded smaller than an int64
+    for headers, deadline in ((deadline_and_more, 2**40), (small_deadline, 5)):
+        data = pamqp_delivery(3, 7, b"{}", headers=headers)
+        delivery = frames.parse_delivery(data, 3)
+        assert delivery is not None
+        assert (delivery.headers, delivery.deadline) == (headers, deadline)
+
+
 def test_what_the_reader_leaves_to_the_driver() -> None:
     reply = pamqp_delivery(3, 7, b"{}", correlation_id="c")
     heartbeat = b"\x08\x00\x00\x00\x00\x00\x00\xce"
-    with_headers = pamqp_delivery(3, 7, b"{}", headers={"x": 1})
-    deadline_and_more = {frames.DEADLINE_HEADER: 2**40, "x": 1}
-    with_deadline_and_more = pamqp_delivery(3, 7, b"{}", headers=deadline_and_more)
-    small_deadline = pamqp_delivery(3, 7, b"{}", headers={frames.DEADLINE_HEADER: 5})
     returned = ChannelFrame.marshall(
         3, [Basic.Return(reply_code=312, reply_text="NO_ROUTE", exchange="", routing_key="q")]
     ).payload
     assert frames.parse_delivery(reply, 4) is None  # another channel
-    assert frames.parse_delivery(with_headers, 3) is None
-    assert frames.parse_delivery(with_deadline_and_more, 3) is None
-    assert frames.parse_delivery(small_deadline, 3) is None  # not an int64: the driver reads it
     assert frames.parse_delivery(returned + reply[len(returned) :], 3) is None
     assert frames.parse_delivery(heartbeat + reply, 3) is None
     assert frames.parse_delivery(reply + heartbeat, 3) is None  # not only the delivery

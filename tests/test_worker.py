@@ -341,3 +341,44 @@ def test_a_slow_handler_does_not_hold_back_the_acks_of_faster_ones(broker: Broke
         assert broker.wait_for(lambda: broker.unacked(queue) == 1, timeout=20)
         release.set()
         assert broker.wait_for(lambda: broker.unacked(queue) == 0, timeout=20)
+
+
+def test_the_worker_reads_small_deliveries_off_the_socket(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``FAST_PATHS`` on, the tap reads a consumer's deliveries (aiormq's consumer
+    sees none); off, aiormq reads them all. Either way the handler sees the same."""
+    from rabbitbus.conf import settings
+    from rabbitbus.consuming.worker import ConsumerService
+
+    through_aiormq: list[str] = []
+    on_message = ConsumerService.on_message
+
+    async def counted(self: ConsumerService, acks: Any, message: Any) -> None:
+        through_aiormq.append(message.header.properties.message_id)
+        await on_message(self, acks, message)
+
+    monkeypatch.setattr(ConsumerService, "on_message", counted)
+    queue, handler = unique("w.tap"), Recorder()
+    with ThreadWorker(spec(queue, handler)).start(broker):
+        ids = [publish("", queue, {"n": n}, headers={"n": n}) for n in range(20)]
+        assert broker.wait_for(lambda: len(handler.seen) == 20)
+    assert handler.ids() == set(ids)
+    assert [message.headers["n"] for message in handler.seen] == list(range(20))
+    assert len(through_aiormq) == (0 if settings.FAST_PATHS else 20)
+
+
+def test_deliveries_stay_in_order_around_one_the_tap_leaves_to_aiormq(broker: Broker) -> None:
+    """A delivery over the tap's 256 KiB goes to aiormq, which hands it over a little later
+    than the tap would the next ones: the tap then lets go of the channel, so a consumer
+    handling one message at a time still sees them in the order they were queued."""
+    queue, go = unique("w.order"), threading.Event()
+    handler = Recorder(fail=lambda message: go.wait(10))  # the first holds the rest back
+    big = {"pad": "x" * 300_000}
+    payloads = [{"n": 0}, {"n": 1, **big}, *({"n": n} for n in range(2, 30))]
+    with ThreadWorker(spec(queue, handler, concurrency=1, prefetch=50)).start(broker):
+        for payload in payloads:
+            publish("", queue, payload)
+        go.set()
+        assert broker.wait_for(lambda: len(handler.seen) == len(payloads))
+    assert [message.body["n"] for message in handler.seen] == list(range(30))

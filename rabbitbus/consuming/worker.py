@@ -37,6 +37,10 @@ DATABASE_RETRY_CAP = 10.0
 class ConsumerService:
     """Consumes one queue for one handler; a :class:`rabbitbus.runtime.service.Service`."""
 
+    #: Asks the runtime for a connection with a :class:`~rabbitbus.transport.amqp_tap.DeliveryTap`:
+    #: deliveries read off the socket by hand, not by aiormq (``FAST_PATHS``).
+    uses_tap = True
+
     def __init__(self, spec: ConsumerSpec, *, alias: str = "default") -> None:
         self.spec = spec
         self.name = spec.name
@@ -53,6 +57,8 @@ class ConsumerService:
         self.channel: aio.Channel | None = None
         self.recovery: asyncio.Future[None] | None = None
         self.acks: ChannelAcks | None = None
+        #: Deliveries the tap took, being handled (the loop keeps only weak references).
+        self._tasks: set[asyncio.Task[None]] = set()
         self.consumer_tag: str | None = None
         self.stopped = asyncio.Event()
         #: The database error of an outage the handler is waiting out, once logged.
@@ -82,6 +88,9 @@ class ConsumerService:
             channel.closing.add_done_callback(functools.partial(self._on_channel_closed, channel))
         self.channel = channel
         on_message = functools.partial(self.on_message, self.acks)
+        aio.take_deliveries(
+            self.connection, channel, functools.partial(self.on_delivery, self.acks), ordered=True
+        )
         self.consumer_tag = await consume(
             channel, self.topology(), self.spec.queue, self.spec.prefetch, on_message
         )
@@ -147,22 +156,36 @@ class ConsumerService:
 
     # -- deliveries ----------------------------------------------------------
 
+    def on_delivery(self, acks: ChannelAcks, raw: Delivery) -> None:
+        """A delivery the tap read (in the loop, in the socket's callback)."""
+        self._taken(acks, raw)
+        task = asyncio.get_running_loop().create_task(self._handled(acks, raw))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def on_message(self, acks: ChannelAcks, message: aio.Incoming) -> None:
-        tag = int(message.delivery.delivery_tag)  # type: ignore[union-attr, arg-type]
-        acks.delivered(tag)
+        """A delivery aiormq read (no tap, or one the tap does not read)."""
+        raw = aio.delivery_of(message)
+        self._taken(acks, raw)
+        await self._handled(acks, raw)
+
+    def _taken(self, acks: ChannelAcks, raw: Delivery) -> None:
+        acks.delivered(raw.delivery_tag)
         self.in_flight += 1
         self.idle.clear()
+
+    async def _handled(self, acks: ChannelAcks, raw: Delivery) -> None:
         try:
-            await self._handle(acks, tag, message)
+            await self._handle(acks, raw)
         finally:
             self.in_flight -= 1
             if not self.in_flight:
                 self.idle.set()
 
-    async def _handle(self, acks: ChannelAcks, tag: int, message: aio.Incoming) -> None:
+    async def _handle(self, acks: ChannelAcks, raw: Delivery) -> None:
         started = time.perf_counter() if metrics.on else 0.0
+        tag = raw.delivery_tag
         if self.batcher is not None:
-            raw = aio.delivery_of(message)
             batched = await self.batcher.submit(raw)
             if batched is None:
                 await self._requeue(acks, tag)  # not started: another worker takes it now
@@ -174,7 +197,6 @@ class ConsumerService:
                 # Not started: give it back so another worker takes it now.
                 await self._requeue(acks, tag)
                 return
-            raw = aio.delivery_of(message)
             outcome = await (self._traced(raw) if traces.on else self._dispatch(raw))
             await self._settle(acks, tag, raw, outcome, started)
 

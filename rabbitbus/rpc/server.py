@@ -156,7 +156,7 @@ class RpcService:
         entities = topology.Topology()
         entities.add(rpc_queue(self.proc.name))
         self.channel = channel
-        self.tap = replies.take_deliveries(connection, channel, self.on_delivery)
+        self.tap = aio.take_deliveries(connection, channel, self.on_delivery, ordered=False)
         channel.on_consumer_cancel_callbacks.add(functools.partial(self._on_cancel, connection))
         self.consumer_tag = await consume(
             channel, entities, self.proc.queue, self.prefetch, self.on_message

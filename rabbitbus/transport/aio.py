@@ -93,6 +93,18 @@ async def close(connection: Connection, why: BaseException | None = None) -> Non
         logger.debug("Error while closing the connection", exc_info=True)
 
 
+def take_deliveries(
+    connection: Connection, channel: Channel, taker: Callable[[Delivery], None], *, ordered: bool
+) -> amqp_tap.DeliveryTap | None:
+    """Have ``connection``'s tap hand ``channel``'s deliveries to ``taker`` (see
+    :meth:`amqp_tap.DeliveryTap.take`); the tap, or ``None`` (no tap, or fast paths off:
+    deliveries come through aiormq's consumer, as any the tap does not read do)."""
+    tap = amqp_tap.of(connection) if settings.FAST_PATHS else None
+    if tap is not None:
+        tap.take(channel, taker, ordered=ordered)
+    return tap
+
+
 async def consume(
     channel: Channel,
     entities: Topology,

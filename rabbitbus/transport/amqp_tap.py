@@ -3,15 +3,16 @@
 aiormq turns every incoming frame into pamqp objects, passes them through a
 reader task, a per-channel queue and a channel task, and runs each delivery
 as a task of its own: about a third of an RPC server's CPU per request here
-(docs/benchmarks.md). A :class:`DeliveryTap` sits in the socket's protocol,
-below aiormq's stream reader. It walks the incoming bytes frame by frame; a
-``basic.deliver`` on a channel a service has :meth:`~DeliveryTap.take`\\ n,
-with its header and body frames, is read by :func:`frames.read_delivery` and
-handed to that service at once. Every other byte goes on to aiormq unchanged
-and in order, whole frames at a time, so aiormq still does everything else:
-the handshake, heartbeats, closes, cancels, other channels, and deliveries
-the tap does not read (a ``headers`` table, a body over
-:data:`MAX_HELD` bytes).
+(docs/benchmarks.md), and of a consumer worker's event loop. A
+:class:`DeliveryTap` sits in the socket's protocol, below aiormq's stream
+reader. It walks the incoming bytes frame by frame; a ``basic.deliver`` on a
+channel a service has :meth:`~DeliveryTap.take`\\ n (an RPC server's, a
+consumer's), with its header and body frames, is read by
+:func:`frames.read_delivery` and handed to that service at once. Every other
+byte goes on to aiormq unchanged and in order, whole frames at a time, so
+aiormq still does everything else: the handshake, heartbeats, closes,
+cancels, other channels, and deliveries the tap does not read (a body over
+:data:`MAX_HELD` bytes, a table pamqp cannot decode).
 
 aiormq counts a connection as stuck when no frame reaches it for three
 heartbeat intervals, and a broker busy sending deliveries sends no heartbeat.
@@ -57,8 +58,8 @@ class DeliveryTap:
     """Splits one connection's incoming bytes into taken deliveries and aiormq's share."""
 
     def __init__(self) -> None:
-        #: channel number -> (the aiormq channel, what takes its deliveries)
-        self.takers: dict[int, tuple[aiormq.abc.AbstractChannel, Taker]] = {}
+        #: channel number -> (the aiormq channel, what takes its deliveries, in order?)
+        self.takers: dict[int, tuple[aiormq.abc.AbstractChannel, Taker, bool]] = {}
         #: Set once connected: replies may be written on it directly.
         self.writer: asyncio.StreamWriter | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -67,10 +68,14 @@ class DeliveryTap:
         self._passing = 0  # bytes of a frame already partly passed to aiormq
         self._passed_at = 0.0
 
-    def take(self, channel: aiormq.abc.AbstractChannel, taker: Taker) -> None:
+    def take(self, channel: aiormq.abc.AbstractChannel, taker: Taker, *, ordered: bool) -> None:
         """Hand ``channel``'s deliveries to ``taker`` (in the loop, as they arrive)
-        until the channel closes."""
-        self.takers[channel.number] = (channel, taker)
+        until the channel closes.
+
+        A delivery the tap does not read goes to aiormq, whose consumer sees it a little
+        later than the tap's would: ``ordered`` (a consumer's deliveries) then lets go of
+        the channel for good, so that nothing taken after it overtakes it."""
+        self.takers[channel.number] = (channel, taker, ordered)
 
     def split(self, data: bytes) -> bytes:
         """Take the deliveries in ``data``; return the bytes aiormq gets."""
@@ -111,6 +116,8 @@ class DeliveryTap:
                     position = start = delivery.end
                     taker(delivery)
                     continue
+                if frames.is_delivery(buffer, position):
+                    self._passed_on(number)
             end = position + frames.FRAME_OVERHEAD + length
             if end > size:
                 self._passing = end - size
@@ -120,11 +127,21 @@ class DeliveryTap:
         out.append(buffer[start:position])
         return self._passed(b"".join(out))
 
+    def _passed_on(self, number: int) -> None:
+        """A delivery on channel ``number`` goes to aiormq: an ordered channel's all do."""
+        if self.takers[number][2]:
+            del self.takers[number]
+            logger.debug(
+                "Channel %d: a delivery the tap does not read; aiormq reads the channel's "
+                "deliveries from now on",
+                number,
+            )
+
     def _taker(self, number: int) -> Taker | None:
         entry = self.takers.get(number)
         if entry is None:
             return None
-        channel, taker = entry
+        channel, taker, _ = entry
         if channel.is_closed:
             del self.takers[number]  # its number may be reused by a channel we must not tap
             return None

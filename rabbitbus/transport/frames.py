@@ -1,4 +1,4 @@
-"""AMQP 0-9-1 frames of the RPC hot path, marshalled and parsed by hand (no I/O).
+"""AMQP 0-9-1 frames of the hot paths, marshalled and parsed by hand (no I/O).
 
 An RPC request (client) and a reply with its ack (server) are a handful of
 frames with a fixed set of properties. pika and pamqp marshal any frame from
@@ -6,18 +6,22 @@ its spec, which costs ~10-30 us per message on a small machine; these
 functions do only what a request or a reply needs, in ~4 us, and the tests
 check them byte for byte against pamqp and pika
 (https://www.rabbitmq.com/resources/specs/amqp0-9-1.pdf, section 4.2).
-:func:`parse_delivery` reads the one shape a reply arrives in and gives up
-(``None``) on anything else, which then goes to the driver.
 
-A request carries one header, its deadline (:data:`DEADLINE_HEADER`, see
-:mod:`rabbitbus.rpc`): a ``headers`` table of exactly that one entry is read
-here too; any other table goes to the driver.
+:func:`read_delivery` reads a ``basic.deliver`` with its header and body frames,
+every property included, for the RPC server and consumer workers (through
+:mod:`~rabbitbus.transport.amqp_tap`) and the sync RPC client's replies
+(:func:`parse_delivery`); it gives up (``None``) on anything else, which then goes
+to the driver. A request's one header, its deadline (:data:`DEADLINE_HEADER`, see
+:mod:`rabbitbus.rpc`), is read by hand; any other ``headers`` table by pamqp's
+decoder, as aiormq reads it.
 """
 
 from __future__ import annotations
 
 import struct
 from typing import Any
+
+from pamqp import decode
 
 from rabbitbus.messages import Delivery
 
@@ -46,7 +50,7 @@ CLUSTER_ID = 1 << 2
 #: Bit 0: another flags word follows (never for basic's 14 properties).
 MORE_FLAGS = 1
 #: Each property's bit and its size on the wire: 0 for a short string, _TABLE for a
-#: table (read only as a deadline), else octets.
+#: table, else octets.
 _TABLE = -1
 _PROPERTIES = (
     (CONTENT_TYPE, 0), (CONTENT_ENCODING, 0), (HEADERS, _TABLE), (DELIVERY_MODE, 1), (PRIORITY, 1),
@@ -64,6 +68,8 @@ _PUBLISH = struct.Struct(">HHH")
 _METHOD_ID = struct.Struct(">HH")
 _TAG = struct.Struct(">QB")
 _INT64 = struct.Struct(">q")
+_UINT32 = struct.Struct(">I")
+_UINT64 = struct.Struct(">Q")
 #: The one table entry a request carries, up to its value: name, then type ``l`` (int64).
 _DEADLINE_ENTRY = bytes((len(DEADLINE_HEADER),)) + DEADLINE_HEADER.encode() + b"l"
 #: That table's size prefix: the entry and its 8-byte value.
@@ -177,10 +183,13 @@ def read_delivery(data: bytes | bytearray, start: int, channel: int) -> Delivery
     Returns ``None`` for anything it does not read: another frame at
     ``start`` (a heartbeat, a ``basic.return``, a close), a frame of another
     channel between the delivery's frames (allowed by the spec, never seen
-    from RabbitMQ), a header with a ``headers`` table other than a request's
-    deadline. The caller then hands the bytes to its AMQP driver, which
-    deals with everything. A malformed frame raises ``ValueError`` or
-    ``struct.error``.
+    from RabbitMQ), a ``headers`` table pamqp cannot decode either. The caller
+    then hands the bytes to its AMQP driver, which deals with everything. A
+    malformed frame raises ``ValueError`` or ``struct.error``.
+
+    Every property is read as aiormq reads it (a ``headers`` table by pamqp's own
+    decoder, unless it is only a request's deadline), so a consumer sees the same
+    :class:`Delivery` from either path.
     """
     kind, number, size, position = _frame_at(data, start)
     if (
@@ -192,7 +201,9 @@ def read_delivery(data: bytes | bytearray, start: int, channel: int) -> Delivery
     try:
         tag_at = position + 5 + data[position + 4]  # after the consumer tag
         delivery_tag, redelivered = _TAG.unpack_from(data, tag_at)
-    except (struct.error, IndexError):
+        exchange, at = _short_at(data, tag_at + _TAG.size)
+        routing_key, _ = _short_at(data, at)
+    except (struct.error, IndexError, UnicodeDecodeError):
         return None
     kind, number, size, position = _frame_at(data, position + size + 1)
     end = position + size
@@ -203,23 +214,32 @@ def read_delivery(data: bytes | bytearray, start: int, channel: int) -> Delivery
         return None
     position += _HEADER.size
     strings: dict[int, str] = {}
-    deadline = None
+    headers: dict[str, Any] = {}
+    deadline = timestamp = None
     try:
         for bit, width in _PROPERTIES:
             if not flags & bit:
                 continue
             if width == _TABLE:
                 deadline = _deadline_at(data, position)
-                if deadline is None:
+                if deadline is not None:
+                    headers = {DEADLINE_HEADER: deadline}
+                    position += len(_DEADLINE_TABLE) + _INT64.size
+                    continue
+                table_end = position + 4 + _UINT32.unpack_from(data, position)[0]
+                if table_end > end:
                     return None
-                position += len(_DEADLINE_TABLE) + _INT64.size
+                _, headers = decode.field_table(bytes(data[position:table_end]))
+                deadline = deadline_of(headers)
+                position = table_end
+            elif bit == TIMESTAMP:
+                timestamp = _UINT64.unpack_from(data, position)[0]
+                position += 8
             elif width:
                 position += width
             else:
-                length = data[position]
-                strings[bit] = bytes(data[position + 1 : position + 1 + length]).decode()
-                position += 1 + length
-    except (IndexError, UnicodeDecodeError, struct.error):
+                strings[bit], position = _short_at(data, position)
+    except (IndexError, UnicodeDecodeError, ValueError, struct.error):
         return None
     if position != end:
         return None
@@ -234,17 +254,43 @@ def read_delivery(data: bytes | bytearray, start: int, channel: int) -> Delivery
     if received != body_size:
         return None
     return Delivery(
+        body=parts[0] if len(parts) == 1 else b"".join(parts),
+        headers=headers,
+        exchange=exchange,
+        routing_key=routing_key,
         delivery_tag=delivery_tag,
         redelivered=bool(redelivered),
+        message_id=strings.get(MESSAGE_ID),
         content_type=strings.get(CONTENT_TYPE),
+        content_encoding=strings.get(CONTENT_ENCODING),
         correlation_id=strings.get(CORRELATION_ID),
         reply_to=strings.get(REPLY_TO),
-        message_id=strings.get(MESSAGE_ID),
-        body=parts[0] if len(parts) == 1 else b"".join(parts),
+        type=strings.get(TYPE),
+        app_id=strings.get(APP_ID),
+        timestamp=timestamp,
         deadline=deadline,
         frames=2 + len(parts),
         end=position,
     )
+
+
+def is_delivery(data: bytes | bytearray, start: int) -> bool:
+    """Whether the frame at ``start`` (whole or not) is a ``basic.deliver``."""
+    at = start + 7
+    return (
+        len(data) >= at + 4
+        and data[start] == METHOD
+        and _METHOD_ID.unpack_from(data, at) == (BASIC, DELIVER)
+    )
+
+
+def _short_at(data: bytes | bytearray, position: int) -> tuple[str, int]:
+    """The short string at ``position`` and where it ends."""
+    length = data[position]
+    value = bytes(data[position + 1 : position + 1 + length])
+    if len(value) != length:
+        raise IndexError("short string cut short")
+    return value.decode(), position + 1 + length
 
 
 def _deadline_at(data: bytes | bytearray, position: int) -> int | None:

@@ -10,7 +10,7 @@ nothing queued. Off, they go through aiormq's ``basic_publish`` and ``basic_ack`
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from typing import cast
 
 import aiormq
 from aiormq.abc import ChannelFrame
@@ -19,7 +19,7 @@ from rabbitbus import messages
 from rabbitbus.conf import settings
 from rabbitbus.messages import Delivery
 from rabbitbus.transport import amqp_tap, frames
-from rabbitbus.transport.aio import RECOVERABLE, Channel, Connection
+from rabbitbus.transport.aio import RECOVERABLE, Channel
 
 logger = logging.getLogger("rabbitbus.transport.replies")
 
@@ -118,14 +118,3 @@ async def reject(channel: Channel, request: Delivery, *, requeue: bool) -> None:
             request.delivery_tag,
             type(exc).__name__,
         )
-
-
-def take_deliveries(
-    connection: Connection, channel: Channel, callback: Any
-) -> amqp_tap.DeliveryTap | None:
-    """Have ``connection``'s tap hand ``channel``'s deliveries to ``callback``; the tap,
-    or ``None`` (no tap, or fast paths off: deliveries come through aiormq's consumer)."""
-    tap = amqp_tap.of(connection) if settings.FAST_PATHS else None
-    if tap is not None:
-        tap.take(channel, callback)
-    return tap
