@@ -26,7 +26,7 @@ import pytest
 from rabbitbus import rpc
 from rabbitbus.exceptions import RpcTimeout
 from rabbitbus.rpc import server as rpc_server
-from rabbitbus.transport import connections, frames
+from rabbitbus.transport import amqp_tap, connections, frames
 from tests.broker import Broker
 from tests.rpc_support import call_in_thread, serving
 from tests.workers import ROOT
@@ -39,6 +39,8 @@ TIMEOUT = 2.0
 #: Longer than TIMEOUT + DEADLINE_GRACE: the requests that wait for a slot expire meanwhile.
 SLOW = TIMEOUT + rpc.DEADLINE_GRACE + 1.0
 DROPPING = "Dropping RPC requests to"
+#: Whitespace after a request's JSON: a body the server's tap leaves to aiormq.
+PAD = b" " * (amqp_tap.MAX_HELD + 1)
 
 
 def ran(ledger: Path) -> list[str]:
@@ -111,9 +113,9 @@ async def test_async_procedure_skips_requests_that_waited_for_a_slot_past_their_
 def raw_requests(
     broker: Broker, name: str, ledger: Path, deadline: int | None, seconds: float = SLOW
 ) -> None:
-    """CALLS requests to ``name`` by raw pika, with a headers table the server's tap does
-    not read (so aiormq delivers them: the driver path), and the caller gone after
-    TIMEOUT seconds, as rabbitbus's would be."""
+    """CALLS requests to ``name`` by raw pika, each too big for the server's tap to hold
+    (JSON padded with whitespace, so aiormq delivers them: the driver path), and the
+    caller gone after TIMEOUT seconds, as rabbitbus's would be."""
     connection = pika.BlockingConnection(broker.parameters())
     try:
         channel = connection.channel()
@@ -129,7 +131,7 @@ def raw_requests(
                 expiration=str(int(TIMEOUT * 1000)),
                 headers=headers,
             )
-            body = f'{{"args": ["{ledger}", "{n}", {seconds}]}}'.encode()
+            body = f'{{"args": ["{ledger}", "{n}", {seconds}]}}'.encode() + PAD
             channel.basic_publish("", rpc.queue_name(name), body, properties)
         connection.process_data_events(time_limit=TIMEOUT)
     finally:
