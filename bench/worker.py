@@ -29,6 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# RABBITBUS_BENCH_FAST_PATHS=off: the worker reads its deliveries through aiormq, not the tap.
+os.environ["RABBITBUS_TEST_FAST_PATHS"] = os.environ.get("RABBITBUS_BENCH_FAST_PATHS", "on")
 
 from bench.common import broker_version, load_average, median, spread, versions  # noqa: E402
 from tests.broker import add_vhost, delete_vhost  # noqa: E402
