@@ -23,7 +23,7 @@ from rabbitbus.consuming.registry import ConsumerSpec
 from rabbitbus.messages import PERSISTENT, Delivery, Envelope
 from rabbitbus.observability import metrics, traces
 from rabbitbus.runtime.console import Observer
-from rabbitbus.runtime.service import Runtime, Service
+from rabbitbus.runtime.service import InFlight, Kept, Runtime, Service
 from rabbitbus.runtime.threads import Threads
 from rabbitbus.transport import aio, connections, declare
 from rabbitbus.transport.aio import RECOVERABLE, cancel, consume
@@ -57,15 +57,13 @@ class ConsumerService:
         self.channel: aio.Channel | None = None
         self.recovery: asyncio.Future[None] | None = None
         self.acks: ChannelAcks | None = None
-        #: Deliveries the tap took, being handled (the loop keeps only weak references).
-        self._tasks: set[asyncio.Task[None]] = set()
+        #: Deliveries the tap took, being handled.
+        self.kept = Kept()
         self.consumer_tag: str | None = None
         self.stopped = asyncio.Event()
         #: The database error of an outage the handler is waiting out, once logged.
         self.database_down: str | None = None
-        self.in_flight = 0
-        self.idle = asyncio.Event()
-        self.idle.set()
+        self.in_flight = InFlight()
         self.counts = {"processed": 0, "failed": 0, "retried": 0, "dead_lettered": 0}
         #: Told of each message's outcome (``rabbit_consume -v 2``); see rabbitbus.runtime.console.
         self.observer: Observer | None = None
@@ -137,7 +135,7 @@ class ConsumerService:
             await aio.close(connection, exc)  # the runtime reconnects and starts us, or exits
 
     async def drain(self) -> None:
-        await self.idle.wait()
+        await self.in_flight.idle()
         if self.acks is not None:
             await self.acks.settled()
         self.threads.shutdown()
@@ -159,9 +157,7 @@ class ConsumerService:
     def on_delivery(self, acks: ChannelAcks, raw: Delivery) -> None:
         """A delivery the tap read (in the loop, in the socket's callback)."""
         self._taken(acks, raw)
-        task = asyncio.get_running_loop().create_task(self._handled(acks, raw))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.kept.start(self._handled(acks, raw))
 
     async def on_message(self, acks: ChannelAcks, message: aio.Incoming) -> None:
         """A delivery aiormq read (no tap, or one the tap does not read)."""
@@ -171,16 +167,13 @@ class ConsumerService:
 
     def _taken(self, acks: ChannelAcks, raw: Delivery) -> None:
         acks.delivered(raw.delivery_tag)
-        self.in_flight += 1
-        self.idle.clear()
+        self.in_flight.__enter__()  # before the task starts: a drain must wait for it
 
     async def _handled(self, acks: ChannelAcks, raw: Delivery) -> None:
         try:
             await self._handle(acks, raw)
         finally:
-            self.in_flight -= 1
-            if not self.in_flight:
-                self.idle.set()
+            self.in_flight.__exit__()
 
     async def _handle(self, acks: ChannelAcks, raw: Delivery) -> None:
         started = time.perf_counter() if metrics.on else 0.0

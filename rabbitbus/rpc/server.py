@@ -22,7 +22,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 from rabbitbus import serializers, topology
@@ -43,7 +43,7 @@ from rabbitbus.rpc.procedures import (
 )
 from rabbitbus.runtime import event_loop
 from rabbitbus.runtime.console import Observer
-from rabbitbus.runtime.service import InFlight, Runtime
+from rabbitbus.runtime.service import InFlight, Kept, Runtime
 from rabbitbus.runtime.threads import Threads
 from rabbitbus.transport import aio, amqp_tap, replies
 from rabbitbus.transport.aio import cancel, consume
@@ -147,7 +147,7 @@ class RpcService:
         #: Told of each request's outcome (``rabbit_rpc -v 2``); see rabbitbus.runtime.console.
         self.observer: Observer | None = None
         self.tap: amqp_tap.DeliveryTap | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.kept = Kept()
 
     # -- Service -----------------------------------------------------------
 
@@ -172,7 +172,7 @@ class RpcService:
             return
         why = f"RPC consumer of {self.proc.queue!r} cancelled by the broker (queue gone?)"
         logger.warning("%s; reconnecting", why)
-        self._keep(aio.close(connection, ConnectionError(why)))
+        self.kept.start(aio.close(connection, ConnectionError(why)))
 
     async def stop(self) -> None:
         self.stopping = True
@@ -191,13 +191,7 @@ class RpcService:
         """A request read by the tap (in the loop, in the socket's callback)."""
         channel = cast(aio.Channel, self.channel)
         self.in_flight.__enter__()  # before the task starts: a drain must wait for it
-        self._keep(self._request(channel, delivery))
-
-    def _keep(self, work: Coroutine[Any, Any, Any]) -> None:
-        """Run work as a task held until it ends (the loop keeps only weak references)."""
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.kept.start(self._request(channel, delivery))
 
     async def on_message(self, message: aio.Incoming) -> None:
         """A request that came through aiormq (when no tap took it)."""

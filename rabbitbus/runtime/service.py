@@ -25,7 +25,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, Protocol
 
 from rabbitbus.conf import ConnectionSettings, Endpoint, settings
@@ -263,6 +263,19 @@ async def _sleep_unless(event: asyncio.Event, delay: float) -> None:
 
 
 # -- helpers for services ----------------------------------------------------
+
+
+class Kept:
+    """Tasks a service starts from a callback, held until they end (the loop keeps only
+    weak references to tasks)."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def start(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
 
 class InFlight:

@@ -60,28 +60,34 @@ async def connect(endpoint: Endpoint, cs: ConnectionSettings, *, tapped: bool) -
 
 async def channel(connection: Connection, *, publisher_confirms: bool = True) -> Channel:
     """A new channel of ``connection``; raises ``ConnectionError`` once it is closed."""
-    transport = connection.transport
-    if transport is None:
+    underlay = _underlay(connection)
+    if underlay is None:
         raise ConnectionError("the connection is closed")
-    return await transport.connection.channel(publisher_confirms=publisher_confirms)
+    return await underlay.channel(publisher_confirms=publisher_confirms)
 
 
 def server_properties(connection: Connection) -> dict[str, Any]:
     """What the broker told of itself when ``connection`` opened (product, version, ...)."""
-    transport = connection.transport
-    return dict(transport.connection.server_properties or {}) if transport else {}
+    underlay = _underlay(connection)
+    return dict(underlay.server_properties or {}) if underlay else {}
 
 
 async def closed(connection: Connection) -> str:
     """Wait until ``connection`` closes; why it did."""
-    transport = connection.transport
-    if transport is None:
+    underlay = _underlay(connection)
+    if underlay is None:
         return "closed"
     try:
-        await transport.connection.closing
+        await underlay.closing
     except BaseException as exc:  # noqa: BLE001 - the reason is all we want
         return f"{type(exc).__name__}: {exc}"
     return "closed"
+
+
+def _underlay(connection: Connection) -> aiormq.abc.AbstractConnection | None:
+    """The aiormq connection under ``connection`` (``None`` once aio-pika closed it)."""
+    transport = connection.transport
+    return transport.connection if transport else None
 
 
 async def close(connection: Connection, why: BaseException | None = None) -> None:
