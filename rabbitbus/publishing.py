@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -88,6 +88,7 @@ def publish(
     *,
     connection: str = "default",
     timeout: float | None = None,
+    meanwhile: Callable[[], None] | None = None,
     **options: Any,
 ) -> str:
     """Publish one message and wait for the broker's confirm.
@@ -95,13 +96,16 @@ def publish(
     ``options`` are :class:`~rabbitbus.messages.Message` fields (``headers``,
     ``message_id``, ``type``, ``persistent``, ``priority``, ``expiration``,
     ``correlation_id``, ``reply_to``, ``mandatory``). Returns the message id.
+    ``meanwhile()``, if given, runs once, while the broker confirms (after the
+    message is written to the socket), and must not raise; it does not run if no
+    connection could be had.
 
     Raises :class:`Unroutable`, :class:`ExchangeNotFound`, :class:`NotConfirmed`,
     :class:`PublishTimeout`, :class:`BrokerBlocked`, :class:`BrokerUnavailable`,
     :class:`SerializationError` or :class:`MessageTooLarge`.
     """
     envelope = messages.build(Message(exchange, routing_key, payload, **options))
-    outcome = _send([envelope], connection, timeout)[envelope.message_id]
+    outcome = _send([envelope], connection, timeout, meanwhile)[envelope.message_id]
     if outcome is not None:
         raise outcome
     return envelope.message_id
@@ -138,10 +142,19 @@ def publish_envelopes(
 
 
 @metrics.observe_send
-def _send(envelopes: Sequence[Envelope], alias: str, timeout: float | None) -> dict[str, Outcome]:
-    """An outcome for every envelope; never raises, never forgets a confirm."""
+def _send(
+    envelopes: Sequence[Envelope],
+    alias: str,
+    timeout: float | None,
+    meanwhile: Callable[[], None] | None = None,
+) -> dict[str, Outcome]:
+    """An outcome for every envelope; never raises, never forgets a confirm.
+    ``meanwhile``: see :func:`publish`."""
     if interceptor is not None:
+        if meanwhile is not None:
+            meanwhile()
         return interceptor.send(envelopes, alias)
+    meanwhile = _once(meanwhile)
     conn = connections.get_sync(alias)
     cs = conn.settings
     outcomes: dict[str, Outcome] = {}
@@ -153,7 +166,7 @@ def _send(envelopes: Sequence[Envelope], alias: str, timeout: float | None) -> d
         channel = None
         try:
             channel = conn.confirm_channel()
-            outcomes.update(channel.publish(pending, timeout or cs.publish_timeout))
+            outcomes.update(channel.publish(pending, timeout or cs.publish_timeout, meanwhile))
             if not channel.is_open and len(outcomes) > settled:
                 # The broker closed the channel over some messages (a missing
                 # exchange); send the innocent rest again on a new channel.
@@ -186,6 +199,20 @@ def _send(envelopes: Sequence[Envelope], alias: str, timeout: float | None) -> d
             outcomes.setdefault(envelope.message_id, _timed_out(envelope, blocked))
         pending = []
     return outcomes
+
+
+def _once(function: Callable[[], None] | None) -> Callable[[], None] | None:
+    """``function`` that runs only on its first call (a resend after a reconnect
+    must not run it again)."""
+    if function is None:
+        return None
+    calls = [function]
+
+    def first_call_only() -> None:
+        if calls:
+            calls.pop()()
+
+    return first_call_only
 
 
 def _unsettled(envelopes: Sequence[Envelope], outcomes: dict[str, Outcome]) -> list[Envelope]:

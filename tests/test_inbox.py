@@ -10,6 +10,7 @@ import asyncio
 import pytest
 from django.db import transaction
 
+from rabbitbus import sql
 from rabbitbus.consuming import dispatch, inbox
 from rabbitbus.consuming.registry import ConsumerSpec
 from rabbitbus.messages import ReceivedMessage
@@ -25,7 +26,7 @@ def claim_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     """Both ways to claim: the backend's conflict-ignoring insert, and the savepoint path
     every other backend takes."""
     if request.param == "portable":
-        monkeypatch.setattr(inbox, "_INSERTS", {})
+        monkeypatch.setattr(sql, "_TEMPLATES", {})
     return str(request.param)
 
 

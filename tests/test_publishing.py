@@ -318,3 +318,43 @@ def test_a_missing_exchange_fails_only_its_own_messages_in_a_batch(
     # Messages sent before the bad one lost their confirms with the channel and
     # were sent again: duplicates are allowed (at-least-once), losses are not.
     assert 100 <= broker.queue_depth(queue) <= 150
+
+
+def test_meanwhile_runs_once_the_message_is_on_the_broker_and_before_the_confirm(
+    broker: Broker, exchange: str, queue: str
+) -> None:
+    """``publish(meanwhile=...)`` lets a caller overlap its own work (rabbitbus.tasks' READY
+    row) with the confirm's round trip: when it runs, the message has left the process.
+    Here it waits for the broker to count the message in its queue, which it could never
+    see if it ran while the message sat in pika's buffer (this thread drives pika's I/O)."""
+    from rabbitbus.conf import settings
+
+    seen: list[int] = []
+
+    def meanwhile() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and broker.queue_depth(queue) == 0:
+            time.sleep(0.01)
+        seen.append(broker.queue_depth(queue))
+
+    message_id = rabbitbus.publish(
+        exchange, "order.placed", PAYLOAD, meanwhile=meanwhile, **OPTIONS
+    )
+    # FAST_PATHS off: pika's public channel waits for each confirm as it publishes, so
+    # meanwhile runs before the message is sent (nothing to overlap with).
+    assert seen == ([1] if settings.FAST_PATHS else [0])
+    assert_delivered_as_sent(broker, queue, message_id)
+
+
+def test_meanwhile_runs_once_even_when_the_publish_is_sent_again() -> None:
+    """After a lost connection the unconfirmed messages are sent again; the caller's
+    ``meanwhile`` is not run again with them."""
+    from rabbitbus.publishing import _once
+
+    calls: list[int] = []
+    once = _once(lambda: calls.append(1))
+    assert once is not None
+    once()
+    once()
+    assert calls == [1]
+    assert _once(None) is None

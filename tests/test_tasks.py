@@ -7,13 +7,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from rabbitbus import publish
 from rabbitbus.exceptions import TaskArgumentsError, Unroutable
 from rabbitbus.models import TaskRecord
 from rabbitbus.tasks import options as task_options
+from rabbitbus.tasks import results
 from rabbitbus.tasks.compat import InvalidTask, TaskResultDoesNotExist, TaskResultStatus, task
 from tests.broker import Broker
 from tests.tasks_support import finished, tasks_backend, thread_worker
@@ -102,6 +103,42 @@ def test_a_task_the_broker_refuses_leaves_no_ready_row(broker: Broker) -> None:
         with pytest.raises(Unroutable):
             tasks.add.enqueue(1, 2)
         assert not TaskRecord.objects.exists()
+
+
+def test_enqueue_returns_once_confirmed_though_its_ready_row_could_not_be_written(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``enqueue()`` writes the ``READY`` row while the broker confirms. A row that cannot
+    be written (the database gone) does not undo a task the broker has: ``enqueue()``
+    returns (a caller told it failed would enqueue it again), warns, and the worker's row
+    is the task's first."""
+    with tasks_backend(broker) as backend:
+
+        def broken(jobs: Any) -> None:
+            raise OperationalError("the database is gone")
+
+        backend._record_ready = broken  # type: ignore[method-assign]
+        with caplog.at_level("WARNING", logger="rabbitbus.tasks.backend"):
+            result = tasks.add.enqueue(2, 2)
+        assert not TaskRecord.objects.filter(id=result.id).exists()
+        assert broker.queue_depth(backend.options_.queue("default")) == 1
+        assert f"Task {result.id} is enqueued, but its READY row" in caplog.text
+        del backend._record_ready
+        with thread_worker(backend).start(broker):
+            finished(result, broker)
+    assert result.return_value == 4
+
+
+def test_a_ready_row_never_replaces_the_row_a_worker_wrote_first(broker: Broker) -> None:
+    """The worker can start a task before the enqueue's ``READY`` row lands (the row is
+    written while the broker confirms): the late row is skipped, not written over it."""
+    with tasks_backend(broker) as backend:
+        result, job = backend._prepare(tasks.add, (1, 1), {})
+        running = results.record_of(job)
+        running.status = TaskRecord.Status.RUNNING
+        running.save(force_insert=True)
+        backend._record_ready([job])
+        assert backend.get_result(result.id).status == TaskResultStatus.RUNNING
 
 
 async def test_an_async_task_the_broker_refuses_leaves_no_ready_row(broker: Broker) -> None:

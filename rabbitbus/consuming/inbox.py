@@ -18,12 +18,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from rabbitbus.models import ProcessedMessage
-
-_INSERTS = {
-    "postgresql": "INSERT INTO {table} ({columns}) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-    "sqlite": "INSERT INTO {table} ({columns}) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-    "mysql": "INSERT IGNORE INTO {table} ({columns}) VALUES (%s, %s, %s)",
-}
+from rabbitbus.sql import skipping_existing
 
 
 def database() -> str:
@@ -39,14 +34,12 @@ def claim(consumer: str, message_id: str, using: str | None = None) -> bool:
     """
     alias = using or database()
     connection = connections[alias]
-    template = _INSERTS.get(connection.vendor)
-    if template is None:
-        return _claim_portably(consumer, message_id, alias)
     options = ProcessedMessage._meta
-    quote = connection.ops.quote_name
     column = {field.name: str(field.column) for field in options.concrete_fields}
-    columns = ", ".join(quote(column[name]) for name in ("consumer", "message_id", "processed_at"))
-    sql = template.format(table=quote(options.db_table), columns=columns)
+    columns = [column[name] for name in ("consumer", "message_id", "processed_at")]
+    sql = skipping_existing(connection, options.db_table, columns)
+    if sql is None:
+        return _claim_portably(consumer, message_id, alias)
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
         cursor.execute(sql, [consumer, message_id, now])

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from rabbitbus.exceptions import ConfigurationError, Reject
 
@@ -173,7 +173,14 @@ def count_published(envelopes: Sequence[Any], outcomes: dict[str, Any], started:
             instruments.publish_confirm_seconds.observe(elapsed)
 
 
-SendFunction = Callable[[Sequence[Any], str, "float | None"], dict[str, Any]]
+class SendFunction(Protocol):
+    """:func:`rabbitbus.publishing._send`'s shape."""
+
+    def __call__(
+        self, envelopes: Sequence[Any], alias: str, timeout: float | None, meanwhile: Any = None
+    ) -> dict[str, Any]: ...
+
+
 AsendFunction = Callable[[Any, Any, "float | None"], Awaitable[Any]]
 
 
@@ -181,11 +188,13 @@ def observe_send(send: SendFunction) -> SendFunction:
     """Count the outcomes of a sync publish path; with metrics off, a plain call."""
 
     @functools.wraps(send)
-    def observed(envelopes: Sequence[Any], alias: str, timeout: float | None) -> dict[str, Any]:
+    def observed(
+        envelopes: Sequence[Any], alias: str, timeout: float | None, meanwhile: Any = None
+    ) -> dict[str, Any]:
         if not on:
-            return send(envelopes, alias, timeout)
+            return send(envelopes, alias, timeout, meanwhile)
         started = time.perf_counter()
-        outcomes = send(envelopes, alias, timeout)
+        outcomes = send(envelopes, alias, timeout, meanwhile)
         count_published(envelopes, outcomes, started)
         return outcomes
 

@@ -26,6 +26,7 @@ from rabbitbus import outbox, publishing
 from rabbitbus.exceptions import ConfigurationError, TaskArgumentsError
 from rabbitbus.models import TaskRecord
 from rabbitbus.outbox import on_commit
+from rabbitbus.sql import insert_new
 from rabbitbus.tasks import options as task_options
 from rabbitbus.tasks import results, wire
 from rabbitbus.tasks.compat import (
@@ -66,22 +67,63 @@ class RabbitMQBackend(BaseTaskBackend):
     # -- enqueue -----------------------------------------------------------
 
     def enqueue(self, task: Task[P, R], args: Any, kwargs: Any) -> TaskResult[P, R]:
-        """Validate, record (``READY``) and publish; returns the ``TaskResult``.
+        """Validate, publish and record (``READY``); returns the ``TaskResult`` once the
+        broker confirmed the message.
 
         Raises ``InvalidTask`` (and :class:`TaskArgumentsError` for arguments that
         are not JSON) before anything is written or sent, and the
-        :mod:`rabbitbus.publishing` errors if the broker does not confirm.
+        :mod:`rabbitbus.publishing` errors if the broker does not confirm. Outside a
+        transaction the ``READY`` row is written while the broker confirms (it is
+        never behind the worker's rows: it is skipped if they are there first).
         """
         result, job = self._prepare(task, args, kwargs)
-        if self.options_.record_enqueued:
-            results.record_of(job).save(using=self.options_.database, force_insert=True)
-        try:
-            self._publish(job)
-        except BaseException:
-            self._unrecord(job)
-            raise
+        using = self.options_.database
+        if self.options_.delivery == "outbox" or connections[using].in_atomic_block:
+            if self.options_.record_enqueued:
+                results.record_of(job).save(using=using, force_insert=True)
+            try:
+                self._publish(job)  # in a transaction, on its commit (or with its rollback)
+            except BaseException:
+                self._unrecord(job)
+                raise
+        else:
+            self._publish_now(job)
         self._sent(result)
         return result
+
+    def _publish_now(self, job: wire.Job) -> None:
+        """Publish ``job`` with a confirm, its ``READY`` row written meanwhile.
+
+        The row cannot be written (a database outage) but the broker confirmed: the task
+        will run and its worker records it, so this only logs. The broker did not
+        confirm: the row goes, and the publish's error is raised."""
+        failure: list[Exception] = []
+        written: list[bool] = []
+
+        def record() -> None:
+            try:
+                self._record_ready([job])
+                written.append(True)
+            except Exception as exc:  # noqa: BLE001 - weighed once the broker answered
+                failure.append(exc)
+
+        queue, message = self._address(job)
+        meanwhile = record if self.options_.record_enqueued else None
+        try:
+            publishing.publish("", queue, job.body(), meanwhile=meanwhile, **message)
+        except BaseException:
+            if written:
+                self._unrecord(job)
+            raise
+        if failure:
+            logger.warning(
+                "Task %s is enqueued, but its READY row could not be written (%r); "
+                "get_result() finds it once a worker starts it", job.id, failure[0],
+            )  # fmt: skip
+
+    def _record_ready(self, jobs: Sequence[wire.Job]) -> None:
+        """The ``READY`` rows of ``jobs``, unless a worker wrote theirs first."""
+        insert_new([results.record_of(job) for job in jobs], self.options_.database)
 
     async def aenqueue(self, task: Task[P, R], args: Any, kwargs: Any) -> TaskResult[P, R]:
         """The async twin of :meth:`enqueue`: publishes with ``apublish`` on this loop
@@ -112,9 +154,8 @@ class RabbitMQBackend(BaseTaskBackend):
     def _record(self, pending: Sequence[tuple[TaskResult[..., Any], wire.Job]]) -> list[bool]:
         """Write the ``READY`` rows of ``pending`` in one ``INSERT``; inside a transaction,
         also publish each on its commit (True for each: nothing left to do)."""
-        using = self.options_.database
-        TaskRecord.objects.using(using).bulk_create(results.record_of(job) for _, job in pending)
-        if not connections[using].in_atomic_block:
+        self._record_ready([job for _, job in pending])
+        if not connections[self.options_.database].in_atomic_block:
             return [False] * len(pending)
         for result, job in pending:
             self._publish(job)

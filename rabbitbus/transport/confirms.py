@@ -29,6 +29,9 @@ _MISSING_EXCHANGE = re.compile(r"no exchange '([^']*)'")
 #: How often the I/O loop wakes while waiting, so a stalled wait notices its timeout.
 TICK = 0.25
 
+#: Work to do while the broker confirms (see :meth:`ConfirmChannel.publish`).
+Meanwhile = Callable[[], None] | None
+
 
 class ConfirmChannel:
     """Publishes envelopes and reports one outcome per message id.
@@ -79,8 +82,11 @@ class ConfirmChannel:
             self._channel.close()
             self._wait(lambda: self._channel.is_closed)
 
-    def publish(self, envelopes: Sequence[Envelope], timeout: float) -> dict[str, Outcome]:
-        """Send ``envelopes``; wait until each is settled or confirms stall for ``timeout`` s."""
+    def publish(
+        self, envelopes: Sequence[Envelope], timeout: float, meanwhile: Meanwhile = None
+    ) -> dict[str, Outcome]:
+        """Send ``envelopes``; wait until each is settled or confirms stall for ``timeout`` s.
+        ``meanwhile()`` runs once they are written to the socket, before the wait."""
         self.outcomes = {}
         self._tags.clear()
         self._exchanges = {envelope.message_id: envelope.exchange for envelope in envelopes}
@@ -89,6 +95,9 @@ class ConfirmChannel:
             self._tags[self._next_tag] = envelope.message_id
             self._next_tag += 1
             _publish(self._channel, envelope)
+        if meanwhile is not None:
+            self._wait(lambda: True)  # returns once pika's output buffer is written out
+            meanwhile()
         expected = len(envelopes)
         self._progress_at = time.monotonic()
         self._wait(lambda: len(self.outcomes) >= expected, timeout)
@@ -165,8 +174,13 @@ class PublicConfirmChannel:
         if self._channel.is_open:
             self._channel.close()
 
-    def publish(self, envelopes: Sequence[Envelope], timeout: float) -> dict[str, Outcome]:
-        """Send ``envelopes`` one by one (``timeout`` is not enforced here, see above)."""
+    def publish(
+        self, envelopes: Sequence[Envelope], timeout: float, meanwhile: Meanwhile = None
+    ) -> dict[str, Outcome]:
+        """Send ``envelopes`` one by one (``timeout`` is not enforced here, see above);
+        ``meanwhile()`` runs before, since each publish here waits for its confirm."""
+        if meanwhile is not None:
+            meanwhile()
         self.outcomes = {}
         for envelope in envelopes:
             outcome: Outcome = None
