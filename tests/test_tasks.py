@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -369,3 +370,48 @@ def test_metrics_count_tasks_enqueued_and_finished_by_status(broker: Broker) -> 
             value("rabbitbus_task_seconds_count", task=tasks.fail.module_path),
         )
     assert [a - b for a, b in zip(after, before, strict=True)] == [2, 2, 1, 1]
+
+
+@pytest.mark.parametrize("clock", [tasks.clock, tasks.async_clock], ids=["sync", "async"])
+def test_the_signals_tell_enqueued_started_and_finished_in_that_order(
+    broker: Broker, clock: Any
+) -> None:
+    """Django's ``task_enqueued``, ``task_started`` (before the task runs: it returns the
+    time it ran) and ``task_finished`` (with its result), each once, for a sync and an
+    async task."""
+    from rabbitbus.tasks.compat import task_enqueued, task_finished, task_started
+
+    told: list[tuple[str, str, Any, float]] = []
+
+    def receiver(name: str) -> Any:
+        def receive(sender: Any, task_result: Any, **kwargs: Any) -> None:
+            told.append((name, task_result.id, task_result.status, time.time()))
+
+        return receive
+
+    receivers = {
+        signal: receiver(name)
+        for signal, name in (
+            (task_enqueued, "enqueued"),
+            (task_started, "started"),
+            (task_finished, "finished"),
+        )
+    }
+    for signal, receive in receivers.items():
+        signal.connect(receive)
+    try:
+        with tasks_backend(broker) as backend:
+            result = clock.enqueue()
+            with thread_worker(backend).start(broker):
+                finished(result, broker)
+                assert broker.wait_for(lambda: len(told) == 3, timeout=20), told
+    finally:
+        for signal, receive in receivers.items():
+            signal.disconnect(receive)
+    assert [(name, id_, status) for name, id_, status, _ in told] == [
+        ("enqueued", result.id, TaskResultStatus.READY),
+        ("started", result.id, TaskResultStatus.RUNNING),
+        ("finished", result.id, TaskResultStatus.SUCCESSFUL),
+    ]
+    started_at = told[1][3]
+    assert started_at <= result.return_value <= told[2][3]

@@ -82,7 +82,6 @@ class TaskRunner:
         record.attempts = len(record.worker_ids)
         self.writer.submit(copy.copy(record))  # not awaited: joins the batch of the finished ones
         result = results.result_of(record, task)
-        await self.threads.run(_send, task_started, self.backend, result)
         value, error = await self._execute(task, result)
         _finish(record, value, error)
         await self.writer.submit(record)
@@ -123,30 +122,46 @@ class TaskRunner:
     async def _execute(
         self, task: Task[..., Any], result: TaskResult[..., Any]
     ) -> tuple[Any, Exception | None]:
-        """The task's JSON return value, or the exception it raised."""
+        """``task_started`` sent, then the task's JSON return value, or the exception it
+        raised. A sync task starts in the thread that sent the signal (one hop, not two)."""
         args = list(result.args)
         if task.takes_context:
             args.insert(0, TaskContext(task_result=result))
-        try:
-            if iscoroutinefunction(task.func):
-                value = await task.func(*args, **result.kwargs)
-            else:
-                value = await self.threads.run(_call, task.func, args, result.kwargs)
-            return _json_value(task, value), None
-        except Exception as exc:  # noqa: BLE001 - a task's failure is its result
-            logger.info("Task %s (%s) failed: %r", result.id, task.module_path, exc)
-            return None, exc
+        if iscoroutinefunction(task.func):
+            await self.threads.run(_send, task_started, self.backend, result)
+            try:
+                value, error = await task.func(*args, **result.kwargs), None
+            except Exception as exc:  # noqa: BLE001 - a task's failure is its result
+                value, error = None, exc
+        else:
+            value, error = await self.threads.run(
+                _started_then_call, self.backend, result, task.func, args, result.kwargs
+            )
+        if error is None:
+            try:
+                return _json_value(task, value), None
+            except NotJSONReturnValue as exc:
+                error = exc
+        logger.info("Task %s (%s) failed: %r", result.id, task.module_path, error)
+        return None, error
 
     async def close(self) -> None:
         await self.writer.close()
         self.threads.shutdown()
 
 
-def _call(function: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+def _started_then_call(
+    backend: Any, result: TaskResult[..., Any], function: Any, args: list[Any], kwargs: Any
+) -> tuple[Any, Exception | None]:
+    """``task_started`` (a receiver's error is raised, as Django's signals do), then the
+    task: its return value, or the exception it raised."""
+    _send(task_started, backend, result)
     # As Django does per request: no connection the database has dropped survives a task.
     close_old_connections()
     try:
-        return function(*args, **kwargs)
+        return function(*args, **kwargs), None
+    except Exception as exc:  # noqa: BLE001 - a task's failure is its result
+        return None, exc
     finally:
         close_old_connections()
 

@@ -53,3 +53,8 @@ def sleep_then_touch(seconds: float, path: str) -> str:
 @task
 def clock() -> float:
     return time.time()
+
+
+@task
+async def async_clock() -> float:
+    return time.time()
