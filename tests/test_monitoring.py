@@ -280,3 +280,32 @@ def test_management_api_gives_each_queue_its_recent_history(broker: Broker, shop
         depth = history()["depth"]
     times = [point[0] for point in depth]
     assert times == sorted(times) and len(times) >= 2
+
+
+def test_dropped_events_warn_once_per_reason_until_one_gets_through(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker publishes its stats every few seconds: with the events exchange missing,
+    the operator gets one warning naming the fix, not one per event all night; once an
+    event gets through, the next failure warns again."""
+    from rabbitbus.monitoring import status
+
+    with broker.channel() as channel:
+        channel.exchange_delete(monitoring.events_exchange())
+    status._dropping = None
+    caplog.set_level("DEBUG", logger="rabbitbus.monitoring")
+    for _ in range(3):
+        assert monitoring.publish_event("worker.stats", {}) is False
+    with broker.channel() as channel:
+        channel.exchange_declare(monitoring.events_exchange(), "topic", durable=True)
+    assert monitoring.publish_event("worker.stats", {}) is True
+    with broker.channel() as channel:
+        channel.exchange_delete(monitoring.events_exchange())
+    assert monitoring.publish_event("worker.stats", {}) is False
+    told = [
+        (record.levelname, record.getMessage())
+        for record in caplog.records
+        if record.name == "rabbitbus.monitoring"
+    ]
+    assert [level for level, _ in told] == ["WARNING", "DEBUG", "DEBUG", "INFO", "WARNING"]
+    assert "rabbit_setup declares the events exchange" in told[0][1]

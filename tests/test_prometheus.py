@@ -154,16 +154,18 @@ def test_prometheus_sees_a_workers_consumed_messages_rate(
             for sample in prometheus.query(f"sum by (outcome) ({every})")
         }
 
-    def deliveries_settled() -> int:
-        """The workloads' messages settled so far. A delivery requeued on a transient failure
-        (its retry or dead-letter copy could not be published; the worker logs why) is
-        counted as "requeued", then again under the outcome of its next delivery: both
-        are taken off."""
+    def settled(expected: int) -> bool:
+        """Whether the workloads' ``expected`` messages are all settled. A delivery requeued
+        on a transient failure (its retry or dead-letter copy not confirmed; the worker logs
+        why) is counted as "requeued", then under the outcome of its next delivery; and if
+        the copy did reach its queue after all, once more under that copy's outcome. So
+        each requeue adds zero or one outcome beyond one per message."""
         counts = by_outcome()
-        return sum(counts.values()) - 2 * counts.get("requeued", 0)
+        requeued = counts.pop("requeued", 0)
+        return expected <= sum(counts.values()) <= expected + requeued
 
     def settle(expected: int) -> None:
-        if not wait_for(lambda: deliveries_settled() == expected, DEADLINE):
+        if not wait_for(lambda: settled(expected), DEADLINE):
             tail = log.read_text()[-3000:]
             raise AssertionError(f"{by_outcome()} is not {expected} settled; worker log:\n{tail}")
 
@@ -180,7 +182,7 @@ def test_prometheus_sees_a_workers_consumed_messages_rate(
     requeued = counts.pop("requeued", 0)
     assert set(counts) == set(EXPECTED)
     assert all(counts[outcome] >= 2 * count for outcome, count in EXPECTED.items()), counts
-    assert sum(counts.values()) == 2 * per_workload + requeued, counts
+    assert 2 * per_workload <= sum(counts.values()) <= 2 * per_workload + requeued, counts
     assert prometheus.value('up{job="worker"}') == 1
 
 

@@ -22,7 +22,12 @@ from django.utils import timezone
 
 from rabbitbus import topology
 from rabbitbus.conf import MonitoringSettings
-from rabbitbus.exceptions import BrokerConnectionError, ManagementApiError, RabbitBusError
+from rabbitbus.exceptions import (
+    BrokerConnectionError,
+    ExchangeNotFound,
+    ManagementApiError,
+    RabbitBusError,
+)
 from rabbitbus.monitoring import history, mgmt, task_monitoring
 from rabbitbus.transport import connections, declare
 
@@ -268,10 +273,35 @@ def _event_options(kind: str, connection: str) -> dict[str, Any]:
     }
 
 
+#: Why events were last dropped (the error's type), logged once until one gets through:
+#: a worker's stats every few seconds must not repeat the same warning all night.
+_dropping: str | None = None
+
+
 def _dropped(kind: str, error: BaseException) -> None:
+    global _dropping
+    why = type(error).__name__
+    if why == _dropping:
+        logger.debug("Dropped monitoring event %r: %s", kind, why)
+        return
+    _dropping = why
     # A broker outage is logged once by the connection: one dropped event is no news then.
     level = logging.INFO if isinstance(error, BrokerConnectionError) else logging.WARNING
-    logger.log(level, "Dropped monitoring event %r: %s", kind, type(error).__name__)
+    missing = isinstance(error, ExchangeNotFound)
+    hint = " (rabbit_setup declares the events exchange)" if missing else ""
+    logger.log(
+        level,
+        "Dropped monitoring event %r: %s%s; the next drops for the same reason are logged "
+        "at DEBUG until an event gets through",
+        kind, why, hint,
+    )  # fmt: skip
+
+
+def _delivered() -> None:
+    global _dropping
+    if _dropping is not None:
+        _dropping = None
+        logger.info("Monitoring events get through again")
 
 
 def publish_event(kind: str, data: dict[str, Any], *, connection: str = "default") -> bool:
@@ -288,6 +318,7 @@ def publish_event(kind: str, data: dict[str, Any], *, connection: str = "default
     except Exception as exc:  # noqa: BLE001 - events must never break the caller
         _dropped(kind, exc)
         return False
+    _delivered()
     return True
 
 
@@ -300,6 +331,7 @@ async def apublish_event(kind: str, data: dict[str, Any], *, connection: str = "
     except Exception as exc:  # noqa: BLE001 - events must never break the caller
         _dropped(kind, exc)
         return False
+    _delivered()
     return True
 
 

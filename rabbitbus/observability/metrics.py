@@ -174,7 +174,7 @@ def count_published(envelopes: Sequence[Any], outcomes: dict[str, Any], started:
 
 
 class SendFunction(Protocol):
-    """:func:`rabbitbus.publishing._send`'s shape."""
+    """The shape of the sync publish path that :func:`observe_send` wraps."""
 
     def __call__(
         self, envelopes: Sequence[Any], alias: str, timeout: float | None, meanwhile: Any = None
