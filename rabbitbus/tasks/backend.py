@@ -80,7 +80,7 @@ class RabbitMQBackend(BaseTaskBackend):
         using = self.options_.database
         if self.options_.delivery == "outbox" or connections[using].in_atomic_block:
             if self.options_.record_enqueued:
-                results.record_of(job).save(using=using, force_insert=True)
+                self._record_ready([job])
             try:
                 self._publish(job)  # in a transaction, on its commit (or with its rollback)
             except BaseException:
