@@ -49,7 +49,8 @@ def insert_new(objects: Sequence[Model], using: str) -> None:
     table = model._meta.db_table
     fields = [field for field in model._meta.concrete_fields if not field.db_returning]
     columns = [str(field.column) for field in fields]
-    size = max(1, connection.ops.bulk_batch_size(fields, objects))
+    # The backend's own limit (SQLite's 999 parameters), and PostgreSQL's 65,535 per statement.
+    size = max(1, min(connection.ops.bulk_batch_size(fields, objects), 65535 // len(fields)))
     with connection.cursor() as cursor:
         for start in range(0, len(objects), size):
             chunk = objects[start : start + size]
