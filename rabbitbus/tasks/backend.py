@@ -97,28 +97,27 @@ class RabbitMQBackend(BaseTaskBackend):
         The row cannot be written (a database outage) but the broker confirmed: the task
         will run and its worker records it, so this only logs. The broker did not
         confirm: the row goes, and the publish's error is raised."""
-        failure: list[Exception] = []
-        written: list[bool] = []
+        recorded: list[Exception | None] = []  # the row's write, once run: None if written
 
         def record() -> None:
             try:
                 self._record_ready([job])
-                written.append(True)
+                recorded.append(None)
             except Exception as exc:  # noqa: BLE001 - weighed once the broker answered
-                failure.append(exc)
+                recorded.append(exc)
 
         queue, message = self._address(job)
         meanwhile = record if self.options_.record_enqueued else None
         try:
             publishing.publish("", queue, job.body(), meanwhile=meanwhile, **message)
         except BaseException:
-            if written:
+            if recorded == [None]:
                 self._unrecord(job)
             raise
-        if failure:
+        if recorded and recorded[0] is not None:
             logger.warning(
                 "Task %s is enqueued, but its READY row could not be written (%r); "
-                "get_result() finds it once a worker starts it", job.id, failure[0],
+                "get_result() finds it once a worker starts it", job.id, recorded[0],
             )  # fmt: skip
 
     def _record_ready(self, jobs: Sequence[wire.Job]) -> None:
