@@ -46,6 +46,8 @@ SCENARIOS = [
     "celery-solo",
     "rabbitbus-inbox-sqlite",
     "rabbitbus-inbox-postgres",
+    "rabbitbus-inline-sqlite",
+    "rabbitbus-inline-postgres",
     "rabbitbus-batch-sqlite",
     "rabbitbus-batch-postgres",
     "rabbitbus-many-sqlite",
@@ -68,6 +70,9 @@ INBOX_TARGETS = {
     ("path", "postgres"): 0.8,
     ("inbox", "sqlite"): 0.8,
     ("inbox", "postgres"): 0.8,
+    # The same handler with inline=True: no thread hop, one thread for I/O and handler.
+    ("inline", "sqlite"): 0.8,
+    ("inline", "postgres"): 0.8,
     ("batch", "sqlite"): 1.0,
     ("batch", "postgres"): 1.0,
     # Group commit with a handler that takes the batch's messages at once (``many=True``)
@@ -173,9 +178,12 @@ def raw_pika(url: str, queue: str, count: int) -> float:
     return clock.seconds()
 
 
-async def rabbitbus_worker(queue: str, count: int, inbox: bool, batch: str = "") -> float:
+async def rabbitbus_worker(
+    queue: str, count: int, inbox: bool, batch: str = "", inline: bool = False
+) -> float:
     """``batch``: "" (a transaction per message), "batch" (group commit) or "many" (group
-    commit, the handler taking the batch's messages at once)."""
+    commit, the handler taking the batch's messages at once); ``inline``: the handler in the
+    event loop's thread (``@consumer(inline=True)``)."""
     from rabbitbus.consuming import worker
     from rabbitbus.consuming.registry import ConsumerSpec
 
@@ -210,6 +218,7 @@ async def rabbitbus_worker(queue: str, count: int, inbox: bool, batch: str = "")
         is_async=not inbox,
         transaction="batch" if batch else "message",
         many=batch == "many",
+        inline=inline,
     )
     runtime = worker.consumer_runtime([spec])
     task = asyncio.ensure_future(runtime.run(handle_signals=False))
@@ -340,7 +349,8 @@ def run_scenario(name: str, url: str, count: int) -> float:
         call_command("migrate", verbosity=0)
     observability(name)
     batch = next((kind for kind in ("batch", "many") if f"-{kind}-" in name), "")
-    return asyncio.run(rabbitbus_worker(queue, count, inbox=inbox, batch=batch))
+    inline = "-inline-" in name
+    return asyncio.run(rabbitbus_worker(queue, count, inbox=inbox, batch=batch, inline=inline))
 
 
 def observability(name: str) -> None:

@@ -22,6 +22,12 @@ _TEMPLATES = {
 }
 
 
+#: Statements built so far (the inbox asks for the same one per message), by template,
+#: vendor (which decides the quoting), table, columns and rows; cleared when this many.
+_STATEMENTS_KEPT = 256
+_statements: dict[tuple[str, str, str, tuple[str, ...], int], str] = {}
+
+
 def skipping_existing(
     connection: BaseDatabaseWrapper, table: str, columns: Sequence[str], rows: int = 1
 ) -> str | None:
@@ -30,13 +36,19 @@ def skipping_existing(
     template = _TEMPLATES.get(connection.vendor)
     if template is None:
         return None
-    quote = connection.ops.quote_name
-    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    return template.format(
-        table=quote(table),
-        columns=", ".join(quote(column) for column in columns),
-        rows=", ".join([row] * rows),
-    )
+    key = (template, connection.vendor, table, tuple(columns), rows)
+    statement = _statements.get(key)
+    if statement is None:
+        if len(_statements) >= _STATEMENTS_KEPT:
+            _statements.clear()
+        quote = connection.ops.quote_name
+        row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        statement = _statements[key] = template.format(
+            table=quote(table),
+            columns=", ".join(quote(column) for column in columns),
+            rows=", ".join([row] * rows),
+        )
+    return statement
 
 
 def insert_new(objects: Sequence[Model], using: str) -> None:

@@ -77,6 +77,16 @@ AIO_PIKA_SOURCE = [
 ]
 
 
+#: asyncio's own low-level names for event loop implementations (uvloop calls them too):
+#: runtime/threads.py hides the running loop from Django's ORM while an inline handler runs.
+ASYNCIO = ["_get_running_loop", "_set_running_loop"]
+
+
+@pytest.mark.parametrize("name", ASYNCIO)
+def test_asyncio_still_lets_a_loop_set_the_running_loop(name: str) -> None:
+    assert callable(getattr(asyncio, name, None))
+
+
 @pytest.fixture(scope="module")
 def live(test_vhost: str) -> Iterator[dict[str, Any]]:
     """One object of each kind, connected to the test vhost."""
@@ -170,7 +180,7 @@ def test_every_private_driver_name_in_the_code_is_listed_here() -> None:
     use on a driver object is one of its rows (or a name of our own)."""
     # Django documents _meta and _default_manager as model API; the rest are our own.
     own = {"_meta", "_default_manager", "_replace", "_exit", "_passed_at", "_on_close"}
-    listed = {name for _, name, _ in INTERNALS} | {
+    listed = {name for _, name, _ in INTERNALS} | set(ASYNCIO) | {
         "_close_called",
         "_RobustConnection__reconnection_task",  # AIO_PIKA_SOURCE's self.__reconnection_task
         "_RobustConnection__connect_transport",  # and its __connect_transport

@@ -70,12 +70,35 @@ def test_list_prints_handlers_queues_and_bindings(prefix: str, tmp_path: Path) -
     assert "idempotent" in out
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_list_says_which_consumers_run_inline(prefix: str, tmp_path: Path) -> None:
+    assert "inline" not in listing(prefix, tmp_path)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RABBITBUS_TEST_INLINE", "1")
+        assert "idempotent inline" in listing(prefix, tmp_path)
+        refused = subprocess.run(
+            [sys.executable, "manage.py", "rabbit_consume", "--list", "--concurrency", "4"],
+            cwd=ROOT, env=worker_env(prefix, tmp_path / "unused.sqlite3"),
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert refused.returncode != 0
+    assert "inline=True runs one message at a time" in refused.stderr
+
+
+#: The ``apply_effect`` consumer run in a thread (the default) or in the event loop's
+#: thread (``inline=True``).
+HANDLER_THREADS = pytest.mark.parametrize("inline", ["0", "1"], ids=["threads", "inline"])
+
+
+@pytest.mark.parametrize(
+    ("signum", "inline"),
+    [(signal.SIGTERM, "0"), (signal.SIGINT, "0"), (signal.SIGTERM, "1")],
+    ids=["SIGTERM", "SIGINT", "SIGTERM-inline"],
+)
 def test_a_signal_drains_in_flight_work_and_exits_zero(
-    broker: Broker, prefix: str, db_path: Path, workers: list, signum: int
+    broker: Broker, prefix: str, db_path: Path, workers: list, signum: int, inline: str
 ) -> None:
     queue = f"{prefix}.effects"
-    first = start(workers, broker, prefix, db_path)
+    first = start(workers, broker, prefix, db_path, RABBITBUS_TEST_INLINE=inline)
     ids = send(prefix, 5, sleep=1.0)
     assert broker.wait_for(lambda: broker.queue_depth(queue) == 0, timeout=10)  # all prefetched
     time.sleep(0.3)  # the first handler is running
@@ -83,7 +106,7 @@ def test_a_signal_drains_in_flight_work_and_exits_zero(
     assert broker.wait_for(lambda: broker.consumers(queue, missing=0) == 0, timeout=2)
     assert first.wait(timeout=30) == 0
     done = effects(db_path)
-    assert 1 <= len(done) < 5  # the in-flight one finished, the rest were left alone
+    assert len(done) == 1  # the one in hand finished, the rest were left alone
     assert broker.wait_for(lambda: broker.unacked(queue) == 0, timeout=10)
     assert broker.queue_depth(queue) == 5 - len(done)
     start(workers, broker, prefix, db_path)
@@ -91,15 +114,16 @@ def test_a_signal_drains_in_flight_work_and_exits_zero(
     assert sorted(effects(db_path)) == sorted(ids)
 
 
+@HANDLER_THREADS
 def test_a_database_outage_holds_the_messages_and_loses_none(
-    broker: Broker, prefix: str, db_path: Path, workers: list, tmp_path: Path
+    broker: Broker, prefix: str, db_path: Path, workers: list, tmp_path: Path, inline: str
 ) -> None:
     """F21: the handler's database goes away (its file replaced by a directory, so no
     connection opens) for four seconds. Nothing is retried, dead-lettered or acked
     meanwhile, the worker does not spin, and every message is applied once after."""
     queue = f"{prefix}.effects"
     log = (tmp_path / "worker.log").open("w+")
-    worker = start(workers, broker, prefix, db_path, output=log)
+    worker = start(workers, broker, prefix, db_path, output=log, RABBITBUS_TEST_INLINE=inline)
     away = db_path.with_suffix(".away")
     db_path.rename(away)
     db_path.mkdir()
@@ -184,10 +208,11 @@ def test_a_second_signal_exits_at_once_and_loses_nothing(
     assert len(ids) == 2
 
 
+@HANDLER_THREADS
 def test_sigkill_mid_handler_then_restart_applies_each_effect_once(
-    broker: Broker, prefix: str, db_path: Path, workers: list
+    broker: Broker, prefix: str, db_path: Path, workers: list, inline: str
 ) -> None:
-    first = start(workers, broker, prefix, db_path)
+    first = start(workers, broker, prefix, db_path, RABBITBUS_TEST_INLINE=inline)
     ids = send(prefix, 6, sleep=0.4)
     assert broker.wait_for(lambda: len(effects(db_path)) >= 2, timeout=20)
     first.kill()
@@ -223,10 +248,11 @@ def test_three_crashes_in_a_row_dead_letter_nothing_by_default(
     assert broker.queue_depth(f"{queue}.dlq") == 0
 
 
+@HANDLER_THREADS
 def test_a_redelivered_message_id_is_acked_without_its_effect(
-    broker: Broker, prefix: str, db_path: Path, workers: list
+    broker: Broker, prefix: str, db_path: Path, workers: list, inline: str
 ) -> None:
-    start(workers, broker, prefix, db_path)
+    start(workers, broker, prefix, db_path, RABBITBUS_TEST_INLINE=inline)
     queue = f"{prefix}.effects"
     batch = [Message("", queue, {"n": n}, message_id="same-id") for n in range(3)]
     assert publish_many([batch[0]]).ok and publish_many(batch[1:]).ok

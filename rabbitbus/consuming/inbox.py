@@ -10,6 +10,7 @@ take the portable path, a savepoint around ``create`` that catches the
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Sequence
 
@@ -34,16 +35,20 @@ def claim(consumer: str, message_id: str, using: str | None = None) -> bool:
     """
     alias = using or database()
     connection = connections[alias]
-    options = ProcessedMessage._meta
-    column = {field.name: str(field.column) for field in options.concrete_fields}
-    columns = [column[name] for name in ("consumer", "message_id", "processed_at")]
-    sql = skipping_existing(connection, options.db_table, columns)
+    sql = skipping_existing(connection, ProcessedMessage._meta.db_table, _columns())
     if sql is None:
         return _claim_portably(consumer, message_id, alias)
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
         cursor.execute(sql, [consumer, message_id, now])
         return bool(cursor.rowcount == 1)
+
+
+@functools.cache
+def _columns() -> tuple[str, str, str]:
+    """The inbox table's columns for consumer, message id and time, as :func:`claim` writes them."""
+    column = {field.name: str(field.column) for field in ProcessedMessage._meta.concrete_fields}
+    return column["consumer"], column["message_id"], column["processed_at"]
 
 
 def claim_many(consumer: str, message_ids: Sequence[str], using: str | None = None) -> set[str]:

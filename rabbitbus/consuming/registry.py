@@ -48,6 +48,8 @@ class ConsumerSpec:
     transaction: str = "message"
     #: The handler takes a list of messages (one batch's new ones) instead of one message.
     many: bool = False
+    #: A ``def`` handler runs in the worker's event loop thread, not in a thread of its own.
+    inline: bool = False
 
     @property
     def batched(self) -> bool:
@@ -119,6 +121,7 @@ def consumer(
     name: str | None = None,
     transaction: str = "message",
     many: bool = False,
+    inline: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Register the decorated function as the handler of ``queue``.
 
@@ -136,6 +139,9 @@ def consumer(
     ``many=True`` (with ``transaction="batch"``) calls the handler once per batch with
     the list of its messages (an idempotent consumer's duplicates left out), so it can
     write their effects in one statement; a replayed message comes alone, in a list of one.
+    ``inline=True`` runs a ``def`` handler (``concurrency=1``) in the worker's event loop
+    thread instead of a thread of its own: no thread hop per message, for short handlers;
+    the worker reads, acks and sends heartbeats only between them.
     ``name`` defaults to ``module.function``. Returns the function unchanged.
     Raises :class:`ConfigurationError` for invalid options.
     """
@@ -156,6 +162,7 @@ def consumer(
             is_async=inspect.iscoroutinefunction(handler),
             transaction=transaction,
             many=many,
+            inline=inline,
         )
         add(spec)
         return handler
@@ -182,6 +189,15 @@ def validate(spec: ConsumerSpec) -> None:
         (
             spec.many and not spec.batched,
             f"many=True needs transaction={BATCH!r} (the handler takes one batch's messages)",
+        ),
+        (
+            spec.inline and spec.is_async,
+            "inline=True is for def handlers (an async def one runs on the event loop already)",
+        ),
+        (
+            spec.inline and spec.concurrency != 1,
+            "inline=True runs one message at a time in the worker's event loop thread: "
+            "concurrency must be 1",
         ),
     ]
     for failed, message in problems:

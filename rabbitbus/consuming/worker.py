@@ -16,15 +16,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from rabbitbus import publishing, topology
+from rabbitbus.conf import settings
 from rabbitbus.consuming import dispatch, retries
 from rabbitbus.consuming.acks import ChannelAcks
 from rabbitbus.consuming.batching import Batcher
 from rabbitbus.consuming.registry import ConsumerSpec
 from rabbitbus.messages import PERSISTENT, Delivery, Envelope
 from rabbitbus.observability import metrics, traces
+from rabbitbus.runtime import service
 from rabbitbus.runtime.console import Observer
 from rabbitbus.runtime.service import InFlight, Kept, Runtime, Service
-from rabbitbus.runtime.threads import Threads
+from rabbitbus.runtime.threads import LoopThread, Threads
 from rabbitbus.transport import aio, connections, declare
 from rabbitbus.transport.aio import RECOVERABLE, cancel, consume
 
@@ -45,11 +47,17 @@ class ConsumerService:
         self.spec = spec
         self.name = spec.name
         self.alias = alias
-        self.threads = Threads(spec.concurrency, f"rabbitbus-{spec.queue}")
+        self.threads = (
+            LoopThread(f"Consumer {spec.name!r}", inline_warning_after(alias))
+            if spec.inline
+            else Threads(spec.concurrency, f"rabbitbus-{spec.queue}")
+        )
         self.slots = asyncio.Semaphore(spec.concurrency)
         #: Group commit (``transaction="batch"``): deliveries wait here for a batch.
         self.batcher = (
-            Batcher(spec, self.threads, self._dispatch, lambda: self.stopping)
+            Batcher(
+                spec, self.threads, self._dispatch, lambda: self.stopping or service.signalled()
+            )
             if spec.batched
             else None
         )
@@ -186,7 +194,7 @@ class ConsumerService:
                 await self._settle(acks, tag, raw, batched, started)
             return
         async with self.slots:
-            if self.stopping:
+            if self.stopping or service.signalled():
                 # Not started: give it back so another worker takes it now.
                 await self._requeue(acks, tag)
                 return
@@ -331,6 +339,14 @@ def publishing_connection(alias: str) -> Any:
     return connections.get_async(alias)
 
 
+def inline_warning_after(alias: str) -> float:
+    """Seconds an inline handler may hold the event loop before the worker warns: a third
+    of the connection's heartbeat timeout (RabbitMQ closes a connection silent for about
+    one timeout), or 10 s with heartbeats off."""
+    heartbeat = settings.connection(alias).heartbeat
+    return heartbeat / 3 if heartbeat > 0 else 10.0
+
+
 def summary(specs: Sequence[ConsumerSpec]) -> list[str]:
     """One line per consumer: name, handler kind, queue, bindings and limits."""
     lines = []
@@ -341,7 +357,7 @@ def summary(specs: Sequence[ConsumerSpec]) -> list[str]:
             f"{spec.name} ({kind}) queue={spec.queue} ({spec.queue_type}) bindings={bound} "
             f"prefetch={spec.prefetch} concurrency={spec.concurrency} attempts={spec.attempts}"
             f"{' idempotent' if spec.idempotent else ''}{' batch' if spec.batched else ''}"
-            f"{' many' if spec.many else ''}"
+            f"{' many' if spec.many else ''}{' inline' if spec.inline else ''}"
         )
     return lines
 

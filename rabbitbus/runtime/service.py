@@ -243,9 +243,15 @@ class Runtime:
         await connections.aclose_all()
 
     def _install_signal_handlers(self) -> None:
+        global _signalled  # noqa: PLW0603 - one process, one shutdown
+        _signalled = False
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
+            # The loop still hears of the signal through its wakeup socket; this Python-level
+            # handler (in place of the loop's no-op) notes it at once, even while a handler
+            # runs in the loop's own thread (inline=True) and the loop cannot listen.
+            signal.signal(signum, _note_signal)
 
     def _on_signal(self, signum: int) -> None:
         self._signals += 1
@@ -255,6 +261,25 @@ class Runtime:
             os._exit(1)
         logger.info("Received %s: finishing in-flight messages", signal.Signals(signum).name)
         self.stop()
+
+
+#: Whether SIGTERM or SIGINT has reached this process's runtime: see :func:`signalled`.
+_signalled = False
+
+
+def signalled() -> bool:
+    """Whether a stopping signal has arrived, though the event loop may not have heard yet.
+
+    A worker checks it before it starts a message: with a handler running in the loop's own
+    thread (``@consumer(inline=True)``) the loop hears of a signal only once the handler
+    returns, and a message started meanwhile would outlast the stop the signal asked for.
+    """
+    return _signalled
+
+
+def _note_signal(signum: int, frame: object) -> None:
+    global _signalled  # noqa: PLW0603 - set from a signal handler, read by the workers
+    _signalled = True
 
 
 async def _sleep_unless(event: asyncio.Event, delay: float) -> None:

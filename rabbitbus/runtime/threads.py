@@ -6,17 +6,23 @@ work-item class: ~90 us per call on uvloop here, against ~30 us for the same
 hop through a plain queue and ``call_soon_threadsafe`` (a scratch
 measurement recorded in docs/benchmarks.md). A worker runs one such hop per
 message and an RPC server one per request, so they use :class:`Threads`.
+
+:class:`LoopThread` takes no hop at all: it runs each call in the event loop's own
+thread (``@consumer(inline=True)``), for short handlers whose time is the database's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+logger = logging.getLogger("rabbitbus.runtime.threads")
 T = TypeVar("T")
 
 Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
@@ -95,3 +101,53 @@ def _set(future: asyncio.Future[Any], result: Any, error: BaseException | None) 
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+class LoopThread(Threads):
+    """The event loop's own thread, as :class:`Threads` of one: each call runs at once,
+    in the coroutine that awaits it, with no hop to another thread and back.
+
+    The loop waits while a call runs: it reads deliveries, sends acks and heartbeats only
+    between calls. A call that takes longer than ``warn_after`` seconds is logged, since
+    one that outlasts the connection's heartbeat timeout costs the connection.
+    """
+
+    def __init__(self, name: str, warn_after: float) -> None:
+        super().__init__(1, name)
+        self.warn_after = warn_after
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise RuntimeError(f"{self.name} thread is shut down")
+        started = time.monotonic()
+        try:
+            with no_running_loop():
+                return function(*args)
+        finally:
+            took = time.monotonic() - started
+            if took > self.warn_after:
+                logger.warning(
+                    "%s held the worker's event loop for %.1f s (inline=True): no delivery "
+                    "read, no ack sent, no heartbeat meanwhile; run handlers this long in a "
+                    "thread (inline=False)",
+                    self.name, took,
+                )  # fmt: skip
+
+    def shutdown(self) -> None:
+        self._closed = True
+
+
+@contextlib.contextmanager
+def no_running_loop() -> Iterator[None]:
+    """This thread's running event loop hidden for the ``with`` block.
+
+    Django's ORM refuses to run where it sees a running loop (``SynchronousOnlyOperation``),
+    rightly for a coroutine that would block it unawares; :class:`LoopThread` blocks the
+    loop on purpose, for a ``def`` call the loop waits for anyway.
+    """
+    loop = asyncio._get_running_loop()
+    asyncio._set_running_loop(None)
+    try:
+        yield
+    finally:
+        asyncio._set_running_loop(loop)

@@ -100,7 +100,14 @@ PREFIX = os.environ.get("RABBITBUS_TEST_WORKER_PREFIX")
 
 if PREFIX:
 
-    @consumer(queue=f"{PREFIX}.effects", idempotent=True, prefetch=10, attempts=3, backoff=(0.1, 1))
+    @consumer(
+        queue=f"{PREFIX}.effects",
+        idempotent=True,
+        prefetch=10,
+        attempts=3,
+        backoff=(0.1, 1),
+        inline=os.environ.get("RABBITBUS_TEST_INLINE") == "1",
+    )
     def apply_effect(message: ReceivedMessage) -> None:
         """Sleep as the body asks (or until the file ``until`` exists), then record one Effect row
         (idempotently)."""
