@@ -180,11 +180,15 @@ def test_every_private_driver_name_in_the_code_is_listed_here() -> None:
     use on a driver object is one of its rows (or a name of our own)."""
     # Django documents _meta and _default_manager as model API; the rest are our own.
     own = {"_meta", "_default_manager", "_replace", "_exit", "_passed_at", "_on_close"}
-    listed = {name for _, name, _ in INTERNALS} | set(ASYNCIO) | {
-        "_close_called",
-        "_RobustConnection__reconnection_task",  # AIO_PIKA_SOURCE's self.__reconnection_task
-        "_RobustConnection__connect_transport",  # and its __connect_transport
-    }
+    listed = (
+        {name for _, name, _ in INTERNALS}
+        | set(ASYNCIO)
+        | {
+            "_close_called",
+            "_RobustConnection__reconnection_task",  # AIO_PIKA_SOURCE's self.__reconnection_task
+            "_RobustConnection__connect_transport",  # and its __connect_transport
+        }
+    )
     found = set()
     for path in (ROOT / "rabbitbus").rglob("*.py"):
         found |= private_names(path.read_text())

@@ -223,6 +223,19 @@ def test_rabbit_status_from_the_management_api(broker: Broker, shop: Shop) -> No
         call_command("rabbit_status", stdout=out)
     assert "(queues by management API)" in out.getvalue()
     assert "/s" in out.getvalue()  # rates are shown
+    assert "  name " in out.getvalue() and " consumers    publish    deliver" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_rabbit_status_without_the_management_api_has_no_rate_columns(shop: Shop) -> None:
+    out = io.StringIO()
+    call_command("rabbit_status", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert "Note: Rates need the management API" in out.getvalue()
+    header = lines[lines.index("Queues:") + 1]
+    assert header.split() == ["name", "ready", "unacked", "consumers"]
+    [row] = [line for line in lines if line.split()[:1] == [shop.queue]]
+    assert len(row.split()) == 4  # name and three figures, no "-" rates
 
 
 @pytest.mark.django_db

@@ -313,9 +313,13 @@ def test_a_task_that_cannot_be_imported_is_failed_and_dead_lettered(broker: Brok
         with thread_worker(backend).start(broker):
             assert broker.wait_for(lambda: broker.queue_depth(f"{queue}.dlq") == 1, timeout=20)
             assert broker.wait_for(lambda: TaskRecord.objects.filter(id="gone-1").exists())
+        recorded = backend.get_result("gone-1")  # the row, not the missing task's ImportError
     gone = TaskRecord.objects.get(id="gone-1")
     assert gone.status == TaskRecord.Status.FAILED
     assert "ImportError" in gone.exception_class or "ModuleNotFound" in gone.exception_class
+    assert recorded.status == TaskResultStatus.FAILED
+    assert recorded.errors[0].exception_class_path == gone.exception_class
+    assert recorded.task.module_path == "tests.testapp.tasks.gone"
 
 
 def _body(record: TaskRecord) -> dict[str, Any]:

@@ -45,3 +45,14 @@ def test_the_detail_page_shows_the_traceback_escaped_and_offers_no_save(client: 
     text = page.content.decode()
     assert "ValueError: &lt;script&gt;x&lt;/script&gt;" in text
     assert 'name="_save"' not in text
+
+
+@pytest.mark.parametrize("task_path", ["tests.testapp.tasks.does_not_exist", "nomodule.x"])
+def test_a_failed_row_of_a_task_that_cannot_be_imported_lists_and_shows(
+    client: Client, task_path: str
+) -> None:
+    row("gone", TaskRecord.Status.FAILED, task_path=task_path, exception_class="ImportError")
+    listed = client.get(reverse("admin:rabbitbus_taskrecord_changelist"))
+    shown = client.get(reverse("admin:rabbitbus_taskrecord_change", args=["gone"]))
+    assert listed.status_code == shown.status_code == 200
+    assert task_path in listed.content.decode() and task_path in shown.content.decode()

@@ -21,6 +21,7 @@ from rabbitbus.models import TaskRecord
 from rabbitbus.tasks.options import backend_topology
 from tests.broker import Broker
 from tests.tasks_support import params
+from tests.test_metrics_process import free_port, scrape, total, wait_for
 from tests.testapp import tasks
 from tests.workers import ROOT, worker_env
 
@@ -109,6 +110,26 @@ def test_rabbit_consume_tasks_runs_tasks_beside_the_consumers(
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
+
+
+def test_metrics_port_serves_the_task_metrics(
+    broker: Broker, prefix: str, db_path: Path, workers: list
+) -> None:
+    """``rabbit_tasks --metrics-port`` serves /metrics, as the other worker commands do."""
+    port = free_port()
+    command = ("rabbit_tasks", "--metrics-port", str(port))
+    process = start(broker, prefix, db_path, workers, command)
+    with override_settings(TASKS={"default": task_settings(prefix)}):
+        result = tasks.add.enqueue(1, 2)
+    labels = {"queue": "default", "task": tasks.add.module_path, "status": "successful"}
+    finished = "rabbitbus_tasks_finished_total"
+    assert wait_for(lambda: total(scrape(port), finished, **labels) == 1)
+    assert total(scrape(port), "rabbitbus_task_seconds_count", task=tasks.add.module_path) == 1
+    assert status(db_path, result.id) == "SUCCESSFUL"
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    assert f"Serving metrics on http://0.0.0.0:{port}/metrics" in output
 
 
 @pytest.mark.django_db

@@ -10,6 +10,7 @@ from asgiref.sync import sync_to_async
 
 from rabbitbus.models import TaskRecord
 from rabbitbus.tasks import results
+from rabbitbus.tasks.compat import TaskResultStatus, task_backends
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -87,3 +88,42 @@ async def test_a_row_reads_back_as_a_task_result() -> None:
     result = await sync_to_async(results.get_result)("ok", "default")
     assert (result.args, result.return_value, result.worker_ids) == ([1, 2], 3, ["w1"])
     assert result.task.name == "add"
+
+
+def failed_row(key: str, task_path: str, exception_class: str) -> TaskRecord:
+    """A row as the worker writes it for a message naming a task it cannot import."""
+    return TaskRecord.objects.create(
+        id=key, task_path=task_path, queue_name="default", status=TaskRecord.Status.FAILED,
+        exception_class=exception_class, traceback=f"{exception_class}: gone\n",
+        attempts=1, worker_ids=["w1"],
+    )  # fmt: skip
+
+
+UNIMPORTABLE = [
+    ("tests.testapp.tasks.does_not_exist", "builtins.ImportError"),
+    ("nomodule.x", "builtins.ModuleNotFoundError"),
+    ("tests.tasks_support.params", "builtins.TypeError"),  # imports, but is no task
+]
+
+
+@pytest.mark.parametrize(("task_path", "exception_class"), UNIMPORTABLE)
+async def test_a_failed_row_of_a_task_that_cannot_be_imported_reads_back(
+    task_path: str, exception_class: str
+) -> None:
+    """get_result() / aget_result() give the FAILED result the worker recorded, with its
+    exception class, not the ImportError of the missing task."""
+    await sync_to_async(failed_row)("gone", task_path, exception_class)
+    backend = task_backends["default"]
+    read = await sync_to_async(backend.get_result)("gone")
+    aread = await backend.aget_result("gone")
+    for result in (read, aread):
+        assert result.status == TaskResultStatus.FAILED
+        assert [error.exception_class_path for error in result.errors] == [exception_class]
+        assert result.errors[0].traceback == f"{exception_class}: gone\n"
+        assert (result.task.module_path, result.task.queue_name) == (task_path, "default")
+        assert result.task.name == task_path.rpartition(".")[2]
+        assert result.worker_ids == ["w1"]
+    with pytest.raises(ImportError, match=f"Task {task_path} cannot be run"):
+        read.task.call()
+    await sync_to_async(read.refresh)()  # through the task's backend, as any result
+    assert read.status == TaskResultStatus.FAILED

@@ -194,6 +194,28 @@ def test_outbox_rows_are_written_not_relayed(published: Capture) -> None:
 
 
 @pytest.mark.django_db
+def test_the_criteria_see_pending_outbox_rows_as_kind_outbox_only(published: Capture) -> None:
+    """docs/testing.md lists ``kind="outbox"`` among the criteria: a pending row matches
+    it, and only it (the row is not published yet)."""
+    rabbitbus.publish(EXCHANGE, "sent", {"n": 0})
+    outbox.enqueue(EXCHANGE, "boxed", {"n": 1})
+    row = published.assert_published(kind="outbox", routing_key="boxed", payload={"n": 1})
+    assert row.kind == "outbox"
+    assert published.filter(kind="outbox").routing_keys == ["boxed"]
+    published.assert_published(kind="outbox", count=1)
+    published.assert_not_published(routing_key="boxed")  # no kind: what was sent
+    published.assert_not_published(kind="publish", routing_key="boxed")
+    assert published.filter(routing_key="boxed").routing_keys == []
+    with pytest.raises(AssertionError, match=r"outbox nowhere \[boxed\]"):
+        published.assert_not_published(kind="outbox")
+    with pytest.raises(AssertionError, match=r"(?s)kind='outbox'.*publish nowhere \[sent\]"):
+        published.assert_published(kind="outbox", routing_key="sent")
+    published.relay_outbox()
+    published.assert_not_published(kind="outbox")
+    published.assert_published(kind="publish", routing_key="boxed")
+
+
+@pytest.mark.django_db
 def test_relay_outbox_option_relays_before_each_read() -> None:
     with capture_published(relay_outbox=True) as published:
         outbox.enqueue(EXCHANGE, "boxed")

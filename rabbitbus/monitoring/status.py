@@ -33,6 +33,8 @@ from rabbitbus.transport import connections, declare
 
 logger = logging.getLogger("rabbitbus.monitoring")
 
+#: ``Overview.source`` when the queue figures (and their rates) come from the management API.
+MANAGEMENT_API = "management API"
 NO_RATES = "Rates need the management API: set RABBITBUS['MANAGEMENT'] to show them."
 
 
@@ -170,7 +172,7 @@ def queue_stats(names: list[str], alias: str = "default") -> tuple[list[QueueSta
     api = mgmt.configured()
     if api is not None:
         try:
-            return queues_from_api(api, names, alias), "management API", ""
+            return queues_from_api(api, names, alias), MANAGEMENT_API, ""
         except ManagementApiError as exc:
             logger.warning("Management API unavailable (%s); using passive declares", exc)
             note = f"Management API unavailable ({exc}); rates are left out."

@@ -1,9 +1,9 @@
 """Prometheus metrics: off unless configured, and then cheap.
 
 ``RABBITBUS["METRICS"]`` (a dict) turns them on in every process that loads the
-app; ``--metrics-port`` on ``rabbit_consume``, ``rabbit_rpc`` and ``rabbit_outbox``
-turns them on for that process and serves ``/metrics`` on the port (as does
-``METRICS["PORT"]``). Web processes route :func:`rabbitbus.observability.views.metrics`.
+app; ``--metrics-port`` on ``rabbit_consume``, ``rabbit_rpc``, ``rabbit_tasks`` and
+``rabbit_outbox`` turns them on for that process and serves ``/metrics`` on the port (as
+does ``METRICS["PORT"]``). Web processes route :func:`rabbitbus.observability.views.metrics`.
 
 The hot paths call the hooks below only behind ``if metrics.on:``: with metrics
 off, each hook point costs one attribute check. ``prometheus_client`` is imported

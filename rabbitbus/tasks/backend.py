@@ -54,7 +54,7 @@ class RabbitMQBackend(BaseTaskBackend):
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
-        self.options_ = task_options.TaskOptions.parse(self.options)
+        self.options_ = task_options.TaskOptions.parse(self.options, alias)
         if not self.queues:
             raise ConfigurationError(
                 f"TASKS[{alias!r}]['QUEUES'] must name the queues (one AMQP queue each)."

@@ -9,6 +9,8 @@ so no head-of-line blocking: https://www.rabbitmq.com/docs/ttl#per-message-ttl-c
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +38,66 @@ DEFAULTS: dict[str, Any] = {
     "RESULT_RETENTION_DAYS": 7,
 }
 DELIVERIES = ("on_commit", "outbox")
+MAX_PRIORITY_RANGE = (1, 255)
+
+
+# Each option's check: None when its value is good, else what it must be. A bool is an
+# int to Python, so the number checks refuse it: True is no priority and no day count.
+
+
+def _connection(value: Any) -> str | None:
+    from rabbitbus.conf import settings
+
+    aliases = settings.CONNECTIONS
+    if not isinstance(aliases, dict):  # the RABBITBUS checks (E003) report this one
+        return None if isinstance(value, str) else "a RABBITBUS['CONNECTIONS'] alias"
+    known = isinstance(value, str) and value in aliases
+    return None if known else f"one of the RABBITBUS['CONNECTIONS'] {sorted(aliases)}"
+
+
+def _database(value: Any) -> str | None:
+    from django.conf import settings
+
+    aliases = sorted(settings.DATABASES)
+    known = isinstance(value, str) and value in aliases
+    return None if known else f"one of the DATABASES {aliases}"
+
+
+def _string(value: Any) -> str | None:
+    return None if isinstance(value, str) else "a string"
+
+
+def _delivery(value: Any) -> str | None:
+    return None if value in DELIVERIES else f"one of {DELIVERIES}"
+
+
+def _max_priority(value: Any) -> str | None:
+    low, high = MAX_PRIORITY_RANGE
+    if value is None or (type(value) is int and low <= value <= high):
+        return None
+    return f"None or a whole number {low}..{high}"
+
+
+def _boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "True or False"
+
+
+def _positive_days(value: Any) -> str | None:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and math.isfinite(value) and value > 0:
+        return None
+    return "a positive number of days (an int or a float)"
+
+
+EXPECTATIONS: dict[str, Callable[[Any], str | None]] = {
+    "CONNECTION": _connection,
+    "DATABASE": _database,
+    "QUEUE_PREFIX": _string,
+    "DELIVERY": _delivery,
+    "MAX_PRIORITY": _max_priority,
+    "RECORD_ENQUEUED": _boolean,
+    "RESULT_RETENTION_DAYS": _positive_days,
+}
 
 
 @dataclass(frozen=True)
@@ -51,19 +113,24 @@ class TaskOptions:
     result_retention_days: float
 
     @classmethod
-    def parse(cls, raw: dict[str, Any]) -> TaskOptions:
-        """Raises :class:`ConfigurationError` for an unknown key or a bad value."""
+    def parse(cls, raw: Any, alias: str | None = None) -> TaskOptions:
+        """Raises :class:`ConfigurationError` for an unknown key or a bad value, naming
+        the option (of ``TASKS[alias]`` when given), the value and what it must be."""
+        where = "OPTIONS" if alias is None else f"TASKS[{alias!r}]['OPTIONS']"
+        if not isinstance(raw, dict):
+            raise ConfigurationError(f"{where} must be a dict, not {raw!r}.")
         unknown = sorted(set(raw) - set(DEFAULTS))
         if unknown:
             raise ConfigurationError(
-                f"Unknown task backend OPTIONS {unknown}; known: {sorted(DEFAULTS)}."
+                f"Unknown keys {unknown} in {where}; known: {sorted(DEFAULTS)}."
             )
         merged = {**DEFAULTS, **raw}
-        if merged["DELIVERY"] not in DELIVERIES:
-            raise ConfigurationError(f"OPTIONS['DELIVERY'] must be one of {DELIVERIES}.")
-        top = merged["MAX_PRIORITY"]
-        if top is not None and (not isinstance(top, int) or not 1 <= top <= 255):
-            raise ConfigurationError("OPTIONS['MAX_PRIORITY'] must be None or 1..255.")
+        for key, expectation in EXPECTATIONS.items():
+            expected = expectation(merged[key])
+            if expected is not None:
+                raise ConfigurationError(
+                    f"{where}['{key}'] must be {expected}, not {merged[key]!r}."
+                )
         return cls(**{key.lower(): value for key, value in merged.items()})
 
     def queue(self, queue_name: str) -> str:
@@ -127,9 +194,9 @@ def configured_backends() -> dict[str, dict[str, Any]]:
     return {alias: params for alias, params in tasks.items() if params["BACKEND"] in BACKEND_PATHS}
 
 
-def backend_topology(params: dict[str, Any]) -> topology.Topology:
-    """Every entity one backend's ``QUEUES`` need."""
-    options = TaskOptions.parse(params.get("OPTIONS", {}))
+def backend_topology(params: dict[str, Any], alias: str | None = None) -> topology.Topology:
+    """Every entity one backend's ``QUEUES`` need (``alias`` names it in errors)."""
+    options = TaskOptions.parse(params.get("OPTIONS", {}), alias)
     result = topology.Topology()
     for queue_name in params.get("QUEUES") or ["default"]:
         result.add(*options.entities(queue_name))
@@ -138,5 +205,5 @@ def backend_topology(params: dict[str, Any]) -> topology.Topology:
 
 def register_topology() -> None:
     """Add the configured backends' queues to the code registry (``rabbit_setup``)."""
-    for params in configured_backends().values():
-        topology.registry.add(*backend_topology(params))
+    for alias, params in configured_backends().items():
+        topology.registry.add(*backend_topology(params, alias))

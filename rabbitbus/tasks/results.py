@@ -58,13 +58,9 @@ def record_of(job: Job) -> TaskRecord:
 
 
 def result_of(record: TaskRecord, task: Task[..., Any] | None = None) -> TaskResult[..., Any]:
-    """The ``TaskResult`` a row describes; raises ``ImportError`` if its task is gone."""
-    task = (task or import_string(record.task_path)).using(
-        priority=record.priority,
-        queue_name=record.queue_name,
-        run_after=record.run_after,
-        backend=record.backend,
-    )
+    """The ``TaskResult`` a row describes, also when its task can no longer be imported
+    (its ``task`` is then a :class:`MissingTask`): a row tells what happened either way."""
+    task = task_of(record) if task is None else as_recorded(task, record)
     errors = []
     if record.exception_class:
         errors.append(
@@ -86,6 +82,61 @@ def result_of(record: TaskRecord, task: Task[..., Any] | None = None) -> TaskRes
     )
     object.__setattr__(result, "_return_value", record.return_value)
     return result
+
+
+def task_of(record: TaskRecord) -> Task[..., Any]:
+    """The task ``record`` names, with the row's queue, priority and backend; a
+    :class:`MissingTask` if that path imports no task (as the worker recorded it)."""
+    try:
+        task = import_string(record.task_path)
+    except ImportError as exc:
+        return MissingTask.of(record, f"{type(exc).__name__}: {exc}")
+    if not isinstance(task, Task):
+        return MissingTask.of(record, f"{record.task_path} is not a task")
+    return as_recorded(task, record)
+
+
+def as_recorded(task: Task[..., Any], record: TaskRecord) -> Task[..., Any]:
+    """``task`` with the queue, priority, ``run_after`` and backend ``record`` was given."""
+    return task.using(
+        priority=record.priority,
+        queue_name=record.queue_name,
+        run_after=record.run_after,
+        backend=record.backend,
+    )
+
+
+class MissingTask(Task):  # type: ignore[type-arg] # Django 6's Task is not generic at runtime
+    """The ``task`` of a stored result whose path no longer imports a task (a message
+    naming an unknown task, or code removed since it was enqueued).
+
+    A real ``Task`` of the row's backend, so ``result.task.module_path``, ``name``,
+    ``queue_name`` and ``result.refresh()`` work as for any result; calling it raises
+    ``ImportError`` saying why it is missing. It is not validated against the backend
+    (the row says what was enqueued then, not what the settings allow now).
+    """
+
+    __slots__ = ()
+
+    def __post_init__(self) -> None:
+        pass
+
+    @classmethod
+    def of(cls, record: TaskRecord, reason: str) -> MissingTask:
+        module, _, name = record.task_path.rpartition(".")
+
+        def missing(*args: Any, **kwargs: Any) -> Any:
+            raise ImportError(f"Task {record.task_path} cannot be run: {reason}")
+
+        missing.__module__, missing.__name__, missing.__qualname__ = module, name, name
+        return cls(
+            func=missing,
+            priority=record.priority,
+            backend=record.backend,
+            queue_name=record.queue_name,
+            run_after=record.run_after,
+            takes_context=record.takes_context,
+        )
 
 
 def get_result(result_id: str, using: str) -> TaskResult[..., Any]:

@@ -11,7 +11,8 @@ unstubbed procedure raises :class:`NoRoute`, as with a broker where no server
 ever declared its queue.
 
 Outbox rows are written as usual and not relayed: :meth:`Capture.outbox` reads
-them, :meth:`Capture.relay_outbox` relays them (into the capture), and
+them (so do ``filter`` and the assertions given ``kind="outbox"``),
+:meth:`Capture.relay_outbox` relays them (into the capture), and
 ``capture_published(relay_outbox=True)`` relays before each read.
 """
 
@@ -27,7 +28,13 @@ from rabbitbus import publishing, serializers
 from rabbitbus.messages import Envelope
 from rabbitbus.rpc import client as rpc_client
 from rabbitbus.rpc.procedures import DIRECT_REPLY_TO, REQUEST_TYPE, error_reply, ok_reply
-from rabbitbus.testing.published import Published, PublishedMessage, decoded, from_envelope
+from rabbitbus.testing.published import (
+    Criteria,
+    Published,
+    PublishedMessage,
+    decoded,
+    from_envelope,
+)
 from rabbitbus.transport import frames
 from rabbitbus.transport.confirms import Outcome
 
@@ -107,6 +114,14 @@ class Capture(Published):
         return Published(
             [from_envelope(outbox.envelope_of(row), row.connection, "outbox") for row in rows]
         )
+
+    def candidates(self, wanted: Criteria) -> list[PublishedMessage]:
+        """What was sent, and for ``kind="outbox"`` the pending outbox rows too: they are
+        not published yet, so no other criteria count them."""
+        messages = super().candidates(wanted)  # first: relay_outbox=True relays them here
+        if wanted.kind == "outbox":
+            messages += self.outbox()
+        return messages
 
     def relay_outbox(self, using: str = "default") -> int:
         """Relay every pending outbox row of ``using`` into this capture; returns how many."""

@@ -165,6 +165,8 @@ class Published(Sequence[PublishedMessage]):
     ``exchange``, ``routing_key``, ``kind``, ``payload`` (equal),
     ``payload_includes`` (a dict subset of the payload), ``headers_include``,
     and any property (``message_id=...``, ``type=...``, ``correlation_id=...``).
+    Without ``kind``, they match what was sent (``"publish"`` and ``"rpc"``): a
+    capture's pending outbox rows are looked at only for ``kind="outbox"``.
     """
 
     def __init__(self, messages: Sequence[PublishedMessage] = ()) -> None:
@@ -195,7 +197,14 @@ class Published(Sequence[PublishedMessage]):
     def filter(self, **criteria: Any) -> Published:
         """The messages matching ``criteria`` (see the class docstring)."""
         wanted = _criteria(criteria)
-        return Published([message for message in self if wanted.matches(message)])
+        return Published(
+            [message for message in self.candidates(wanted) if wanted.matches(message)]
+        )
+
+    def candidates(self, wanted: Criteria) -> list[PublishedMessage]:
+        """What ``filter`` and the assertions look through for ``wanted``: every message
+        here (a capture adds its pending outbox rows when ``kind="outbox"`` is asked for)."""
+        return list(self)
 
     @property
     def payloads(self) -> list[Any]:
@@ -209,33 +218,37 @@ class Published(Sequence[PublishedMessage]):
         """Assert some message matches ``criteria`` (exactly ``count`` of them, if given);
         returns the first match. The failure lists what was published instead."""
         wanted = _criteria(criteria)
-        matches = [message for message in self if wanted.matches(message)]
+        seen = self.candidates(wanted)
+        matches = [message for message in seen if wanted.matches(message)]
         if not matches or (count is not None and len(matches) != count):
             expected = "No message" if count is None else f"{len(matches)} messages, not {count},"
             raise AssertionError(
-                f"{expected} published matching {wanted.describe()}.\n{self.summary()}"
+                f"{expected} published matching {wanted.describe()}.\n{summary(seen)}"
             )
         return matches[0]
 
     def assert_not_published(self, **criteria: Any) -> None:
         """Assert no message matches ``criteria``; the failure lists those that did."""
         wanted = _criteria(criteria)
-        matches = Published([message for message in self if wanted.matches(message)])
+        matches = [message for message in self.candidates(wanted) if wanted.matches(message)]
         if matches:
             raise AssertionError(
-                f"Expected nothing published matching {wanted.describe()}, but:\n"
-                f"{matches.summary()}"
+                f"Expected nothing published matching {wanted.describe()}, but:\n{summary(matches)}"
             )
 
     def summary(self) -> str:
         """What was published, one line each (the first :data:`SHOWN`)."""
-        messages = list(self)
-        if not messages:
-            return "Nothing was published."
-        lines = [f"  {n}. {message.describe()}" for n, message in enumerate(messages[:SHOWN], 1)]
-        if len(messages) > SHOWN:
-            lines.append(f"  ... and {len(messages) - SHOWN} more")
-        return f"Published ({len(messages)}):\n" + "\n".join(lines)
+        return summary(list(self))
+
+
+def summary(messages: Sequence[PublishedMessage]) -> str:
+    """``messages``, one line each (the first :data:`SHOWN`)."""
+    if not messages:
+        return "Nothing was published."
+    lines = [f"  {n}. {message.describe()}" for n, message in enumerate(messages[:SHOWN], 1)]
+    if len(messages) > SHOWN:
+        lines.append(f"  ... and {len(messages) - SHOWN} more")
+    return f"Published ({len(messages)}):\n" + "\n".join(lines)
 
 
 def _criteria(raw: dict[str, Any]) -> Criteria:
