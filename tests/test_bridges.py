@@ -13,6 +13,7 @@ from django.dispatch import Signal
 from django.test import override_settings
 
 import rabbitbus
+from rabbitbus.exceptions import ConfigurationError
 from rabbitbus.models import OutboxMessage
 from rabbitbus.outbox import bridges
 from rabbitbus.outbox.bridges import Bridge
@@ -245,6 +246,31 @@ def test_a_bridge_that_cannot_publish_is_named_in_a_warning_at_startup(
         and "no_such_signal" in line.split(":", 1)[1]
         for line in lines
     ), lines
+
+
+def test_a_settings_bridge_with_a_typo_in_its_options_is_not_connected(
+    exchange: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    setting = [{"MODEL": "testapp.Order", "EXCHANGE": exchange, "OPTIONS": {"mandatori": False}}]
+    caplog.set_level(logging.WARNING, logger="rabbitbus.outbox.bridges")
+    with override_settings(RABBITBUS={**_rabbitbus(), "BRIDGES": setting}):
+        bridges.connect_all()
+        try:
+            Order.objects.create(number="A-13")  # publishes nothing, raises nothing
+            assert not OutboxMessage.objects.exists()
+        finally:
+            for declared in bridges._settings_bridges:
+                declared.disconnect()
+    (line,) = [r.getMessage() for r in caplog.records if "BRIDGES'][0]" in r.getMessage()]
+    assert line.startswith("RABBITBUS['BRIDGES'][0] is not connected and will not publish: ")
+    assert "rabbitbus.E046" in line
+    assert "mandatori" in line
+
+
+def test_a_typo_in_the_options_of_a_bridge_in_code_is_refused_at_once(exchange: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"mandatori; valid: correlation_id"):
+        rabbitbus.bridge(Order, exchange=exchange, options={"mandatori": False})
+    assert all("mandatori" not in declared.options for declared in bridges.registered())
 
 
 def test_connecting_again_leaves_each_settings_bridge_connected_once(

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +18,7 @@ from rabbitbus.checks.settings import check_settings, setting_errors
 from rabbitbus.runtime import event_loop
 
 URL = "amqp://guest:guest@127.0.0.1:5672/"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def ids(raw: Any) -> set[str]:
@@ -40,6 +46,7 @@ def ids(raw: Any) -> set[str]:
         ({"CONNECTIONS": {"default": {"URL": URL, "TLS": {}}}}, "rabbitbus.E009"),
         ({"SERIALIZER": "pickle.dumps.nothing"}, "rabbitbus.E010"),
         ({"SERIALIZER": "json.JSONDecoder"}, "rabbitbus.E010"),
+        ({"SERIALIZER": 5}, "rabbitbus.E010"),
         ({"MAX_MESSAGE_SIZE": 0}, "rabbitbus.E011"),
         ({"MAX_MESSAGE_SIZE": 200 * 1024 * 1024}, "rabbitbus.E011"),
         ({"CONNECTIONS": {"default": {"CONNECTION_NAME": 5}}}, "rabbitbus.E012"),
@@ -47,6 +54,8 @@ def ids(raw: Any) -> set[str]:
         ({"FAST_PATHS": "no"}, "rabbitbus.E014"),
         ({"EXCHANGES": {"shop": "fan-out"}}, "rabbitbus.E020"),
         ({"EXCHANGES": []}, "rabbitbus.E020"),
+        ({"EXCHANGES": {"shop": {"TYPE": ["topic"]}}}, "rabbitbus.E020"),
+        ({"QUEUES": {"q": {"TYPE": ["quorum"]}}}, "rabbitbus.E021"),
         ({"QUEUES": {"q": {"TYPE": "stream"}}}, "rabbitbus.E021"),
         ({"QUEUES": {"q": {"TYPE": "quorum", "DURABLE": False}}}, "rabbitbus.E022"),
         ({"QUEUES": {"q": {"DELIVERY_LIMIT": 3}}}, "rabbitbus.E023"),
@@ -55,6 +64,8 @@ def ids(raw: Any) -> set[str]:
         ({"QUEUES": {"q": {"BINDINGS": [("shop",)]}}}, "rabbitbus.E025"),
         ({"RPC_REPLY_TO_PREFIXES": "amq.gen-"}, "rabbitbus.E050"),
         ({"RPC_REPLY_TO_PREFIXES": ["amq.gen-", ""]}, "rabbitbus.E050"),
+        ({"RPC_REPLY_TO_PREFIXES": []}, "rabbitbus.E051"),
+        ({"RPC_REPLY_TO_PREFIXES": ()}, "rabbitbus.E051"),
         (
             {"CONNECTIONS": {"default": {"URL": "amqps://h/", "TLS": {"INSECURE": True}}}},
             "rabbitbus.W001",
@@ -78,6 +89,34 @@ def ids(raw: Any) -> set[str]:
 )
 def test_each_mistake_has_its_id(raw: Any, expected: str) -> None:
     assert expected in ids(raw)
+
+
+@pytest.mark.parametrize(
+    ("binding", "expected"),
+    [
+        ({"EXCHANGE": "shop", "RK": "order.*"}, {"rabbitbus.E002"}),
+        ({"EXCHANGE": "shop", "ROUTING_KEY": "x", "EXTRA": 1}, {"rabbitbus.E002"}),
+        ({"ROUTING_KEY": "order.*"}, {"rabbitbus.E025"}),
+        ({"EXCHANGE": ["shop"], "ROUTING_KEY": "x"}, {"rabbitbus.E025"}),
+        ({"EXCHANGE": "shop", "ROUTING_KEY": 5}, {"rabbitbus.E025"}),
+        (("shop", None), {"rabbitbus.E025"}),
+        ((["shop"], "x"), {"rabbitbus.E025"}),
+        ({"EXCHANGE": "shop"}, set()),  # ROUTING_KEY defaults to ""
+    ],
+)
+def test_a_malformed_dict_or_pair_binding_is_reported(binding: Any, expected: set[str]) -> None:
+    assert ids({"EXCHANGES": {"shop": "topic"}, "QUEUES": {"q": {"BINDINGS": [binding]}}}) == (
+        expected
+    )
+
+
+def test_a_binding_typo_stops_rabbit_setup_before_it_binds() -> None:
+    from rabbitbus import topology
+    from rabbitbus.exceptions import ConfigurationError
+
+    queues = {"q": {"BINDINGS": [{"EXCHANGE": "shop", "RK": "order.*"}]}}
+    with pytest.raises(ConfigurationError, match=r"rabbitbus\.E002: Unknown key\(s\) RK"):
+        topology.from_settings({"shop": "topic"}, queues)
 
 
 def test_uvloop_asked_for_but_not_installed_is_e036(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,6 +159,51 @@ def test_manage_py_check_fails_on_an_error() -> None:
         pytest.raises(SystemCheckError, match="rabbitbus.E005"),
     ):
         call_command("check", "--tag", "rabbitbus")  # model checks need the DB on Django 6.1
+
+
+#: A settings module: the tests' settings with RABBITBUS keys replaced from $RABBITBUS_TEST_BAD.
+BAD_SETTINGS = """
+import json, os
+from tests.settings import *  # noqa: F403
+RABBITBUS = {**RABBITBUS, **json.loads(os.environ["RABBITBUS_TEST_BAD"])}  # noqa: F405
+"""
+
+
+def check_in_a_process(tmp_path: Path, **bad: Any) -> subprocess.CompletedProcess[str]:
+    """``manage.py check`` in a fresh process whose RABBITBUS has the keys ``bad``: what the
+    app's ``ready()`` reads runs there for real (override_settings comes after it)."""
+    (tmp_path / "bad_settings.py").write_text(BAD_SETTINGS)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bad_settings",
+        "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}",
+        "RABBITBUS_TEST_BAD": json.dumps(bad),
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("bad", "expected"),
+    [
+        ({"MONITORING": []}, "rabbitbus.E063"),
+        ({"MONITORING": "x"}, "rabbitbus.E063"),
+        ({"MONITORING": None}, "rabbitbus.E063"),
+        ({"BRIDGES": [{"MODEL": 5, "EXCHANGE": "shop"}]}, "rabbitbus.E041"),
+        ({"BRIDGES": [{"MODEL": "testapp.Order", "EXCHANGE": "shop", "EVENTS": 5}]}, "E044"),
+        ({"BRIDGES": [{"MODEL": "testapp.Order", "EXCHANGE": "shop", "SIGNAL": 5}]}, "E041"),
+    ],
+    ids=["monitoring-list", "monitoring-str", "monitoring-none", "model", "events", "signal"],
+)
+def test_a_mistake_read_at_startup_is_reported_by_check_not_raised(
+    tmp_path: Path, bad: dict[str, Any], expected: str
+) -> None:
+    result = check_in_a_process(tmp_path, **bad)
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
 
 
 def test_messages_never_contain_the_password() -> None:
@@ -169,11 +253,36 @@ def test_unknown_bridge_key_is_e040() -> None:
 @pytest.mark.parametrize(
     "bridge",
     [
+        {"OPTIONS": {"mandatori": False}},
+        {"OPTIONS": {"mandatory": False, "headers": {}}},
+        {"OPTIONS": "mandatory"},
+        {"TYPE": 5},
+    ],
+)
+def test_bad_bridge_options_or_type_is_e046(bridge: dict[str, Any]) -> None:
+    assert bridge_ids(**bridge) == {"rabbitbus.E046"}
+
+
+def test_e046_names_the_bad_option_and_the_valid_ones() -> None:
+    from rabbitbus.checks.bridges import all_errors
+
+    entry = {"MODEL": "testapp.Order", "EXCHANGE": "shop", "OPTIONS": {"mandatori": False}}
+    (message,) = all_errors({**SHOP, "BRIDGES": [entry]})
+    assert "mandatori" in message.msg
+    assert "mandatory, persistent, priority" in message.msg
+
+
+@pytest.mark.parametrize(
+    "bridge",
+    [
         {"MODEL": "testapp.NoSuchModel"},
         {"MODEL": "nosuchapp.Order"},
         {"MODEL": None},
         {"MODEL": None, "SIGNAL": "tests.test_checks.no_such_signal"},
         {"MODEL": None, "SIGNAL": "tests.test_checks.headers"},
+        {"MODEL": 5},
+        {"MODEL": ["testapp.Order"]},
+        {"SIGNAL": 5},
     ],
 )
 def test_bridge_to_a_missing_model_or_signal_is_e041(bridge: dict[str, Any]) -> None:
@@ -190,6 +299,7 @@ def test_bridge_to_an_undeclared_exchange_is_e042() -> None:
         {"PAYLOAD": "tests.test_checks.no_such_builder"},
         {"PAYLOAD": "tests.test_checks.SHOP"},
         {"PAYLOAD": ["number", "colour"]},
+        {"PAYLOAD": ["number", 5]},
         {"HEADERS": "nosuchmodule.headers"},
         {"ROUTING_KEY": 5},
     ],
@@ -199,7 +309,16 @@ def test_bridge_builder_that_does_not_exist_is_e043(bridge: dict[str, Any]) -> N
 
 
 @pytest.mark.parametrize(
-    "bridge", [{"MODE": "later"}, {"EVENTS": ["saved"]}, {"EVENTS": "created"}, {"EVENTS": []}]
+    "bridge",
+    [
+        {"MODE": "later"},
+        {"EVENTS": ["saved"]},
+        {"EVENTS": "created"},
+        {"EVENTS": []},
+        {"EVENTS": 5},
+        {"EVENTS": None},
+        {"EVENTS": [["created"]]},
+    ],
 )
 def test_bad_bridge_mode_or_events_is_e044(bridge: dict[str, Any]) -> None:
     assert bridge_ids(**bridge) == {"rabbitbus.E044"}

@@ -81,6 +81,32 @@ def test_invalid_options_are_refused(options: dict) -> None:
 
 
 @pytest.mark.usefixtures("clean_registry")
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"concurrency": "2"}, "concurrency must be an int, not '2'"),
+        ({"prefetch": 2.0}, "prefetch must be an int, not 2.0"),
+        ({"prefetch": True}, "prefetch must be an int, not True"),
+        ({"attempts": 2.5}, "attempts must be an int, not 2.5"),
+        ({"delivery_limit": "20"}, "delivery_limit must be an int, not '20'"),
+        ({"bindings": [("shop",)]}, "bindings must be a list of (exchange, routing_key) pairs"),
+        ({"bindings": [("shop", "a", "b")]}, "('shop', 'a', 'b') is not one"),
+        ({"bindings": [("shop", None)]}, "('shop', None) is not one"),
+        ({"bindings": "shop"}, "not 'shop'"),
+        ({"backoff": 5}, "backoff must be (base, cap) seconds, not 5"),
+        ({"backoff": ("1", 5)}, "backoff must be (base, cap) seconds, not ('1', 5)"),
+        ({"queue": 5}, "queue must be a non-empty name, not 5"),
+    ],
+)
+def test_an_option_of_the_wrong_type_is_a_configuration_error(options: dict, named: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        rabbitbus.consumer(**{"queue": "reg.typed", "name": "typed", **options})(lambda m: None)
+    assert str(raised.value).startswith("Consumer 'typed': ")
+    assert named in str(raised.value)
+    assert "typed" not in registry.consumers
+
+
+@pytest.mark.usefixtures("clean_registry")
 def test_an_async_handler_can_be_idempotent() -> None:
     async def handle(message: ReceivedMessage) -> None: ...
 
@@ -140,6 +166,42 @@ def test_rabbit_consume_list_applies_overrides() -> None:
     out = io.StringIO()
     call_command("rabbit_consume", "lister", "--list", "--prefetch", "7", stdout=out)
     assert "lister (sync) queue=reg.list (quorum) bindings=shop[#] prefetch=7" in out.getvalue()
+
+
+@pytest.mark.usefixtures("clean_registry")
+@pytest.mark.parametrize("option", ["--prefetch", "--concurrency"])
+def test_a_limit_of_zero_is_refused_not_ignored(option: str) -> None:
+    rabbitbus.consumer(queue="reg.zero", name="zero")(lambda m: None)
+    name = option.removeprefix("--")
+    for args in (["zero", "--list"], ["zero", "--rpc", "fib", "--list"]):
+        with pytest.raises(CommandError, match=f"Consumer 'zero': {name} must be at least 1"):
+            call_command("rabbit_consume", *args, option, "0", stdout=io.StringIO())
+    registry.consumers.clear()  # --rpc alone (clean_registry puts them back)
+    with pytest.raises(CommandError, match=f"^{option} must be at least 1, not 0.$"):
+        call_command("rabbit_consume", "--rpc", "fib", "--list", option, "0", stdout=io.StringIO())
+    for value in ("0", "-1"):
+        with pytest.raises(CommandError, match=f"^{option} must be at least 1, not {value}.$"):
+            call_command("rabbit_rpc", "fib", option, value, stdout=io.StringIO())
+
+
+@pytest.mark.parametrize(
+    "command", [["rabbit_rpc", "nosuch"], ["rabbit_consume", "--rpc", "nosuch", "--list"]]
+)
+def test_an_unknown_rpc_procedure_lists_the_registered_ones(command: list[str]) -> None:
+    with pytest.raises(
+        CommandError, match=r"Unknown RPC procedure\(s\): nosuch; registered: "
+    ) as raised:
+        call_command(*command, stdout=io.StringIO())
+    assert "fib, test.aecho" in str(raised.value)
+
+
+@pytest.mark.parametrize("name", ["", None, 5])
+def test_an_rpc_procedure_needs_a_name(name: object) -> None:
+    from rabbitbus import rpc
+
+    with pytest.raises(ConfigurationError, match="name must be a non-empty string"):
+        rpc.procedure(name)  # type: ignore[arg-type]
+    assert name not in rpc.registered()
 
 
 @pytest.mark.django_db

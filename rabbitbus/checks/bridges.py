@@ -1,7 +1,9 @@
 """System checks for bridges and the outbox (ids rabbitbus.E040-E049, W040-W049).
 
 Bridges from ``RABBITBUS['BRIDGES']`` and from ``bridge()`` calls in
-``rabbit.py`` are checked the same way. Imports are tried (no I/O).
+``rabbit.py`` are checked the same way. Imports are tried (no I/O). The app's
+``ready()`` connects no bridge with :func:`blocking_errors` (it would fail at
+every save instead of publishing), so a mistake reads the same at startup.
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ from django.dispatch import Signal
 
 from rabbitbus.checks.base import error as _e
 from rabbitbus.conf import DEFAULTS, MODEL_EVENTS, OutboxSettings, defaults, numbers
-from rabbitbus.outbox.bridges import SETTING_KEYS, Bridge, label, registered, resolve
+from rabbitbus.outbox.bridges import (
+    SETTING_KEYS,
+    Bridge,
+    label,
+    options_problem,
+    registered,
+    resolve,
+)
 from rabbitbus.outbox.on_commit import FAILURE_POLICIES, MODES
 
 OUTBOX_DEFAULTS = defaults(OutboxSettings)
@@ -40,6 +49,8 @@ def _source_errors(where: str, declared: Bridge) -> list[CheckMessage]:
     hint = "MODEL is 'app_label.ModelName' or a model class; SIGNAL a Signal or its dotted path."
     if declared.model is None and declared.signal is None:
         return [_e("E041", f"{where} names neither a model nor a signal.", hint)]
+    if declared.model is not None and not isinstance(declared.model, str | type):
+        return [_e("E041", f"{where}: MODEL {declared.model!r} is not a model.", hint)]
     try:
         declared.model_class()
         signal = resolve(declared.signal)
@@ -50,10 +61,18 @@ def _source_errors(where: str, declared: Bridge) -> list[CheckMessage]:
     return []
 
 
-def _exchange_errors(where: str, declared: Bridge, exchanges: Any) -> list[CheckMessage]:
+def _exchange_name_errors(where: str, declared: Bridge) -> list[CheckMessage]:
+    if isinstance(declared.exchange, str):
+        return []
+    return [_e("E042", f"{where}: bad exchange {declared.exchange!r}.", "A name.")]
+
+
+def _undeclared_errors(where: str, declared: Bridge, exchanges: Any) -> list[CheckMessage]:
+    """E042 for an exchange missing from ``EXCHANGES``: not blocking, since code may
+    declare it (the topology registry), so the bridge is connected all the same."""
     name = declared.exchange
     if not isinstance(name, str) or name.startswith("amq."):
-        return [] if isinstance(name, str) else [_e("E042", f"{where}: bad exchange.", "A name.")]
+        return []
     if isinstance(exchanges, dict) and name not in exchanges:
         return [
             _e(
@@ -97,7 +116,7 @@ def _field_errors(where: str, declared: Bridge, names: Any) -> list[CheckMessage
     known = {f.name for f in model._meta.concrete_fields} | {
         f.attname for f in model._meta.concrete_fields
     }
-    unknown = sorted(set(names) - known)
+    unknown = [str(name) for name in names if name not in known]
     if unknown:
         return [
             _e("E043", f"{where}: PAYLOAD names unknown field(s) {', '.join(unknown)}.", "Fix.")
@@ -112,8 +131,10 @@ def _mode_errors(where: str, declared: Bridge) -> list[CheckMessage]:
             _e("E044", f"{where} has unknown MODE {declared.mode!r}.", f"One of {MODES}.")
         )
     events = declared.events
-    if declared.signal is None and (
-        isinstance(events, str) or not set(events) or not set(events) <= set(MODEL_EVENTS)
+    if declared.signal is None and not (
+        isinstance(events, list | tuple | set | frozenset)
+        and events
+        and all(event in MODEL_EVENTS for event in events)
     ):
         errors.append(
             _e("E044", f"{where} has bad EVENTS {events!r}.", f"A subset of {MODEL_EVENTS}.")
@@ -121,13 +142,40 @@ def _mode_errors(where: str, declared: Bridge) -> list[CheckMessage]:
     return errors
 
 
+def _message_errors(where: str, declared: Bridge) -> list[CheckMessage]:
+    """E046: ``TYPE`` and ``OPTIONS``, which every message of the bridge is built with."""
+    errors: list[CheckMessage] = []
+    if declared.type is not None and not isinstance(declared.type, str):
+        errors.append(
+            _e(
+                "E046",
+                f"{where}: TYPE {declared.type!r} is not a string or None.",
+                "A format string, e.g. '{app_label}.{model}.{event}'.",
+            )
+        )
+    problem = options_problem(declared.options)
+    if problem:
+        errors.append(_e("E046", f"{where}: {problem}.", "e.g. {'mandatory': False}"))
+    return errors
+
+
+def blocking_errors(where: str, declared: Bridge) -> list[CheckMessage]:
+    """The problems that keep one bridge from publishing: the app's ``ready()`` leaves a
+    bridge with any unconnected (a WARNING says why), so no save raises because of them."""
+    return [
+        *_source_errors(where, declared),
+        *_exchange_name_errors(where, declared),
+        *_builder_errors(where, declared),
+        *_mode_errors(where, declared),
+        *_message_errors(where, declared),
+    ]
+
+
 def bridge_errors(where: str, declared: Bridge, exchanges: Any) -> list[CheckMessage]:
     """Every problem with one bridge."""
     return [
-        *_source_errors(where, declared),
-        *_exchange_errors(where, declared, exchanges),
-        *_builder_errors(where, declared),
-        *_mode_errors(where, declared),
+        *blocking_errors(where, declared),
+        *_undeclared_errors(where, declared, exchanges),
     ]
 
 

@@ -35,6 +35,7 @@ from rabbitbus.runtime import event_loop
 TOP_LEVEL_KEYS = frozenset(DEFAULTS)
 EXCHANGE_KEYS = keys(ExchangeOptions)
 QUEUE_KEYS = keys(QueueOptions)
+BINDING_KEYS = keys(BindingOptions)
 WORKER_KEYS = keys(WorkerSettings)
 MANAGEMENT_KEYS = keys(ManagementSettings)
 MONITORING_KEYS = keys(MonitoringSettings)
@@ -58,7 +59,8 @@ def _exchange_errors(name: str, raw: Any) -> list[CheckMessage]:
     if not isinstance(raw, dict):
         return [_e("E020", f"{where} must be a dict or an exchange type.", "e.g. 'topic'")]
     errors = _unknown_keys(raw, EXCHANGE_KEYS, where)
-    if raw.get("TYPE", EXCHANGE_DEFAULTS["TYPE"]) not in EXCHANGE_TYPES:
+    kind = raw.get("TYPE", EXCHANGE_DEFAULTS["TYPE"])
+    if not isinstance(kind, str) or kind not in EXCHANGE_TYPES:
         errors.append(
             _e(
                 "E020",
@@ -71,21 +73,24 @@ def _exchange_errors(name: str, raw: Any) -> list[CheckMessage]:
 
 def _binding_errors(queue: str, bindings: Any, exchanges: dict[str, Any]) -> list[CheckMessage]:
     where = f"RABBITBUS['QUEUES'][{queue!r}]['BINDINGS']"
-    hint = "A list of (exchange, routing_key) pairs."
+    hint = "A list of (exchange, routing_key) pairs or {'EXCHANGE': ..., 'ROUTING_KEY': ...}."
     if not isinstance(bindings, list | tuple):
         return [_e("E025", f"{where} must be a list.", hint)]
     errors: list[CheckMessage] = []
-    for binding in bindings:
-        if isinstance(binding, dict):
-            binding = (
-                binding.get("EXCHANGE"),
-                binding.get("ROUTING_KEY", BINDING_DEFAULTS["ROUTING_KEY"]),
-            )
-        if not (isinstance(binding, list | tuple) and len(binding) == 2):
-            errors.append(_e("E025", f"{where} has a malformed binding {binding!r}.", hint))
+    for raw in bindings:
+        binding = raw
+        if isinstance(raw, dict):
+            errors += _unknown_keys(raw, BINDING_KEYS, f"{where} binding {raw!r}")
+            binding = (raw.get("EXCHANGE"), raw.get("ROUTING_KEY", BINDING_DEFAULTS["ROUTING_KEY"]))
+        if not (
+            isinstance(binding, list | tuple)
+            and len(binding) == 2
+            and all(isinstance(part, str) for part in binding)
+        ):
+            errors.append(_e("E025", f"{where} has a malformed binding {raw!r}.", hint))
             continue
         exchange = binding[0]
-        if exchange not in exchanges and not str(exchange).startswith("amq."):
+        if exchange not in exchanges and not exchange.startswith("amq."):
             errors.append(
                 _e(
                     "E024",
@@ -102,7 +107,7 @@ def _queue_errors(name: str, raw: Any, exchanges: dict[str, Any]) -> list[CheckM
         return [_e("E021", f"{where} must be a dict.", "e.g. {'TYPE': 'quorum'}")]
     errors = _unknown_keys(raw, QUEUE_KEYS, where)
     kind = raw.get("TYPE", QUEUE_DEFAULTS["TYPE"])
-    if kind not in QUEUE_TYPES:
+    if not isinstance(kind, str) or kind not in QUEUE_TYPES:
         errors.append(_e("E021", f"{where} has an unknown TYPE.", "'quorum' or 'classic'."))
     if kind == "quorum" and (
         raw.get("DURABLE") is False or raw.get("EXCLUSIVE") or raw.get("AUTO_DELETE")
@@ -154,7 +159,7 @@ def _serializer_errors(path: Any) -> list[CheckMessage]:
     hint = "A dotted path to a class with content_type, dumps() and loads()."
     try:
         serializer = import_string(path)
-    except (ImportError, TypeError, ValueError):
+    except (AttributeError, ImportError, TypeError, ValueError):  # AttributeError: not a str
         return [_e("E010", f"RABBITBUS['SERIALIZER'] {path!r} cannot be imported.", hint)]
     if not all(hasattr(serializer, name) for name in ("content_type", "dumps", "loads")):
         return [_e("E010", f"RABBITBUS['SERIALIZER'] {path!r} is not a serializer.", hint)]
@@ -271,6 +276,15 @@ def _rpc_errors(prefixes: Any) -> list[CheckMessage]:
                 "E050",
                 "RABBITBUS['RPC_REPLY_TO_PREFIXES'] must be a list of non-empty strings.",
                 "e.g. ['amq.rabbitmq.reply-to.', 'amq.gen-']: RPC servers reply only to these.",
+            )
+        ]
+    if not prefixes:
+        return [
+            _e(
+                "E051",
+                "RABBITBUS['RPC_REPLY_TO_PREFIXES'] is empty: RPC servers would reject every "
+                "request unexecuted (a reply_to must start with one of them).",
+                "Leave the key out for the default, ['amq.rabbitmq.reply-to.', 'amq.gen-'].",
             )
         ]
     return []

@@ -21,7 +21,9 @@ Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 #: Delivery limit of quorum work queues: it only catches crash loops (the
 #: library's own retries republish, which resets the count), so it must exceed
-#: the number of worker crashes one message may see (RELIABILITY.md F16b).
+#: the number of worker crashes one message may see. RabbitMQ dead-letters a
+#: message that comes back unacked more times than the limit: after limit + 1
+#: deliveries, its 21st crash by default (docs/consumers.md, "Crash loops").
 DEFAULT_DELIVERY_LIMIT = 20
 #: ``@consumer(transaction=...)``: a database transaction per message, or per batch.
 MESSAGE = "message"
@@ -147,15 +149,16 @@ def consumer(
     """
 
     def register(handler: Handler) -> Handler:
+        full_name = name or f"{handler.__module__}.{handler.__qualname__}"
         spec = ConsumerSpec(
-            name=name or f"{handler.__module__}.{handler.__qualname__}",
+            name=full_name,
             handler=handler,
             queue=queue,
-            bindings=tuple((str(ex), str(key)) for ex, key in bindings),
+            bindings=_pairs(full_name, bindings),
             prefetch=prefetch,
             concurrency=concurrency,
             attempts=attempts,
-            backoff=(float(backoff[0]), float(backoff[1])),
+            backoff=_backoff(full_name, backoff),
             idempotent=idempotent,
             queue_type=queue_type,
             delivery_limit=delivery_limit,
@@ -170,8 +173,61 @@ def consumer(
     return register
 
 
+def _pairs(name: str, bindings: Any) -> tuple[tuple[str, str], ...]:
+    """``bindings`` as (exchange, routing_key) pairs of strings, or ConfigurationError."""
+    expected = "a list of (exchange, routing_key) pairs of strings"
+    if isinstance(bindings, str) or not isinstance(bindings, Sequence):
+        raise ConfigurationError(
+            f"Consumer {name!r}: bindings must be {expected}, not {bindings!r}."
+        )
+    for binding in bindings:
+        if not (
+            isinstance(binding, Sequence)
+            and not isinstance(binding, str)
+            and len(binding) == 2
+            and all(isinstance(part, str) for part in binding)
+        ):
+            raise ConfigurationError(
+                f"Consumer {name!r}: bindings must be {expected}; {binding!r} is not one."
+            )
+    return tuple((exchange, key) for exchange, key in bindings)
+
+
+def _backoff(name: str, backoff: Any) -> tuple[float, float]:
+    """``backoff`` as (base, cap) seconds, or ConfigurationError (their order: validate)."""
+    if not (
+        isinstance(backoff, Sequence)
+        and len(backoff) == 2
+        and all(_is_number(seconds) for seconds in backoff)
+    ):
+        raise ConfigurationError(
+            f"Consumer {name!r}: backoff must be (base, cap) seconds, not {backoff!r}."
+        )
+    return float(backoff[0]), float(backoff[1])
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _type_problem(spec: ConsumerSpec) -> str | None:
+    """The first option of the wrong type (a bool is no int), before any comparison."""
+    if not isinstance(spec.queue, str):
+        return f"queue must be a non-empty name, not {spec.queue!r}"
+    for option in ("prefetch", "concurrency", "attempts", "delivery_limit"):
+        value = getattr(spec, option)
+        if option == "delivery_limit" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{option} must be an int, not {value!r}"
+    return None
+
+
 def validate(spec: ConsumerSpec) -> None:
     """Raise :class:`ConfigurationError` if ``spec`` cannot work."""
+    wrong_type = _type_problem(spec)
+    if wrong_type:
+        raise ConfigurationError(f"Consumer {spec.name!r}: {wrong_type}.")
     problems = [
         (not spec.queue, "queue must be a non-empty name"),
         (spec.prefetch < 1, "prefetch must be at least 1"),

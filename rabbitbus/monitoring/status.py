@@ -338,5 +338,15 @@ async def apublish_event(kind: str, data: dict[str, Any], *, connection: str = "
 
 
 def register_topology() -> None:
-    """Put the events exchange in the code registry (rabbit_setup declares it)."""
+    """Put the events exchange in the code registry (rabbit_setup declares it).
+
+    The app's ``ready()`` calls this: a ``MONITORING`` the checks refuse (E063, E065)
+    registers nothing instead of raising, so every command still starts and
+    ``manage.py check`` names the mistake.
+    """
+    from rabbitbus.checks.settings import monitoring_errors
+    from rabbitbus.conf import settings
+
+    if any(error.is_serious() for error in monitoring_errors(settings.MONITORING)):
+        return
     topology.registry.add(topology.Exchange(events_exchange(), "topic"))

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from django.apps import apps
@@ -32,6 +32,8 @@ from django.dispatch import Signal
 from django.utils.module_loading import import_string
 
 from rabbitbus.conf import BridgeOptions, defaults, keys
+from rabbitbus.exceptions import ConfigurationError
+from rabbitbus.messages import Message
 from rabbitbus.outbox import on_commit
 
 logger = logging.getLogger("rabbitbus.outbox.bridges")
@@ -40,11 +42,34 @@ logger = logging.getLogger("rabbitbus.outbox.bridges")
 SETTING_KEYS = {key: key.lower() for key in sorted(keys(BridgeOptions))}
 #: The settings' defaults, which are also those of ``bridge()`` in code.
 _DEFAULTS = defaults(BridgeOptions)
+#: What ``options`` may set: the :class:`~rabbitbus.messages.Message` fields the bridge
+#: does not set itself (a fixed ``message_id`` would make every event after the first a
+#: duplicate to an idempotent consumer).
+MESSAGE_OPTIONS = frozenset(item.name for item in fields(Message)) - {
+    "exchange",
+    "routing_key",
+    "payload",
+    "headers",
+    "type",
+    "message_id",
+}
 
 
 def resolve(value: Any) -> Any:
     """A dotted path imported, anything else as it is."""
     return import_string(value) if isinstance(value, str) else value
+
+
+def options_problem(options: Any) -> str | None:
+    """Why ``options`` are not further Message fields of a bridge, or None: each save
+    would raise instead of publishing (the check says rabbitbus.E046)."""
+    valid = ", ".join(sorted(MESSAGE_OPTIONS))
+    if not isinstance(options, dict):
+        return f"OPTIONS {options!r} is not a dict; keys among {valid}"
+    unknown = sorted(str(key) for key in set(options) - MESSAGE_OPTIONS)
+    if unknown:
+        return f"OPTIONS has unknown key(s) {', '.join(unknown)}; valid: {valid}"
+    return None
 
 
 @dataclass(eq=False)
@@ -183,12 +208,17 @@ _registry: list[Bridge] = []
 def bridge(model: Any = None, *, exchange: str, **options: Any) -> Bridge:
     """Declare a bridge (see the module docstring); connected now if apps are ready.
 
-    Returns the :class:`Bridge`; call its ``disconnect()`` to remove it.
+    Returns the :class:`Bridge`; call its ``disconnect()`` to remove it. Raises
+    :class:`ConfigurationError` for ``options`` that are not further Message fields (a
+    typo would otherwise fail every save); other mistakes are the checks' (E041-E046).
     """
     declared = Bridge(exchange=exchange, model=model, **options)
+    problem = options_problem(declared.options)
+    if problem:
+        raise ConfigurationError(f"{label(declared)}: {problem}.")
     _registry.append(declared)
     if apps.ready:
-        declared.connect()
+        _connect(label(declared), declared)
     return declared
 
 
@@ -227,12 +257,13 @@ _settings_bridges: list[Bridge] = []
 def connect_all() -> None:
     """Connect every declared and configured bridge; called by ``AppConfig.ready()``.
 
-    A bridge that cannot be connected (a malformed settings entry, a model or
-    signal that does not resolve) would never publish: it is skipped with a
-    WARNING naming it and why, so a process started without the system checks
-    (gunicorn, a worker) still says so. The checks report the same
-    (rabbitbus.E040, E041). Settings bridges connected before are disconnected
-    first, so calling this again (settings changed) connects each bridge once.
+    A bridge that cannot publish (a malformed settings entry, a model or signal
+    that does not resolve, any other blocking error of the checks) is skipped with
+    a WARNING naming it and why, so a process started without the system checks
+    (gunicorn, a worker) still says so, and no save raises because of it. The
+    checks report the same (rabbitbus.E040-E046). Settings bridges connected before
+    are disconnected first, so calling this again (settings changed) connects each
+    bridge once.
     """
     for stale in _settings_bridges:
         stale.disconnect()
@@ -245,7 +276,18 @@ def connect_all() -> None:
             _settings_bridges.append(entry)
             found.append((where, entry))
     for where, declared in found:
-        try:
-            declared.connect()
-        except (LookupError, ImportError, ValueError) as exc:
-            logger.warning("%s is not connected and will not publish: %s", where, exc)
+        _connect(where, declared)
+
+
+def _connect(where: str, declared: Bridge) -> None:
+    """Connect ``declared`` unless the checks find it cannot publish (then a WARNING)."""
+    from rabbitbus.checks.bridges import blocking_errors
+
+    problems = "; ".join(f"{error.id}: {error.msg}" for error in blocking_errors(where, declared))
+    if problems:
+        logger.warning("%s is not connected and will not publish: %s", where, problems)
+        return
+    try:
+        declared.connect()
+    except (LookupError, ImportError, ValueError) as exc:
+        logger.warning("%s is not connected and will not publish: %s", where, exc)

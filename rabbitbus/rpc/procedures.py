@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -80,9 +80,12 @@ def procedure(name: str, *, concurrency: int | None = None) -> Callable[[F], F]:
     the server's ``--concurrency`` (each procedure has its own queue, channel
     and slots, so a slow one capped low cannot take the CPU and threads its
     faster neighbours need). Its queue joins the topology registry, so
-    ``rabbit_setup`` declares it. Raises :class:`ConfigurationError` if another
-    function already owns ``name`` or ``concurrency`` is not a positive int.
+    ``rabbit_setup`` declares it. Raises :class:`ConfigurationError` if ``name`` is
+    not a non-empty string (an empty one would be served from the bare queue ``rpc.``),
+    another function already owns ``name`` or ``concurrency`` is not a positive int.
     """
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"RPC procedure name must be a non-empty string, not {name!r}.")
     if concurrency is not None and (
         isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
     ):
@@ -103,6 +106,17 @@ def procedure(name: str, *, concurrency: int | None = None) -> Callable[[F], F]:
 def registered() -> dict[str, Procedure]:
     """Every registered procedure by name."""
     return dict(_procedures)
+
+
+def check_names(names: Sequence[str]) -> None:
+    """Raise :class:`ConfigurationError` naming those of ``names`` that are not registered
+    and the registered ones (what ``rabbit_rpc`` and ``rabbit_consume --rpc`` were given)."""
+    unknown = sorted(set(names) - set(_procedures))
+    if unknown:
+        known = ", ".join(sorted(_procedures)) or "none"
+        raise ConfigurationError(
+            f"Unknown RPC procedure(s): {', '.join(unknown)}; registered: {known}."
+        )
 
 
 def error_type_name(cls: type[BaseException]) -> str:

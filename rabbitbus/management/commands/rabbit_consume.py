@@ -14,7 +14,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from rabbitbus.consuming import registry, worker
 from rabbitbus.exceptions import RabbitBusError
+from rabbitbus.management.commands.rabbit_rpc import at_least_one
 from rabbitbus.observability import metrics
+from rabbitbus.rpc import procedures as rpc_procedures
 from rabbitbus.rpc import server as rpc_server
 from rabbitbus.runtime import health
 from rabbitbus.runtime.console import Console, run_watched
@@ -109,10 +111,12 @@ class Command(BaseCommand):
     def _rpc_services(options: dict[str, Any]) -> list[rpc_server.RpcService]:
         if options["rpc"] is None:
             return []
+        rpc_procedures.check_names(options["rpc"])  # an unknown one: the registered ones too
+        prefetch, concurrency = options["prefetch"], options["concurrency"]
         return rpc_server.services(
             options["rpc"],
-            prefetch=options["prefetch"] or rpc_server.PREFETCH,
-            concurrency=options["concurrency"] or rpc_server.CONCURRENCY,
+            prefetch=at_least_one("prefetch", given(prefetch, rpc_server.PREFETCH)),
+            concurrency=at_least_one("concurrency", given(concurrency, rpc_server.CONCURRENCY)),
         )
 
     @staticmethod
@@ -121,14 +125,20 @@ class Command(BaseCommand):
             return []
         from rabbitbus.management.commands.rabbit_tasks import task_services
 
-        concurrency = options["concurrency"] or 4
-        return task_services("default", options["tasks"], concurrency)
+        return task_services("default", options["tasks"], given(options["concurrency"], 4))
 
     @staticmethod
     def _override(spec: registry.ConsumerSpec, options: dict[str, Any]) -> registry.ConsumerSpec:
-        changes = {key: options[key] for key in ("prefetch", "concurrency") if options[key]}
+        changes = {
+            key: options[key] for key in ("prefetch", "concurrency") if options[key] is not None
+        }
         if not changes:
             return spec
         spec = dataclasses.replace(spec, **changes)
         registry.validate(spec)
         return spec
+
+
+def given(value: int | None, default: int) -> int:
+    """An option's value if it was given (0 included, to be refused), else ``default``."""
+    return default if value is None else value

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from rabbitbus.exceptions import RabbitBusError
 from rabbitbus.observability import metrics
+from rabbitbus.rpc import procedures
 from rabbitbus.rpc import server as rpc_server
 from rabbitbus.runtime.console import Console, run_watched
 from rabbitbus.runtime.event_loop import add_loop_argument
@@ -36,10 +37,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, names: list[str], connection: str, **options: Any) -> None:
         loop = options["loop"]
         console = Console(self.stdout, options["verbosity"], loop)
+        prefetch = at_least_one("prefetch", options["prefetch"])
+        concurrency = at_least_one("concurrency", options["concurrency"])
         try:
-            chosen = rpc_server.services(
-                names, prefetch=options["prefetch"], concurrency=options["concurrency"]
-            )
+            procedures.check_names(names)  # an unknown one is named with the registered ones
+            chosen = rpc_server.services(names, prefetch=prefetch, concurrency=concurrency)
             runtime = Runtime(chosen, alias=connection)
             work = [f"serves {line}" for line in rpc_server.summary(chosen)]
             work += metrics.banner(options["metrics_port"])
@@ -47,3 +49,11 @@ class Command(BaseCommand):
             run_watched(console, runtime, "RPC server", work, run)
         except RabbitBusError as exc:
             raise CommandError(str(exc)) from exc
+
+
+def at_least_one(option: str, value: int) -> int:
+    """``value`` of ``--<option>``, refused below 1: RabbitMQ reads a prefetch of 0 as "no
+    limit", and a server with no slot would never run a request."""
+    if value < 1:
+        raise CommandError(f"--{option} must be at least 1, not {value}.")
+    return value
