@@ -88,6 +88,18 @@ class MessageTooLarge(PublishError, ValueError):
     """The encoded body exceeds MAX_MESSAGE_SIZE; nothing was sent."""
 
 
+# -- arguments -------------------------------------------------------------
+
+
+class InvalidArgument(RabbitBusError, ValueError, TypeError):
+    """An argument is not what it must be (a timeout, an exchange, a routing key, a
+    procedure name, an expiration); nothing was sent.
+
+    Also a ``ValueError`` and a ``TypeError``: what the drivers or Python raised for
+    these before, so an ``except`` written for either still catches it.
+    """
+
+
 # -- serialization ---------------------------------------------------------
 
 

@@ -6,25 +6,33 @@ driver's consumer, the RPC fast paths, ``basic.get`` in the dead-letter browser,
 sockets) reads what arrived into one :class:`Delivery`; a consumer's is decoded
 (:func:`decode_body`) into the :class:`ReceivedMessage` its handler gets. A message
 looks the same whichever side of the sync/async line produced or read it.
+
+What goes out is checked here, before anything is sent (:func:`checked_name`,
+:func:`checked_timeout`): pika asserts and aiormq raises ``TypeError`` or
+``ValueError`` for the same bad value, so the two sides would fail differently.
 """
 
 from __future__ import annotations
 
+import math
+import reprlib
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from pamqp.commands import Basic
 
 from rabbitbus import serializers
-from rabbitbus.exceptions import DecodeError, MessageTooLarge
+from rabbitbus.exceptions import DecodeError, InvalidArgument, MessageTooLarge
 from rabbitbus.observability import traces
 
 PERSISTENT = 2
 TRANSIENT = 1
 IDENTITY_ENCODINGS = frozenset({"", "identity", "utf-8", "utf8"})
+#: Most bytes (UTF-8) an AMQP short string holds: an exchange name, a routing key.
+SHORTSTR_MAX = 255
 
 
 @dataclass
@@ -135,9 +143,52 @@ def expiration_ms(expiration: float | timedelta | None) -> str | None:
     if expiration is None:
         return None
     seconds = expiration.total_seconds() if isinstance(expiration, timedelta) else expiration
-    if seconds < 0:
-        raise ValueError("expiration must not be negative")
+    if not _number(seconds) or not 0 <= seconds < math.inf:
+        raise InvalidArgument(
+            "expiration must be a non-negative number of seconds or a timedelta, "
+            f"not {reprlib.repr(expiration)}."
+        )
     return str(int(seconds * 1000))
+
+
+def checked_name(value: object, what: str) -> str:
+    """``value`` if AMQP can carry it as a short string (a ``str`` of at most
+    :data:`SHORTSTR_MAX` bytes of UTF-8), else :class:`InvalidArgument` naming ``what``
+    (``exchange``, ``routing key``...) and the value."""
+    if not isinstance(value, str):
+        raise InvalidArgument(
+            f"The {what} must be a str, not {type(value).__name__} {reprlib.repr(value)}."
+        )
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError:  # a lone surrogate
+        raise InvalidArgument(f"The {what} {reprlib.repr(value)} is not valid UTF-8.") from None
+    if size > SHORTSTR_MAX:
+        raise InvalidArgument(
+            f"The {what} {reprlib.repr(value)} is {size} bytes of UTF-8; AMQP allows at most "
+            f"{SHORTSTR_MAX}."
+        )
+    return value
+
+
+def checked_timeout(timeout: object, default: str) -> float | None:
+    """``timeout`` in seconds if it is a positive finite number, ``None`` for ``None``
+    (the caller then takes ``default``, which the error names); anything else (zero, a
+    negative or a string, which would fail only once the message is sent, if at all) is
+    :class:`InvalidArgument`."""
+    if timeout is None:
+        return None
+    if _number(timeout) and 0 < timeout < math.inf:
+        return timeout
+    raise InvalidArgument(
+        f"timeout must be a positive number of seconds, or None for {default}; "
+        f"not {reprlib.repr(timeout)}."
+    )
+
+
+def _number(value: object) -> TypeGuard[float]:
+    """Whether ``value`` is an int or a float (a bool is neither, here)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def checked_size(body: bytes) -> bytes:
@@ -158,23 +209,24 @@ def build(message: Message, serializer: Any = None, *, operation: str = "publish
     ``operation`` names the trace span recorded for it: ``publish``, or ``create`` for
     a message written now and published later (an outbox row).
 
-    Raises :class:`SerializationError` when the payload cannot be encoded and
+    Raises :class:`SerializationError` when the payload cannot be encoded,
     :class:`MessageTooLarge` (a ``ValueError``) when the body is over
-    ``MAX_MESSAGE_SIZE``: nothing is sent in either case.
+    ``MAX_MESSAGE_SIZE`` and :class:`InvalidArgument` for an exchange, routing key or
+    expiration AMQP cannot carry: nothing is sent in any case.
     """
     from rabbitbus.conf import settings
 
+    exchange = checked_name(message.exchange, "exchange")
+    routing_key = checked_name(message.routing_key, "routing key")
     serializer = serializer or serializers.default()
     body = checked_size(serializer.dumps(message.payload))
     message_id = message.message_id or uuid.uuid4().hex
     headers = dict(message.headers or {})
     if traces.on:
-        traces.inject_publish(
-            message.exchange, message.routing_key, message_id, headers, operation=operation
-        )
+        traces.inject_publish(exchange, routing_key, message_id, headers, operation=operation)
     return Envelope(
-        exchange=message.exchange,
-        routing_key=message.routing_key,
+        exchange=exchange,
+        routing_key=routing_key,
         body=body,
         message_id=message_id,
         content_type=serializer.content_type,

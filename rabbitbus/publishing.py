@@ -71,6 +71,13 @@ def _result(envelopes: Sequence[Envelope], outcomes: dict[str, Outcome]) -> Publ
     return result
 
 
+def _checked_timeout(timeout: object) -> float | None:
+    """``timeout`` if it is a positive number of seconds, None for ``PUBLISH_TIMEOUT``;
+    checked before anything is sent (a string failed only after sending, a negative
+    number timed out the message it had just sent)."""
+    return messages.checked_timeout(timeout, "PUBLISH_TIMEOUT")
+
+
 def _timed_out(envelope: Envelope, blocked: BrokerBlocked | None = None) -> BaseException:
     """A blocked connection explains a missing confirm better than a bare timeout."""
     return blocked or PublishTimeout(
@@ -102,8 +109,12 @@ def publish(
 
     Raises :class:`Unroutable`, :class:`ExchangeNotFound`, :class:`NotConfirmed`,
     :class:`PublishTimeout`, :class:`BrokerBlocked`, :class:`BrokerUnavailable`,
-    :class:`SerializationError` or :class:`MessageTooLarge`.
+    :class:`SerializationError` or :class:`MessageTooLarge`; before anything is sent,
+    :class:`InvalidArgument` for an exchange or routing key that is not a ``str`` AMQP
+    can carry, or a ``timeout`` that is not a positive number (``None``:
+    ``PUBLISH_TIMEOUT``).
     """
+    timeout = _checked_timeout(timeout)
     envelope = messages.build(Message(exchange, routing_key, payload, **options))
     outcome = _send([envelope], connection, timeout, meanwhile)[envelope.message_id]
     if outcome is not None:
@@ -120,7 +131,9 @@ def publish_many(
     :class:`PublishResult`: every confirmed id, and every other id with the error
     that stopped it (``BrokerUnavailable`` when the broker stayed away for
     ``RECONNECT_TIMEOUT``, ``PublishTimeout``, ``BrokerBlocked``, ``Unroutable``...).
+    A bad argument (see :func:`publish`) raises :class:`InvalidArgument`, before too.
     """
+    timeout = _checked_timeout(timeout)
     envelopes = [messages.build(message) for message in batch]
     return _result(envelopes, _send(envelopes, connection, timeout))
 
@@ -134,7 +147,7 @@ def publish_envelopes(
     when no broker answered within ``RECONNECT_TIMEOUT`` (the relay then gives
     its rows back and backs off).
     """
-    outcomes = _send(envelopes, connection, timeout)
+    outcomes = _send(envelopes, connection, _checked_timeout(timeout))
     for outcome in outcomes.values():
         if isinstance(outcome, BrokerUnavailable):
             raise outcome
@@ -243,6 +256,7 @@ async def apublish(
     **options: Any,
 ) -> str:
     """The async twin of :func:`publish`: same arguments, result and errors."""
+    timeout = _checked_timeout(timeout)
     envelope = messages.build(Message(exchange, routing_key, payload, **options))
     if interceptor is not None:
         outcome = (await interceptor.asend([envelope], connection))[envelope.message_id]
@@ -264,6 +278,7 @@ async def apublish_many(
     (``PUBLISH_TIMEOUT``) seconds: those ids fail with ``BrokerUnavailable``
     (the connection is lost), ``BrokerBlocked`` (an alarm) or ``PublishTimeout``.
     """
+    timeout = _checked_timeout(timeout)
     envelopes = [messages.build(message) for message in batch]
     if interceptor is not None:
         return _result(envelopes, await interceptor.asend(envelopes, connection))

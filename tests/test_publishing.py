@@ -320,6 +320,31 @@ def test_a_missing_exchange_fails_only_its_own_messages_in_a_batch(
     assert 100 <= broker.queue_depth(queue) <= 150
 
 
+@pytest.mark.parametrize("bad_first", [True, False])
+def test_a_missing_exchange_fails_only_its_own_message_sync_and_async(
+    bad_first: bool, exchange: str, queue: str
+) -> None:
+    """The broker closes the channel over the bad message, dropping the good one unless
+    already confirmed: both paths send the good one again (confirm timing varies: rounds)."""
+    batch = [
+        rabbitbus.Message("no.such.exchange", "x", {}, message_id="lost"),
+        rabbitbus.Message(exchange, "plain.x", {"n": 2}, message_id="kept"),
+    ]
+    batch = batch if bad_first else batch[::-1]
+
+    async def apublished() -> rabbitbus.PublishResult:
+        try:
+            return await rabbitbus.apublish_many(batch)
+        finally:
+            await connections.aclose_all()
+
+    for _ in range(5):
+        for result in (rabbitbus.publish_many(batch), asyncio.run(apublished())):
+            assert result.confirmed == ["kept"], result
+            assert set(result.failed) == {"lost"}
+            assert isinstance(result.failed["lost"], ExchangeNotFound)
+
+
 def test_meanwhile_runs_once_the_message_is_on_the_broker_and_before_the_confirm(
     broker: Broker, exchange: str, queue: str
 ) -> None:

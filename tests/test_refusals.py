@@ -15,7 +15,8 @@ import pytest
 from django.test import override_settings
 
 import rabbitbus
-from rabbitbus.exceptions import AccessRefused
+from rabbitbus import rpc
+from rabbitbus.exceptions import AccessRefused, RpcNotSent
 from rabbitbus.runtime.service import Runtime
 from tests.broker import AMQP_PORT, ctl, unique
 
@@ -81,6 +82,24 @@ def test_apublish_says_what_rabbitmq_refused(
     with override_settings(RABBITBUS=settings_for(address)), pytest.raises(AccessRefused) as caught:
         asyncio.run(rabbitbus.apublish("amq.topic", "x", {}))
     message = str(caught.value)
+    assert words in message and PASSWORD not in message
+
+
+@pytest.mark.parametrize("kind", ["call", "acall"])
+@pytest.mark.parametrize("case", CASES)
+def test_call_and_acall_say_what_rabbitmq_refused(
+    kind: str, case: str, test_vhost: str, user_without_permission: str
+) -> None:
+    """As publishing does: AccessRefused, not the RpcNotSent of a broker that is away
+    (both are a BrokerUnavailable; the request did not leave either way)."""
+    address, words = cases(test_vhost, user_without_permission)[case]
+    with override_settings(RABBITBUS=settings_for(address)), pytest.raises(AccessRefused) as caught:
+        if kind == "call":
+            rpc.call("test.aecho", 1, timeout=60)
+        else:
+            asyncio.run(rpc.acall("test.aecho", 1, timeout=60))
+    message = str(caught.value)
+    assert not isinstance(caught.value, RpcNotSent)
     assert words in message and PASSWORD not in message
 
 

@@ -157,3 +157,25 @@ def test_on_a_half_open_connection_a_call_times_out_within_its_bound(
         seconds, outcome = timed(kind, 2, then=proxy.blackhole)
     assert type(outcome) is RpcTimeout, repr(outcome)
     assert seconds <= BOUND + SLACK
+
+
+@pytest.mark.timeout(40)  # the call's timeout is 60 s: only RECONNECT_TIMEOUT ends it in time
+@pytest.mark.parametrize("kind", KINDS)
+def test_after_a_lost_connection_a_call_gives_up_within_reconnect_timeout(
+    kind: str, proxy: FaultProxy
+) -> None:
+    """Connected once, then the broker's port refuses: RpcNotSent once RECONNECT_TIMEOUT
+    (1 s) is out, not after the call's own timeout, from ``call`` and ``acall`` alike."""
+    server = rabbitbus_through(proxy.port)
+    server["CONNECTIONS"]["default"] = server["CONNECTIONS"]["direct"]  # type: ignore[index]
+    client = override_settings(RABBITBUS=rabbitbus_through(proxy.port, RECONNECT_TIMEOUT=1))
+
+    def refusing() -> None:
+        proxy.close()
+        if kind == "call":  # idle since, so that the call finds its connection dead first
+            rpc_client.sync_client().conn.last_used = 0.0
+
+    with override_settings(RABBITBUS=server), serving("test.aecho"), client:
+        _, outcome = timed(kind, 2, timeout=60, then=refusing)
+    assert isinstance(outcome, rabbitbus.RpcNotSent), repr(outcome)
+    assert "not reachable" in str(outcome) and "within its timeout" not in str(outcome)

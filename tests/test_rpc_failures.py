@@ -184,7 +184,7 @@ def test_connection_lost_mid_call_raises_and_next_call_works(broker: Broker) -> 
         rpc.call("test.sleep", 0, timeout=5)
         # rabbitmqctl needs a second or more to act: the call must outlast it.
         threading.Timer(0.5, broker.close_all_connections).start()
-        with pytest.raises(BrokerConnectionError, match="test.sleep"):
+        with pytest.raises(BrokerConnectionError, match="the call to 'test.sleep'"):
             rpc.call("test.sleep", 6, timeout=15)
         assert broker.wait_for(lambda: broker.consumers("rpc.test.sleep") > 0, timeout=15)
         assert rpc.call("test.sleep", 0, "again", timeout=10) == "again"
@@ -209,7 +209,7 @@ async def test_connection_lost_mid_acall_raises_and_next_call_works(
     with serving("test.sleep"):
         await rpc.acall("test.sleep", 0, timeout=5)
         threading.Timer(0.5, broker.close_all_connections).start()
-        with pytest.raises(BrokerConnectionError):
+        with pytest.raises(BrokerConnectionError, match="the call to 'test.sleep'"):
             await rpc.acall("test.sleep", 6, timeout=15)
         await asyncio.sleep(0.5)
         for _ in range(100):

@@ -8,7 +8,7 @@ import logging
 from typing import Any, cast
 
 from rabbitbus.conf import settings
-from rabbitbus.exceptions import BrokerUnavailable, RpcError
+from rabbitbus.exceptions import AccessRefused, BrokerUnavailable, RpcError
 from rabbitbus.messages import Delivery
 from rabbitbus.rpc.procedures import DIRECT_REPLY_TO, result_from_reply
 from rabbitbus.rpc.requests import (
@@ -65,6 +65,8 @@ class AsyncRpcClient:
                 reply = await future
         except _Returned:
             raise no_route(name) from None
+        except _Lost as lost:
+            raise connection_lost(name, lost.cause) from lost.cause
         except TimeoutError:
             if channel is None:
                 raise not_sent(name, f"not connected within its timeout of {timeout:g}s") from None
@@ -74,12 +76,15 @@ class AsyncRpcClient:
         return result_from_reply(*reply)
 
     async def _ready(self, name: str) -> aio.Channel:
-        """The reply channel; :class:`RpcNotSent` if there is no broker to send to."""
+        """The reply channel; :class:`RpcNotSent` if there is no broker to send to,
+        :class:`AccessRefused` if it refused us (a setting to fix, as for publishing)."""
         channel = self._channel
         if channel is not None and not channel.is_closed:
             return channel
         try:
             return await self._ready_to_send(name)
+        except AccessRefused:
+            raise
         except BrokerUnavailable as exc:
             raise not_sent(name, exc) from exc
 
@@ -93,16 +98,22 @@ class AsyncRpcClient:
 
     async def _ready_to_send(self, name: str) -> aio.Channel:
         """The reply channel. Nothing is sent yet, so a connection lost meanwhile (aio-pika
-        reconnects it) is waited out within the call's timeout; :class:`BrokerUnavailable`
-        (no broker within RECONNECT_TIMEOUT) is not."""
+        reconnects it) is waited out within the call's timeout and ``RECONNECT_TIMEOUT``,
+        whichever ends first, as the sync client does; then :class:`BrokerUnavailable`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.conn.settings.reconnect_timeout
         delays = connections.backoff_delays(base=0.05, cap=0.5)
         while True:
             try:
+                if not self.conn.ready:  # aio-pika would wait for its reconnect for ever
+                    await self.conn.wait_ready(deadline)
                 return await self._ready_channel()
             except BrokerUnavailable:
                 raise
             except (aio.AMQPError, ConnectionError, OSError, RuntimeError) as exc:
                 # RuntimeError: aiormq's "<Connection ...> closed" while a channel opens.
+                if loop.time() >= deadline:
+                    raise connections.unavailable(self.conn.settings, exc) from exc
                 logger.debug("Not connected for a call to %s (%r); waiting", name, exc)
                 await asyncio.sleep(next(delays))
 
@@ -180,14 +191,24 @@ class AsyncRpcClient:
         if future is not None and not future.done():
             future.set_exception(_Returned())
 
-    def _on_closed(self, _closing: asyncio.Future[Any]) -> None:
+    def _on_closed(self, closing: asyncio.Future[Any]) -> None:
+        cause = None if closing.cancelled() else closing.exception()
         for future in self.pending.values():
             if not future.done():
-                future.set_exception(connection_lost("an RPC procedure"))
+                future.set_exception(_Lost(cause))
 
 
 class _Returned(Exception):
     """A request the broker returned (:meth:`AsyncRpcClient.call` raises :class:`NoRoute`)."""
+
+
+class _Lost(Exception):
+    """The reply channel closed under a call (:meth:`AsyncRpcClient.call` raises
+    ``connection_lost`` naming its procedure, which only the call knows)."""
+
+    def __init__(self, cause: BaseException | None) -> None:
+        super().__init__(cause)
+        self.cause = cause
 
 
 async def _settled(before: set[asyncio.Task[Any]]) -> None:

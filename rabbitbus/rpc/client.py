@@ -21,6 +21,7 @@ from rabbitbus.rpc.requests import (
     CONSUMER_CHECK_LIMIT,
     Reply,
     Request,
+    checked_call,
     no_route,
     request,
     timed_out,
@@ -79,7 +80,7 @@ def async_client(alias: str = "default") -> AsyncRpcClient:
 def call(
     name: str,
     *args: Any,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = DEFAULT_TIMEOUT,
     connection: str = "default",
     **kwargs: Any,
 ) -> Any:
@@ -96,7 +97,13 @@ def call(
     Returns or raises within ``timeout`` plus
     :data:`CONSUMER_CHECK_LIMIT` once connected, whatever
     the broker's state (down, blocked by an alarm, half-open).
+
+    ``timeout`` is in seconds, :data:`DEFAULT_TIMEOUT` for ``None``. A ``timeout`` that
+    is not a positive number, or a ``name`` that is not a ``str`` (of at most 251 bytes),
+    raises :class:`InvalidArgument` (a ``ValueError`` and a ``TypeError``) before
+    anything is sent.
     """
+    timeout = checked_call(name, timeout)
     if interceptor is not None:
         req = request(name, args, kwargs, timeout)
         return result_from_reply(*interceptor.call(name, req, timeout))
@@ -110,11 +117,12 @@ def call(
 async def acall(
     name: str,
     *args: Any,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float | None = DEFAULT_TIMEOUT,
     connection: str = "default",
     **kwargs: Any,
 ) -> Any:
     """The async twin of :func:`call`: same arguments, result and errors."""
+    timeout = checked_call(name, timeout)
     if interceptor is not None:
         req = request(name, args, kwargs, timeout)
         return result_from_reply(*await interceptor.acall(name, req, timeout))

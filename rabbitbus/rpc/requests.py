@@ -15,7 +15,13 @@ from pamqp.commands import Basic
 from rabbitbus import messages, serializers
 from rabbitbus.exceptions import BrokerConnectionError, NoRoute, NoServer, RpcNotSent, RpcTimeout
 from rabbitbus.observability import traces
-from rabbitbus.rpc.procedures import DIRECT_REPLY_TO, REQUEST_TYPE, deadline_after, queue_name
+from rabbitbus.rpc.procedures import (
+    DEFAULT_TIMEOUT,
+    DIRECT_REPLY_TO,
+    REQUEST_TYPE,
+    deadline_after,
+    queue_name,
+)
 from rabbitbus.transport import frames
 
 #: Longest the "does any server consume the queue?" check after a timeout may take
@@ -45,11 +51,22 @@ class Request:
     trace: dict[str, str] | None = None
 
 
+def checked_call(name: object, timeout: object) -> float:
+    """The timeout of a call to ``name``: ``timeout`` seconds, :data:`DEFAULT_TIMEOUT` for
+    ``None``. Raises :class:`InvalidArgument` (before anything is sent, for ``call`` and
+    ``acall`` alike) unless ``timeout`` is a positive number and ``name`` a ``str`` whose
+    queue name AMQP can carry."""
+    queue = queue_name(messages.checked_name(name, "procedure name"))
+    messages.checked_name(queue, "procedure's queue name")
+    seconds = messages.checked_timeout(timeout, f"the default, {DEFAULT_TIMEOUT:g}")
+    return DEFAULT_TIMEOUT if seconds is None else seconds
+
+
 def request(name: str, args: Any, kwargs: dict[str, Any], timeout: float) -> Request:
-    """The request for ``name``; raises ``ValueError`` for a non-positive timeout,
-    :class:`SerializationError` or :class:`MessageTooLarge` for bad arguments."""
-    if timeout <= 0:
-        raise ValueError("timeout must be positive")
+    """The request for ``name``; raises :class:`InvalidArgument` for a bad name or timeout
+    (:func:`checked_call`), :class:`SerializationError` or :class:`MessageTooLarge` for bad
+    arguments."""
+    timeout = checked_call(name, timeout)
     serializer = serializers.default()
     body = messages.checked_size(serializer.dumps({"args": list(args), "kwargs": kwargs}))
     return Request(

@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any
 
-from rabbitbus.exceptions import BrokerUnavailable
+from rabbitbus.exceptions import AccessRefused, BrokerUnavailable
 from rabbitbus.rpc.procedures import DIRECT_REPLY_TO, result_from_reply
 from rabbitbus.rpc.requests import (
     CONSUMER_CHECK_LIMIT,
@@ -70,11 +70,14 @@ class SyncRpcClient:
 
     def _ready(self, name: str, deadline: float) -> tuple[Connection, Any]:
         """The connection and reply channel, (re)connecting until ``deadline``; nothing is
-        sent yet, so failing raises :class:`RpcNotSent`."""
+        sent yet, so failing raises :class:`RpcNotSent`, or :class:`AccessRefused` when the
+        broker refused us (a setting to fix, as for publishing)."""
         delays = connections.backoff_delays(base=0.05, cap=0.5)
         while True:
             try:
                 return self._channel(deadline)
+            except AccessRefused:
+                raise
             except BrokerUnavailable as exc:
                 raise not_sent(name, exc) from exc
             except sync_rpc.LOST as exc:

@@ -15,12 +15,24 @@ from rabbitbus import messages
 from rabbitbus.exceptions import NotConfirmed
 from rabbitbus.messages import Envelope
 from rabbitbus.transport.aio_connections import AsyncConnection
-from rabbitbus.transport.confirms import Outcome, channel_error, unroutable
+from rabbitbus.transport.confirms import (
+    Outcome,
+    channel_error,
+    dropped_with_the_channel,
+    unroutable,
+)
 
-#: aiormq errors after which the robust connection will recover: retry.
+
+class DroppedWithTheChannel(Exception):
+    """The broker closed the publishing channel over another message (a 404 naming another
+    exchange) before this one was confirmed: aio-pika reopens the channel, send it again."""
+
+
+#: Errors after which the robust connection or channel will recover: retry.
 TRANSIENT: tuple[type[BaseException], ...] = (
     aiormq.exceptions.AMQPConnectionError,
     aiormq.exceptions.ChannelInvalidStateError,
+    DroppedWithTheChannel,
     ConnectionError,
     OSError,
 )
@@ -34,7 +46,8 @@ async def publish_once(envelope: Envelope, conn: AsyncConnection, timeout: float
     """Publish ``envelope`` on ``conn``'s confirm channel and return its outcome.
 
     Raises ``TimeoutError`` when no confirm came within ``timeout``, and one of
-    :data:`TRANSIENT` when the connection or channel was lost meanwhile.
+    :data:`TRANSIENT` when the connection or channel was lost meanwhile (the channel
+    also when the broker closed it over another message).
     """
     channel = await conn.publish_channel()
     underlay = await channel.get_underlay_channel()
@@ -56,7 +69,10 @@ async def publish_once(envelope: Envelope, conn: AsyncConnection, timeout: float
         return NotConfirmed(f"Broker nacked message {envelope.message_id}")
     except aiormq.exceptions.ChannelClosed as exc:
         code = 404 if isinstance(exc, aiormq.exceptions.ChannelNotFoundEntity) else 0
-        return channel_error(code, " ".join(map(str, exc.args)))
+        text = " ".join(map(str, exc.args))
+        if code == 404 and dropped_with_the_channel(envelope.exchange, text):
+            raise DroppedWithTheChannel(text) from exc
+        return channel_error(code, text)
     if isinstance(confirmation, spec.Basic.Nack):
         await conn.drop_publish_channel(channel)
         return NotConfirmed(f"Broker nacked message {envelope.message_id}")

@@ -140,12 +140,11 @@ class ConfirmChannel:
         if not isinstance(reason, pika.exceptions.ChannelClosedByBroker):
             return
         error = channel_error(reason.reply_code, reason.reply_text)
-        missing = _MISSING_EXCHANGE.search(reason.reply_text)
         for tag, message_id in list(self._tags.items()):
             # A 404 names the missing exchange: only its messages failed. The
             # others were dropped with the channel; leaving them unsettled lets
             # the caller send them again on a fresh channel.
-            if missing is None or self._exchanges.get(message_id) == missing.group(1):
+            if not dropped_with_the_channel(self._exchanges.get(message_id), reason.reply_text):
                 self.outcomes.setdefault(message_id, error)
                 del self._tags[tag]
 
@@ -219,6 +218,15 @@ def unroutable(exchange: str, routing_key: str, reply_text: str) -> Unroutable:
         f"No queue is bound to exchange {exchange!r} for routing key {routing_key!r} "
         f"({reply_text}); the message was returned."
     )
+
+
+def dropped_with_the_channel(exchange: str | None, reply_text: str) -> bool:
+    """Whether a message to ``exchange``, unconfirmed when the broker closed its channel
+    with ``reply_text``, was only dropped with it (a 404 naming another exchange as
+    missing): not its fault, so it is sent again on a fresh channel, by both publish
+    paths alike. Any other close fails it with the channel's error."""
+    missing = _MISSING_EXCHANGE.search(reply_text)
+    return missing is not None and missing.group(1) != exchange
 
 
 def channel_error(reply_code: int, reply_text: str) -> PublishError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -32,6 +33,8 @@ class Command(BaseCommand):
     def handle(
         self, *args: Any, name: str, timeout: float, connection: str, **options: Any
     ) -> None:
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise CommandError(f"--timeout must be a positive number of seconds, not {timeout!r}.")
         kwargs = json_or_text(options["kwargs"])
         if not isinstance(kwargs, dict):
             raise CommandError("--kwargs must be a JSON object.")
