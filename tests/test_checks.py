@@ -57,8 +57,15 @@ def ids(raw: Any) -> set[str]:
         ({"EXCHANGES": {"shop": {"TYPE": ["topic"]}}}, "rabbitbus.E020"),
         ({"QUEUES": {"q": {"TYPE": ["quorum"]}}}, "rabbitbus.E021"),
         ({"QUEUES": {"q": {"TYPE": "stream"}}}, "rabbitbus.E021"),
+        ({"QUEUES": {"q": {"TYPE": "classic", "DURABLE": "yes"}}}, "rabbitbus.E021"),
+        ({"QUEUES": {"q": {"ARGUMENTS": [("x-max-length", 5)]}}}, "rabbitbus.E021"),
+        ({"QUEUES": {"q": {"ARGUMENTS": {5: "x"}}}}, "rabbitbus.E021"),
+        ({"QUEUES": {"q": {"MESSAGE_TTL": "60s"}}}, "rabbitbus.E021"),
+        ({"QUEUES": {"q": {"MAX_LENGTH": -1}}}, "rabbitbus.E021"),
+        ({"QUEUES": {"q": {"DEAD_LETTER_EXCHANGE": 5}}}, "rabbitbus.E021"),
         ({"QUEUES": {"q": {"TYPE": "quorum", "DURABLE": False}}}, "rabbitbus.E022"),
         ({"QUEUES": {"q": {"DELIVERY_LIMIT": 3}}}, "rabbitbus.E023"),
+        ({"QUEUES": {"q": {"DELIVERY_LIMIT": 3, "ARGUMENTS": "x"}}}, "rabbitbus.E023"),
         ({"QUEUES": {"q": {"BINDINGS": [("missing", "#")]}}}, "rabbitbus.E024"),
         ({"QUEUES": {"q": {"BINDINGS": "shop"}}}, "rabbitbus.E025"),
         ({"QUEUES": {"q": {"BINDINGS": [("shop",)]}}}, "rabbitbus.E025"),
@@ -194,8 +201,21 @@ def check_in_a_process(tmp_path: Path, **bad: Any) -> subprocess.CompletedProces
         ({"BRIDGES": [{"MODEL": 5, "EXCHANGE": "shop"}]}, "rabbitbus.E041"),
         ({"BRIDGES": [{"MODEL": "testapp.Order", "EXCHANGE": "shop", "EVENTS": 5}]}, "E044"),
         ({"BRIDGES": [{"MODEL": "testapp.Order", "EXCHANGE": "shop", "SIGNAL": 5}]}, "E041"),
+        ({"BRIDGES": [{"MODEL": "testapp.Order", "EXCHANGE": "shop", "CONNECTION": "x"}]}, "E047"),
+        ({"QUEUES": {"q": {"ARGUMENTS": [["x-max-length", 5]], "DELIVERY_LIMIT": 3}}}, "E021"),
+        ({"QUEUES": {"q": {"MESSAGE_TTL": "60s"}}}, "E021"),
     ],
-    ids=["monitoring-list", "monitoring-str", "monitoring-none", "model", "events", "signal"],
+    ids=[
+        "monitoring-list",
+        "monitoring-str",
+        "monitoring-none",
+        "model",
+        "events",
+        "signal",
+        "bridge-connection",
+        "queue-arguments",
+        "queue-ttl",
+    ],  # fmt: skip
 )
 def test_a_mistake_read_at_startup_is_reported_by_check_not_raised(
     tmp_path: Path, bad: dict[str, Any], expected: str
@@ -261,6 +281,16 @@ def test_unknown_bridge_key_is_e040() -> None:
 )
 def test_bad_bridge_options_or_type_is_e046(bridge: dict[str, Any]) -> None:
     assert bridge_ids(**bridge) == {"rabbitbus.E046"}
+
+
+def test_a_bridge_on_an_unknown_connection_is_e047() -> None:
+    from rabbitbus.checks.bridges import all_errors
+
+    assert bridge_ids(CONNECTION="default") == set()
+    entry = {"MODEL": "testapp.Order", "EXCHANGE": "shop", "CONNECTION": "analytics"}
+    (message,) = all_errors({**SHOP, "BRIDGES": [entry]})
+    assert message.id == "rabbitbus.E047"
+    assert "'analytics'" in message.msg and "'default'" in message.hint
 
 
 def test_e046_names_the_bad_option_and_the_valid_ones() -> None:

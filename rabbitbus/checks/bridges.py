@@ -67,6 +67,24 @@ def _exchange_name_errors(where: str, declared: Bridge) -> list[CheckMessage]:
     return [_e("E042", f"{where}: bad exchange {declared.exchange!r}.", "A name.")]
 
 
+def _connection_errors(where: str, declared: Bridge) -> list[CheckMessage]:
+    """E047: a ``CONNECTION`` that names no ``RABBITBUS['CONNECTIONS']`` alias (every
+    publish of the bridge would raise ``ConfigurationError``)."""
+    from rabbitbus.conf import settings
+
+    aliases = settings.CONNECTIONS
+    if not isinstance(aliases, dict) or declared.connection in aliases:
+        return []  # a bad CONNECTIONS is E003's
+    known = ", ".join(map(repr, aliases)) or "none"
+    return [
+        _e(
+            "E047",
+            f"{where}: CONNECTION {declared.connection!r} is not a RABBITBUS['CONNECTIONS'] alias.",
+            f"One of {known}.",
+        )
+    ]
+
+
 def _undeclared_errors(where: str, declared: Bridge, exchanges: Any) -> list[CheckMessage]:
     """E042 for an exchange missing from ``EXCHANGES``: not blocking, since code may
     declare it (the topology registry), so the bridge is connected all the same."""
@@ -165,6 +183,7 @@ def blocking_errors(where: str, declared: Bridge) -> list[CheckMessage]:
     return [
         *_source_errors(where, declared),
         *_exchange_name_errors(where, declared),
+        *_connection_errors(where, declared),
         *_builder_errors(where, declared),
         *_mode_errors(where, declared),
         *_message_errors(where, declared),

@@ -9,6 +9,7 @@ stable and has a test.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from django.core.checks import CheckMessage, register
@@ -101,11 +102,47 @@ def _binding_errors(queue: str, bindings: Any, exchanges: dict[str, Any]) -> lis
     return errors
 
 
+def _flag(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _name_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _count_or_none(value: Any) -> bool:
+    return value is None or (type(value) is int and value >= 0)
+
+
+def _arguments(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(key, str) for key in value)
+
+
+#: What each typed ``QUEUES[name]`` key must hold (E021), and the test of a good value.
+QUEUE_VALUES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "DURABLE": ("True or False", _flag),
+    "AUTO_DELETE": ("True or False", _flag),
+    "EXCLUSIVE": ("True or False", _flag),
+    "ARGUMENTS": ("a dict of argument names to values", _arguments),
+    "DEAD_LETTER_EXCHANGE": ("an exchange name or None", _name_or_none),
+    "DEAD_LETTER_ROUTING_KEY": ("a routing key or None", _name_or_none),
+    "DELIVERY_LIMIT": ("a whole number >= 0 or None", _count_or_none),
+    "MESSAGE_TTL": ("milliseconds, a whole number >= 0, or None", _count_or_none),
+    "MAX_LENGTH": ("a whole number >= 0 or None", _count_or_none),
+}
+
+
 def _queue_errors(name: str, raw: Any, exchanges: dict[str, Any]) -> list[CheckMessage]:
     where = f"RABBITBUS['QUEUES'][{name!r}]"
     if not isinstance(raw, dict):
         return [_e("E021", f"{where} must be a dict.", "e.g. {'TYPE': 'quorum'}")]
     errors = _unknown_keys(raw, QUEUE_KEYS, where)
+    for key, (expected, good) in QUEUE_VALUES.items():
+        if key in raw and not good(raw[key]):
+            hint = "docs/settings.md lists each QUEUES key."
+            errors.append(
+                _e("E021", f"{where}[{key!r}] must be {expected}, not {raw[key]!r}.", hint)
+            )
     kind = raw.get("TYPE", QUEUE_DEFAULTS["TYPE"])
     if not isinstance(kind, str) or kind not in QUEUE_TYPES:
         errors.append(_e("E021", f"{where} has an unknown TYPE.", "'quorum' or 'classic'."))
@@ -116,8 +153,9 @@ def _queue_errors(name: str, raw: Any, exchanges: dict[str, Any]) -> list[CheckM
             _e("E022", f"{where} is a quorum queue: it must be durable.", "Or use TYPE 'classic'.")
         )
     if raw.get("DELIVERY_LIMIT") is not None:
-        if not raw.get("DEAD_LETTER_EXCHANGE") and "x-dead-letter-exchange" not in raw.get(
-            "ARGUMENTS", QUEUE_DEFAULTS["ARGUMENTS"]
+        arguments = raw.get("ARGUMENTS", QUEUE_DEFAULTS["ARGUMENTS"])
+        if not raw.get("DEAD_LETTER_EXCHANGE") and not (
+            _arguments(arguments) and "x-dead-letter-exchange" in arguments
         ):
             errors.append(
                 _e(

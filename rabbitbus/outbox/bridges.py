@@ -261,7 +261,7 @@ def connect_all() -> None:
     that does not resolve, any other blocking error of the checks) is skipped with
     a WARNING naming it and why, so a process started without the system checks
     (gunicorn, a worker) still says so, and no save raises because of it. The
-    checks report the same (rabbitbus.E040-E046). Settings bridges connected before
+    checks report the same (rabbitbus.E040-E047). Settings bridges connected before
     are disconnected first, so calling this again (settings changed) connects each
     bridge once.
     """
