@@ -186,6 +186,24 @@ def checked_timeout(timeout: object, default: str) -> float | None:
     )
 
 
+def _check_properties(message: Message) -> None:
+    """:class:`InvalidArgument` for a property AMQP cannot carry: the short strings
+    (``message_id``, ``type``, ``correlation_id``, ``reply_to``) and ``priority`` (0-255)."""
+    for what, value in (
+        ("message_id", message.message_id),
+        ("type", message.type),
+        ("correlation_id", message.correlation_id),
+        ("reply_to", message.reply_to),
+    ):
+        if value is not None:
+            checked_name(value, what)
+    priority = message.priority
+    if priority is not None and not (type(priority) is int and 0 <= priority <= 255):
+        raise InvalidArgument(
+            f"priority must be a whole number 0-255 or None, not {reprlib.repr(priority)}."
+        )
+
+
 def _number(value: object) -> TypeGuard[float]:
     """Whether ``value`` is an int or a float (a bool is neither, here)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
@@ -211,13 +229,14 @@ def build(message: Message, serializer: Any = None, *, operation: str = "publish
 
     Raises :class:`SerializationError` when the payload cannot be encoded,
     :class:`MessageTooLarge` (a ``ValueError``) when the body is over
-    ``MAX_MESSAGE_SIZE`` and :class:`InvalidArgument` for an exchange, routing key or
-    expiration AMQP cannot carry: nothing is sent in any case.
+    ``MAX_MESSAGE_SIZE`` and :class:`InvalidArgument` for an exchange, routing key,
+    property or expiration AMQP cannot carry: nothing is sent in any case.
     """
     from rabbitbus.conf import settings
 
     exchange = checked_name(message.exchange, "exchange")
     routing_key = checked_name(message.routing_key, "routing key")
+    _check_properties(message)
     serializer = serializer or serializers.default()
     body = checked_size(serializer.dumps(message.payload))
     message_id = message.message_id or uuid.uuid4().hex

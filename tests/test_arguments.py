@@ -120,6 +120,31 @@ def test_a_bad_exchange_or_routing_key_is_refused_alike_sync_and_async(
     assert broker.queue_depth(queue) == 0
 
 
+BAD_PROPERTIES = [
+    ({"message_id": 42}, "message_id must be a str, not int"),
+    ({"type": LONG}, "is 256 bytes of UTF-8; AMQP allows at most 255"),
+    ({"correlation_id": b"c"}, "correlation_id must be a str, not bytes"),
+    ({"reply_to": 5}, "reply_to must be a str, not int"),
+    ({"priority": 256}, "priority must be a whole number 0-255 or None, not 256"),
+    ({"priority": "high"}, "priority must be a whole number 0-255 or None, not 'high'"),
+    ({"priority": True}, "priority must be a whole number 0-255 or None, not True"),
+]
+
+
+@pytest.mark.parametrize(("options", "words"), BAD_PROPERTIES)
+@pytest.mark.parametrize("kind", PUBLISHES)
+def test_a_bad_property_is_refused_alike_sync_and_async(
+    kind: str, options: dict[str, Any], words: str, broker: Broker, exchange: str, queue: str
+) -> None:
+    if kind.endswith("_many"):
+        error = outcome(kind, [rabbitbus.Message(exchange, "k", {}, **options)])
+    else:
+        error = outcome(kind, exchange, "k", {}, **options)
+    assert type(error) is InvalidArgument, repr(error)
+    assert words in str(error)
+    assert broker.queue_depth(queue) == 0
+
+
 @pytest.mark.parametrize("timeout", BAD_TIMEOUTS)
 @pytest.mark.parametrize("kind", ["call", "acall"])
 def test_a_bad_call_timeout_is_refused_alike_by_call_and_acall(kind: str, timeout: object) -> None:
