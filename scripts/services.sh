@@ -5,18 +5,60 @@
 rabbit_up() { rabbitmq-diagnostics -q ping >/dev/null 2>&1; }
 
 ensure_rabbitmq() {
-    if rabbit_up; then return 0; fi
     local how="start it with 'docker compose up -d rabbitmq' or 'apt-get install rabbitmq-server'"
+    if rabbit_up; then
+        rabbit_has_sockets_enough && return 0
+        raise_rabbit_file_limit || return 0
+        echo "RabbitMQ accepted only $(rabbit_socket_limit) sockets (1,024 file descriptors);"
+        echo "restarting it with $RABBIT_FILE_LIMIT (set in $RABBIT_ENV_CONF)."
+        rabbitmqctl -q stop >/dev/null 2>&1 || true
+    fi
     if ! command -v rabbitmq-server >/dev/null 2>&1; then
         echo "RabbitMQ is not reachable on 127.0.0.1:5672 and not installed here: $how." >&2
         return 1
     fi
     echo "Starting RabbitMQ..."
-    rabbitmq-server -detached >/dev/null 2>&1 || true
-    if ! rabbitmqctl await_startup >/dev/null 2>&1; then
+    rabbit_up || rabbitmq-server -detached >/dev/null 2>&1 || true
+    if ! rabbit_started; then
         echo "RabbitMQ did not start on 127.0.0.1:5672 (see /var/log/rabbitmq/): $how." >&2
         return 1
     fi
+}
+
+# rabbit_started: whether the node finished booting within about a minute (a service manager
+# may be bringing it back at the same time as we do: one of the two starts it).
+rabbit_started() {
+    local try
+    for try in 1 2 3 4 5 6; do
+        rabbitmqctl -q await_startup --timeout 10 >/dev/null 2>&1 && return 0
+        sleep 2
+    done
+    return 1
+}
+
+# A node started with the system's default of 1,024 file descriptors accepts about 830
+# sockets; a long test run (hundreds of worker processes and connections) reaches that, and
+# the node then takes TCP connections without ever answering them ("Timeout during AMQP
+# handshake"). The Debian package starts the node through `su rabbitmq`, which resets the
+# limit, so it is raised where the node's own scripts read it: rabbitmq-env.conf.
+RABBIT_ENV_CONF=/etc/rabbitmq/rabbitmq-env.conf
+RABBIT_FILE_LIMIT=20000
+
+rabbit_socket_limit() {
+    rabbitmqctl -q status 2>/dev/null | sed -n 's/^Sockets: [0-9]*, limit: \([0-9]*\).*/\1/p' | head -1
+}
+
+raise_rabbit_file_limit() {
+    [ -w "$RABBIT_ENV_CONF" ] || return 1
+    grep -q "^ulimit -n" "$RABBIT_ENV_CONF" && return 1
+    printf '%s\n' "# rabbitbus scripts/services.sh: room for more than 830 sockets" \
+        "ulimit -n $RABBIT_FILE_LIMIT 2>/dev/null || true" >> "$RABBIT_ENV_CONF"
+}
+
+rabbit_has_sockets_enough() {
+    local limit
+    limit=$(rabbit_socket_limit)
+    [ -z "$limit" ] || ! command -v rabbitmq-server >/dev/null 2>&1 || [ "$limit" -ge 4000 ]
 }
 
 # ensure_rabbitmq_management: enable RabbitMQ's management plugin (the HTTP API behind the
