@@ -333,8 +333,10 @@ def test_sigterm_during_a_call_still_replies_and_exits_zero(
 ) -> None:
     process = start_with_rpc(workers, broker, prefix, db_path)
     target = tmp_path / "ran"
-    thread, outcome = call_in_thread("test.touch", str(target), 3.0, timeout=20)
-    assert broker.wait_for(lambda: broker.unacked(RPC_QUEUE) == 1, timeout=10)
+    # The call runs 8 s: long enough that polling rabbitmqctl (seconds a call on a loaded
+    # machine) cannot miss it in flight and see it acked already.
+    thread, outcome = call_in_thread("test.touch", str(target), 8.0, timeout=40)
+    assert broker.wait_for(lambda: broker.unacked(RPC_QUEUE) == 1, timeout=20)
     assert not target.exists()  # delivered and not finished: the call is in flight
     process.send_signal(signal.SIGTERM)
     assert broker.wait_for(lambda: broker.consumers(RPC_QUEUE, missing=0) == 0, timeout=5)
