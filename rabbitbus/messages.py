@@ -20,11 +20,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeGuard
+from typing import Any
 
 from pamqp.commands import Basic
 
 from rabbitbus import serializers
+from rabbitbus.conf.schema import is_number
 from rabbitbus.exceptions import DecodeError, InvalidArgument, MessageTooLarge
 from rabbitbus.observability import traces
 
@@ -143,7 +144,7 @@ def expiration_ms(expiration: float | timedelta | None) -> str | None:
     if expiration is None:
         return None
     seconds = expiration.total_seconds() if isinstance(expiration, timedelta) else expiration
-    if not _number(seconds) or not 0 <= seconds < math.inf:
+    if not is_number(seconds) or not 0 <= seconds < math.inf:
         raise InvalidArgument(
             "expiration must be a non-negative number of seconds or a timedelta, "
             f"not {reprlib.repr(expiration)}."
@@ -178,7 +179,7 @@ def checked_timeout(timeout: object, default: str) -> float | None:
     :class:`InvalidArgument`."""
     if timeout is None:
         return None
-    if _number(timeout) and 0 < timeout < math.inf:
+    if is_number(timeout) and 0 < timeout < math.inf:
         return timeout
     raise InvalidArgument(
         f"timeout must be a positive number of seconds, or None for {default}; "
@@ -202,11 +203,6 @@ def _check_properties(message: Message) -> None:
         raise InvalidArgument(
             f"priority must be a whole number 0-255 or None, not {reprlib.repr(priority)}."
         )
-
-
-def _number(value: object) -> TypeGuard[float]:
-    """Whether ``value`` is an int or a float (a bool is neither, here)."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def checked_size(body: bytes) -> bytes:

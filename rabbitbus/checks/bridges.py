@@ -14,7 +14,7 @@ from django.core.checks import CheckMessage, register
 from django.dispatch import Signal
 
 from rabbitbus.checks.base import error as _e
-from rabbitbus.conf import DEFAULTS, MODEL_EVENTS, OutboxSettings, defaults, numbers
+from rabbitbus.conf import DEFAULTS, MODEL_EVENTS, OutboxSettings, defaults, is_number, numbers
 from rabbitbus.outbox.bridges import (
     SETTING_KEYS,
     Bridge,
@@ -211,7 +211,7 @@ def outbox_errors(raw: Any) -> list[CheckMessage]:
         )
     for key in OUTBOX_NUMBERS:
         value = raw.get(key, 1)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        if not is_number(value) or value <= 0:
             errors.append(_e("E045", f"RABBITBUS['OUTBOX'][{key!r}] must be positive.", hint))
     if raw.get("ON_COMMIT_FAILURE", OUTBOX_DEFAULTS["ON_COMMIT_FAILURE"]) not in FAILURE_POLICIES:
         errors.append(

@@ -15,7 +15,14 @@ from django.core.checks import CheckMessage
 from rabbitbus.checks.base import error as _e
 from rabbitbus.checks.base import unknown_keys as _unknown_keys
 from rabbitbus.checks.base import warning as _w
-from rabbitbus.conf import CONNECTION_DEFAULTS, ConnectionOptions, TLSOptions, keys
+from rabbitbus.conf import (
+    CONNECTION_DEFAULTS,
+    ConnectionOptions,
+    TLSOptions,
+    is_int,
+    is_number,
+    keys,
+)
 
 CONNECTION_KEYS = keys(ConnectionOptions)
 TLS_KEYS = keys(TLSOptions)
@@ -44,7 +51,7 @@ def _number_errors(alias: str, options: dict[str, Any]) -> list[CheckMessage]:
     where = f"RABBITBUS['CONNECTIONS'][{alias!r}]"
     errors: list[CheckMessage] = []
     heartbeat = options.get("HEARTBEAT", CONNECTION_DEFAULTS["HEARTBEAT"])
-    if isinstance(heartbeat, bool) or not isinstance(heartbeat, int) or heartbeat < 0:
+    if not is_int(heartbeat) or heartbeat < 0:
         errors.append(
             _e("E006", f"{where}['HEARTBEAT'] must be a whole number of seconds >= 0.", "e.g. 30")
         )
@@ -58,7 +65,7 @@ def _number_errors(alias: str, options: dict[str, Any]) -> list[CheckMessage]:
         )
     for key in TIMEOUT_KEYS:
         value = options.get(key, 1)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        if not is_number(value) or value <= 0:
             errors.append(
                 _e("E006", f"{where}[{key!r}] must be a positive number of seconds.", "e.g. 10")
             )

@@ -28,6 +28,8 @@ from rabbitbus.conf import (
     QueueOptions,
     WorkerSettings,
     defaults,
+    is_int,
+    is_number,
     keys,
     numbers,
 )
@@ -205,11 +207,7 @@ def _serializer_errors(path: Any) -> list[CheckMessage]:
 
 
 def _size_errors(size: Any) -> list[CheckMessage]:
-    if (
-        isinstance(size, bool)
-        or not isinstance(size, int)
-        or not 0 < size <= BROKER_MAX_MESSAGE_SIZE
-    ):
+    if not is_int(size) or not 0 < size <= BROKER_MAX_MESSAGE_SIZE:
         return [
             _e(
                 "E011",
@@ -264,7 +262,7 @@ def worker_errors(raw: Any) -> list[CheckMessage]:
         )
     for key in WORKER_NUMBERS:
         value = raw.get(key, 1)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        if not is_number(value) or value <= 0:
             errors.append(
                 _e(
                     "E032",
@@ -352,7 +350,7 @@ def management_errors(raw: Any) -> list[CheckMessage]:
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         errors.append(_e("E061", f"{where}['URL'] must be an http(s):// URL.", hint))
     timeout = raw.get("TIMEOUT", defaults(ManagementSettings)["TIMEOUT"])
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+    if not is_number(timeout) or timeout <= 0:
         errors.append(_e("E062", f"{where}['TIMEOUT'] must be a positive number.", "e.g. 3"))
     return errors
 
@@ -364,7 +362,7 @@ def monitoring_errors(raw: Any) -> list[CheckMessage]:
         return [_e("E063", f"{where} must be a dict.", "e.g. {'STALE_AFTER': 60}")]
     errors = _unknown_keys(raw, MONITORING_KEYS, where)
     stale = raw.get("STALE_AFTER", defaults(MonitoringSettings)["STALE_AFTER"])
-    if isinstance(stale, bool) or not isinstance(stale, int | float) or stale <= 0:
+    if not is_number(stale) or stale <= 0:
         errors.append(_e("E064", f"{where}['STALE_AFTER'] must be positive seconds.", "e.g. 60"))
     for key in ("EVENTS_EXCHANGE", "DLQ_SUFFIX"):
         if key in raw and (not isinstance(raw[key], str) or not raw[key]):

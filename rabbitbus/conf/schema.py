@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import MISSING, dataclass, field, fields, replace
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from rabbitbus.exceptions import ConfigurationError
 
@@ -182,13 +182,20 @@ def defaults(section: type) -> dict[str, Any]:
     return found
 
 
+def is_number(value: object) -> TypeGuard[float]:
+    """Whether ``value`` is an int or a float. A bool is neither here: ``TIMEOUT: True``
+    is a mistake, not one second."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_int(value: object) -> TypeGuard[int]:
+    """Whether ``value`` is an int (a bool is not, as in :func:`is_number`)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def numbers(section: type) -> tuple[str, ...]:
     """The keys of ``section`` whose default is a number, in declaration order."""
-    return tuple(
-        key
-        for key, value in defaults(section).items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
-    )
+    return tuple(key for key, value in defaults(section).items() if is_number(value))
 
 
 def read(section: type[T], raw: Any, where: str) -> T:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from rabbitbus import topology
+from rabbitbus.conf.schema import is_int, is_number
 from rabbitbus.consuming import retries
 from rabbitbus.exceptions import ConfigurationError
 
@@ -198,16 +199,12 @@ def _backoff(name: str, backoff: Any) -> tuple[float, float]:
     if not (
         isinstance(backoff, Sequence)
         and len(backoff) == 2
-        and all(_is_number(seconds) for seconds in backoff)
+        and all(is_number(seconds) for seconds in backoff)
     ):
         raise ConfigurationError(
             f"Consumer {name!r}: backoff must be (base, cap) seconds, not {backoff!r}."
         )
     return float(backoff[0]), float(backoff[1])
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _type_problem(spec: ConsumerSpec) -> str | None:
@@ -218,7 +215,7 @@ def _type_problem(spec: ConsumerSpec) -> str | None:
         value = getattr(spec, option)
         if option == "delivery_limit" and value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not is_int(value):
             return f"{option} must be an int, not {value!r}"
     return None
 

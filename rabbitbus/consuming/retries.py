@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rabbitbus.conf.schema import is_int
+
 ATTEMPT = "x-rabbitbus-attempt"
 ERROR_CLASS = "x-rabbitbus-error-class"
 ERROR = "x-rabbitbus-error"
@@ -33,7 +35,7 @@ def attempt_of(headers: dict[str, Any] | None, attempts: int) -> int:
     raw = (headers or {}).get(ATTEMPT)
     if isinstance(raw, bytes):
         raw = raw.decode("ascii", "replace")
-    if isinstance(raw, int) and not isinstance(raw, bool):
+    if is_int(raw):
         value = raw
     elif isinstance(raw, str) and len(raw) < 20:  # no giant-number parsing from the wire
         try:

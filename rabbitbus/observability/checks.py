@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.checks import CheckMessage, Error, register
 
-from rabbitbus.conf import MetricsSettings, keys
+from rabbitbus.conf import MetricsSettings, is_int, keys
 from rabbitbus.observability import metrics
 
 METRICS_KEYS = keys(MetricsSettings)
@@ -29,9 +29,7 @@ def metrics_errors(raw: Any) -> list[CheckMessage]:
         hint = f"Valid keys: {', '.join(sorted(METRICS_KEYS))}."
         errors.append(_error("E081", f"Unknown key(s) {', '.join(unknown)} in {WHERE}.", hint))
     port = raw.get("PORT")
-    if port is not None and (
-        isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536
-    ):
+    if port is not None and (not is_int(port) or not 0 < port < 65536):
         errors.append(_error("E082", f"{WHERE}['PORT'] must be a port number or None.", "9100"))
     if not isinstance(raw.get("ADDR", ""), str):
         errors.append(_error("E082", f"{WHERE}['ADDR'] must be a string.", "e.g. '127.0.0.1'"))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from rabbitbus import serializers, topology
+from rabbitbus.conf.schema import is_int
 from rabbitbus.exceptions import (
     ConfigurationError,
     DecodeError,
@@ -86,9 +87,7 @@ def procedure(name: str, *, concurrency: int | None = None) -> Callable[[F], F]:
     """
     if not isinstance(name, str) or not name:
         raise ConfigurationError(f"RPC procedure name must be a non-empty string, not {name!r}.")
-    if concurrency is not None and (
-        isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
-    ):
+    if concurrency is not None and (not is_int(concurrency) or concurrency < 1):
         raise ConfigurationError(f"RPC procedure {name!r}: concurrency must be an int >= 1.")
 
     def decorate(func: F) -> F:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rabbitbus import topology
+from rabbitbus.conf.schema import is_number
 from rabbitbus.consuming import retries
 from rabbitbus.consuming.registry import DEFAULT_DELIVERY_LIMIT
 from rabbitbus.exceptions import ConfigurationError
@@ -83,8 +84,7 @@ def _boolean(value: Any) -> str | None:
 
 
 def _positive_days(value: Any) -> str | None:
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if number and math.isfinite(value) and value > 0:
+    if is_number(value) and math.isfinite(value) and value > 0:
         return None
     return "a positive number of days (an int or a float)"
 

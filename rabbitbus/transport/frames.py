@@ -23,6 +23,7 @@ from typing import Any
 
 from pamqp import decode
 
+from rabbitbus.conf.schema import is_number
 from rabbitbus.messages import Delivery
 
 METHOD, HEADER, BODY = 1, 2, 3
@@ -153,7 +154,7 @@ def deadline_of(headers: dict[str, Any]) -> int | None:
     """The :data:`DEADLINE_HEADER` of a headers table a driver read (``None``: none, or
     not a number)."""
     value = headers.get(DEADLINE_HEADER)
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return int(value) if is_number(value) else None
 
 
 def ack(channel: int, delivery_tag: int) -> bytes:
