@@ -170,12 +170,23 @@ def test_after_a_lost_connection_a_call_gives_up_within_reconnect_timeout(
     server["CONNECTIONS"]["default"] = server["CONNECTIONS"]["direct"]  # type: ignore[index]
     client = override_settings(RABBITBUS=rabbitbus_through(proxy.port, RECONNECT_TIMEOUT=1))
 
-    def refusing() -> None:
-        proxy.close()
-        if kind == "call":  # idle since, so that the call finds its connection dead first
-            rpc_client.sync_client().conn.last_used = 0.0
-
     with override_settings(RABBITBUS=server), serving("test.aecho"), client:
-        _, outcome = timed(kind, 2, timeout=60, then=refusing)
+        _, outcome = timed(kind, 2, timeout=60, then=proxy.close)
     assert isinstance(outcome, rabbitbus.RpcNotSent), repr(outcome)
     assert "not reachable" in str(outcome) and "within its timeout" not in str(outcome)
+
+
+@pytest.mark.parametrize("cut", ["drop_all", "reset_all"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_call_right_after_a_lost_connection_is_sent_on_a_new_one(
+    kind: str, cut: str, proxy: FaultProxy
+) -> None:
+    """The caller's connection closed (FIN or RST) just after an answered call, and the
+    broker still there: the next call, made at once, reopens and is answered, never lost
+    with the old connection (``BrokerConnectionError``) or refused (``RpcNotSent``)."""
+    server = rabbitbus_through(proxy.port)
+    server["CONNECTIONS"]["default"] = server["CONNECTIONS"]["direct"]  # type: ignore[index]
+    client = override_settings(RABBITBUS=rabbitbus_through(proxy.port))
+    with override_settings(RABBITBUS=server), serving("test.aecho"), client:
+        _, outcome = timed(kind, 2, timeout=10, then=getattr(proxy, cut))
+    assert outcome == 2

@@ -190,16 +190,35 @@ def test_connection_lost_mid_call_raises_and_next_call_works(broker: Broker) -> 
         assert rpc.call("test.sleep", 0, "again", timeout=10) == "again"
 
 
-def test_call_on_a_connection_the_broker_closed_fails_cleanly_then_works(broker: Broker) -> None:
-    """The request is written straight to the socket (transport.sync_rpc.write_now): a socket
-    the broker closed makes the call fail as a lost connection, not hang or crash."""
+def test_a_call_after_the_broker_closed_the_connection_is_sent_on_a_new_one(
+    broker: Broker,
+) -> None:
+    """The broker's close waits on the socket: the next call, even one made within
+    ``RECENTLY_USED`` of the last, reads it first and sends on a new connection."""
     with serving("test.aecho"):
         rpc.call("test.aecho", 1, timeout=5)
         broker.close_all_connections()
         assert broker.wait_for(lambda: broker.consumers("rpc.test.aecho") > 0, timeout=15)
-        rpc_client.sync_client().conn.last_used = time.monotonic()  # trusted, as if just used
+        rpc_client.sync_client().conn.last_used = time.monotonic()  # as if just used
+        assert rpc.call("test.aecho", 2, timeout=5) == 2
+
+
+def test_call_on_a_connection_the_broker_closed_fails_cleanly_then_works(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request is written straight to the socket (transport.sync_rpc.write_now): a close
+    that arrives after the call looked at the socket, before its write (forced here by
+    skipping the look), fails the call as a lost connection, not a hang or a crash."""
+    with serving("test.aecho"):
+        rpc.call("test.aecho", 1, timeout=5)
+        broker.close_all_connections()
+        assert broker.wait_for(lambda: broker.consumers("rpc.test.aecho") > 0, timeout=15)
+        client = rpc_client.sync_client()
+        client.conn.last_used = time.monotonic()  # trusted, as if just used
+        monkeypatch.setattr(client, "_input_waiting", lambda: False)
         with pytest.raises(BrokerConnectionError, match="test.aecho"):
             rpc.call("test.aecho", 2, timeout=5)
+        monkeypatch.undo()
         assert rpc.call("test.aecho", 3, timeout=5) == 3
 
 

@@ -30,7 +30,8 @@ from rabbitbus.transport.sync_rpc import Connection, ReplyReader, consumer_count
 
 logger = logging.getLogger("rabbitbus.rpc.client")  # one logger name for both clients
 
-#: A connection used this recently (seconds) is trusted without an idle-death probe.
+#: A connection used this recently (seconds), with nothing waiting on its socket, is
+#: trusted without pika's poll for a close.
 RECENTLY_USED = 1.0
 
 
@@ -134,11 +135,12 @@ class SyncRpcClient:
             and channel.is_open
             and channel.connection is self.conn.connection
             and now - self.conn.last_used < RECENTLY_USED
+            and not self._input_waiting()
         ):
-            # Skip the idle-death probe (a poll per call) while calls come back to back.
+            # Skip the idle-death probe (pika's poll) while calls come back to back.
             self.conn.last_used = now
             return channel.connection, channel
-        connection = self.conn.get(deadline)
+        connection = self.conn.get(deadline, probe=True)
         if channel is None or not channel.is_open or channel.connection is not connection:
             channel = connection.channel()
             channel.add_on_return_callback(self._on_return)
@@ -146,6 +148,15 @@ class SyncRpcClient:
             channel.basic_consume(DIRECT_REPLY_TO, self._on_reply, auto_ack=True)
             self.channel = channel
         return connection, channel
+
+    def _input_waiting(self) -> bool:
+        """Whether anything arrived since the last call: a late reply, a heartbeat, or the
+        broker's close or EOF. pika must read it before a request goes out, so that a
+        connection lost since the last call is reopened and the request sent on the new
+        one, not lost with the old. Without a reader of our own (TLS, ``FAST_PATHS`` off)
+        that cannot be told cheaply: pika polls before every call."""
+        reader = self._reader
+        return reader is None or reader.channel is not self.channel or reader.input_waiting()
 
     def _on_reply(self, _channel: Any, _method: Any, properties: Any, body: bytes) -> None:
         self._take_reply(properties.correlation_id, body, properties.content_type)

@@ -148,8 +148,9 @@ class SyncConnection:
         self.rpc_client: SyncRpcClient | None = None
         driver_logs.install()  # pika's seven ERROR lines per failed connect become DEBUG
 
-    def get(self, deadline: float | None = None) -> pika.BlockingConnection:
-        """An open connection, connecting if needed.
+    def get(self, deadline: float | None = None, probe: bool = False) -> pika.BlockingConnection:
+        """An open connection, connecting if needed; ``probe`` reads what the broker sent
+        (a close, say) even when the connection was just used.
 
         While the broker is down, waits for the process's probe to see it back
         (see :mod:`rabbitbus.transport.outage`). Raises :class:`AccessRefused` at once for
@@ -157,7 +158,7 @@ class SyncConnection:
         ``RECONNECT_TIMEOUT`` seconds or by ``deadline`` (a ``time.monotonic()``
         value) if that comes first, or at once inside :func:`failing_fast`.
         """
-        if self.connection is not None and self._looks_dead():
+        if self.connection is not None and self._looks_dead(probe):
             self.discard()
         if self.connection is None:
             self.connection = self._connect(deadline)
@@ -192,12 +193,12 @@ class SyncConnection:
             except PIKA_CONNECTION_ERRORS:
                 logger.debug("Error while closing a nacked channel", exc_info=True)
 
-    def _looks_dead(self) -> bool:
+    def _looks_dead(self, probe: bool = False) -> bool:
         connection = self.connection
         if connection is None:
             return True
         idle = time.monotonic() - self.last_used
-        if idle < PROBE_AFTER:
+        if idle < PROBE_AFTER and not probe:
             # Just used: a close since then surfaces in the publish itself, which resends.
             return False
         if self.settings.heartbeat and idle > 2 * self.settings.heartbeat:

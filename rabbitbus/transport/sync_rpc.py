@@ -131,6 +131,10 @@ class ReplyReader:
             or self.impl._transport is None
         )
 
+    def input_waiting(self) -> bool:
+        """Whether bytes wait on the socket (one ``poll(0)``, a few microseconds)."""
+        return bool(self.poller.poll(0))
+
     def read(self, timeout: float) -> Delivery | None:
         """The delivery that arrives within ``timeout`` seconds, if one arrives alone.
 
