@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 
 from rabbitbus.models import TaskRecord
 from rabbitbus.tasks import results
-from rabbitbus.tasks.compat import TaskResultStatus, task_backends
+from rabbitbus.tasks.compat import InvalidTask, TaskResultStatus, task_backends
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -127,3 +127,30 @@ async def test_a_failed_row_of_a_task_that_cannot_be_imported_reads_back(
         read.task.call()
     await sync_to_async(read.refresh)()  # through the task's backend, as any result
     assert read.status == TaskResultStatus.FAILED
+
+
+@pytest.mark.parametrize(
+    ("queue_name", "backend"), [("since_removed", "default"), ("default", "since_removed")]
+)
+async def test_a_row_whose_queue_or_backend_was_removed_since_reads_back(
+    queue_name: str, backend: str
+) -> None:
+    """The settings changed after the task was enqueued (its queue or its backend alias
+    gone): the stored result still reads back as recorded, its task runnable, not an
+    InvalidTask from validating yesterday's row against today's settings."""
+    await TaskRecord.objects.acreate(
+        id="moved", task_path="tests.testapp.tasks.add", queue_name=queue_name, backend=backend,
+        status=TaskRecord.Status.SUCCESSFUL, args=[1, 2], return_value=3, worker_ids=["w1"],
+    )  # fmt: skip
+    result = await sync_to_async(task_backends["default"].get_result)("moved")
+    assert (result.status, result.return_value) == (TaskResultStatus.SUCCESSFUL, 3)
+    assert isinstance(result.task, results.RecordedTask)
+    assert (result.task.name, result.task.queue_name, result.task.backend) == (
+        "add",
+        queue_name,
+        backend,
+    )
+    assert result.task.call(2, 3) == 5
+    if queue_name == "since_removed":  # enqueueing it again is validated, as for any task
+        with pytest.raises(InvalidTask, match="since_removed"):
+            await sync_to_async(result.task.enqueue)(1, 1)

@@ -13,8 +13,9 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Self
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import OperationalError, close_old_connections, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -22,6 +23,7 @@ from django.utils.module_loading import import_string
 from rabbitbus.models import TaskRecord
 from rabbitbus.runtime.threads import Threads
 from rabbitbus.tasks.compat import (
+    InvalidTask,
     Task,
     TaskError,
     TaskResult,
@@ -90,30 +92,35 @@ def task_of(record: TaskRecord) -> Task[..., Any]:
     try:
         task = import_string(record.task_path)
     except ImportError as exc:
-        return MissingTask.of(record, f"{type(exc).__name__}: {exc}")
+        return MissingTask.because(record, f"{type(exc).__name__}: {exc}")
     if not isinstance(task, Task):
-        return MissingTask.of(record, f"{record.task_path} is not a task")
+        return MissingTask.because(record, f"{record.task_path} is not a task")
     return as_recorded(task, record)
 
 
 def as_recorded(task: Task[..., Any], record: TaskRecord) -> Task[..., Any]:
-    """``task`` with the queue, priority, ``run_after`` and backend ``record`` was given."""
-    return task.using(
-        priority=record.priority,
-        queue_name=record.queue_name,
-        run_after=record.run_after,
-        backend=record.backend,
-    )
+    """``task`` with the queue, priority, ``run_after`` and backend ``record`` was given; a
+    :class:`RecordedTask` when today's settings no longer allow them (a queue or backend
+    removed since it was enqueued): a stored result reads back whatever changed."""
+    try:
+        return task.using(
+            priority=record.priority,
+            queue_name=record.queue_name,
+            run_after=record.run_after,
+            backend=record.backend,
+        )
+    except (InvalidTask, ImproperlyConfigured):  # ImproperlyConfigured: an unknown backend
+        return RecordedTask.of(record, task.func)
 
 
-class MissingTask(Task):  # type: ignore[type-arg] # Django 6's Task is not generic at runtime
-    """The ``task`` of a stored result whose path no longer imports a task (a message
-    naming an unknown task, or code removed since it was enqueued).
+class RecordedTask(Task):  # type: ignore[type-arg] # Django 6's Task is not generic at runtime
+    """The ``task`` of a stored result as its row recorded it, not validated against the
+    backends' settings now (the row says what was enqueued then, not what the settings
+    allow today).
 
     A real ``Task`` of the row's backend, so ``result.task.module_path``, ``name``,
-    ``queue_name`` and ``result.refresh()`` work as for any result; calling it raises
-    ``ImportError`` saying why it is missing. It is not validated against the backend
-    (the row says what was enqueued then, not what the settings allow now).
+    ``queue_name`` and ``result.refresh()`` work as for any result. Calling it runs its
+    function; enqueueing it validates it, as for any task.
     """
 
     __slots__ = ()
@@ -122,21 +129,33 @@ class MissingTask(Task):  # type: ignore[type-arg] # Django 6's Task is not gene
         pass
 
     @classmethod
-    def of(cls, record: TaskRecord, reason: str) -> MissingTask:
-        module, _, name = record.task_path.rpartition(".")
-
-        def missing(*args: Any, **kwargs: Any) -> Any:
-            raise ImportError(f"Task {record.task_path} cannot be run: {reason}")
-
-        missing.__module__, missing.__name__, missing.__qualname__ = module, name, name
+    def of(cls, record: TaskRecord, func: Any) -> Self:
         return cls(
-            func=missing,
+            func=func,
             priority=record.priority,
             backend=record.backend,
             queue_name=record.queue_name,
             run_after=record.run_after,
             takes_context=record.takes_context,
         )
+
+
+class MissingTask(RecordedTask):
+    """The ``task`` of a stored result whose path no longer imports a task (a message
+    naming an unknown task, or code removed since it was enqueued): calling it raises
+    ``ImportError`` saying why it is missing."""
+
+    __slots__ = ()
+
+    @classmethod
+    def because(cls, record: TaskRecord, reason: str) -> MissingTask:
+        module, _, name = record.task_path.rpartition(".")
+
+        def missing(*args: Any, **kwargs: Any) -> Any:
+            raise ImportError(f"Task {record.task_path} cannot be run: {reason}")
+
+        missing.__module__, missing.__name__, missing.__qualname__ = module, name, name
+        return cls.of(record, missing)
 
 
 def get_result(result_id: str, using: str) -> TaskResult[..., Any]:
