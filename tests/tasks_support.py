@@ -30,11 +30,23 @@ def params(prefix: str, **options: Any) -> dict[str, Any]:
 @contextlib.contextmanager
 def tasks_backend(broker: Broker, **options: Any) -> Iterator[Any]:
     """TASKS["default"] = this backend on queues of its own, declared."""
-    settings = params(unique("tk"), **options)
+    prefix = unique("tk")
+    settings = params(prefix, **options)
+    entities = backend_topology(settings)
     with broker.channel() as channel:
-        declare.declare(channel, backend_topology(settings))
-    with override_settings(TASKS={"default": settings}):
-        yield task_backends["default"]
+        declare.declare(channel, entities)
+    try:
+        with override_settings(TASKS={"default": settings}):
+            yield task_backends["default"]
+    finally:
+        # About 30 queues a backend (delay tiers, DLQs): left behind, a thousand of them
+        # slowed the session vhost's management API past its timeout.
+        with broker.channel() as channel:
+            for name in entities.queues:
+                channel.queue_delete(name)
+            for name in entities.exchanges:
+                if name.startswith(prefix):
+                    channel.exchange_delete(name)
 
 
 def thread_worker(backend: Any, *queue_names: str, concurrency: int = 2) -> ThreadRuntime:
