@@ -6,17 +6,20 @@ Runs on SQLite here and on PostgreSQL in the ``postgres`` suite (tests/test_inbo
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from django.db import transaction
 
-from rabbitbus import sql
-from rabbitbus.consuming import dispatch, inbox
+from rabbitbus import publish, sql
+from rabbitbus.consuming import dispatch, inbox, retries
 from rabbitbus.consuming.registry import ConsumerSpec
 from rabbitbus.messages import ReceivedMessage
 from rabbitbus.models import ProcessedMessage
 from rabbitbus.runtime.threads import Threads
+from tests.broker import Broker, unique
 from tests.testapp.models import Effect
+from tests.workers import ThreadWorker, spec
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -134,3 +137,45 @@ def test_many_ids_are_claimed_in_one_statement_and_old_ones_are_told_apart(
     with transaction.atomic():
         assert inbox.claim_many("billing", many) == set(many)
     assert ProcessedMessage.objects.count() == 1203
+
+
+def test_a_locked_sqlite_database_holds_the_message_without_spending_an_attempt(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another connection holds SQLite's write lock ("database table is locked" at once on
+    the tests' shared-cache database): the idempotent handler's message is held as
+    through an outage and applied once the lock is released, with attempts=1 never
+    dead-lettered (a cluster test lost a message to the DLQ that way, the lock being the
+    worker's own heartbeat row)."""
+    queue, tries = unique("inbox.locked"), []
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        with transaction.atomic():
+            Effect.objects.create(consumer="holder", message_id="lock")
+            holding.set()
+            release.wait(30)
+
+    def handler(message: ReceivedMessage) -> None:
+        tries.append(message.attempt)
+        Effect.objects.create(consumer=queue, message_id=message.message_id or "")
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        consumer = spec(queue, handler, idempotent=True, attempts=1)
+        with ThreadWorker(consumer).start(broker) as worker:
+            message_id = publish("", queue, {"n": 1})
+            held = "holds its messages and retries them"
+            assert broker.wait_for(lambda: held in caplog.text, timeout=20)
+            release.set()
+            assert broker.wait_for(lambda: worker.stats()["processed"] == 1, timeout=20)
+    finally:
+        release.set()
+        holder.join(10)
+    assert tries == [1]  # the inbox's claim met the lock first; no attempt spent on it
+    assert list(Effect.objects.filter(consumer=queue).values_list("message_id", flat=True)) == [
+        message_id
+    ]
+    assert broker.queue_depth(retries.dead_letter_queue(queue)) == 0

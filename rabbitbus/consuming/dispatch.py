@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -90,7 +91,9 @@ async def dispatch(spec: ConsumerSpec, delivery: Delivery, threads: Threads) -> 
     except Retry as exc:
         return _after_failure(spec, message, exc, exc.delay)
     except Exception as exc:  # noqa: BLE001 - any handler failure is retried
-        if isinstance(exc, DATABASE_ERRORS) and await threads.run(database_unreachable):
+        if isinstance(exc, DATABASE_ERRORS) and (
+            database_locked(exc) or await threads.run(database_unreachable)
+        ):
             return Outcome(DATABASE_DOWN, exc)
         logger.warning(
             "Handler %s failed on message %s (attempt %d/%d)",
@@ -121,6 +124,14 @@ async def run_handler(spec: ConsumerSpec, message: ReceivedMessage, threads: Thr
     if traces.on:  # the handler's own publishes continue its trace
         call = traces.in_this_context(call)
     return await threads.run(call, spec, message)
+
+
+def database_locked(error: BaseException) -> bool:
+    """Whether ``error`` is SQLite's "database is locked" or "database table is locked":
+    another connection holds the lock (past the busy timeout, or at once between the
+    connections of a shared-cache in-memory database), a wait and not the message's fault,
+    so the message is held as through an outage instead of spending an attempt."""
+    return isinstance(error.__cause__, sqlite3.OperationalError) and "locked" in str(error)
 
 
 def database_unreachable() -> bool:
