@@ -42,7 +42,9 @@ for entry in "${pythons[@]}"; do
         # The docs site: a broken link, a missing anchor or a page left out of nav fails.
         "$venv/bin/mkdocs" build --strict --quiet --site-dir site
     fi
-    run_pytest "$venv/bin/python" -m pytest -m "not fault and not soak and not postgres and not cluster" "$@"
+    # --durations: where the run's time goes, for whoever keeps CI under its budget.
+    run_pytest "$venv/bin/python" -m pytest -m "not fault and not soak and not postgres and not cluster" \
+        --durations=15 "$@"
     # The publishing, worker and RPC modules again on the drivers' public API alone (on the
     # first Python: the switch changes which driver calls are made, not how Python runs them).
     if [ "$venv" = ".venv" ]; then
