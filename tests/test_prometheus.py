@@ -155,14 +155,14 @@ def test_prometheus_sees_a_workers_consumed_messages_rate(
         }
 
     def settled(expected: int) -> bool:
-        """Whether the workloads' ``expected`` messages are all settled. A delivery requeued
-        on a transient failure (its retry or dead-letter copy not confirmed; the worker logs
-        why) is counted as "requeued", then under the outcome of its next delivery; and if
-        the copy did reach its queue after all, once more under that copy's outcome. So
-        each requeue adds zero or one outcome beyond one per message."""
+        """Whether the workloads' ``expected`` messages are all settled: at least one outcome
+        each. Delivery is at least once, so there may be more: a delivery requeued on a
+        transient failure is counted "requeued" and then under its next delivery's outcome,
+        and a retry copy whose publish was sent again (its confirm late on a loaded machine)
+        is delivered, and counted, twice (seen in CI: one message dead-lettered twice)."""
         counts = by_outcome()
-        requeued = counts.pop("requeued", 0)
-        return expected <= sum(counts.values()) <= expected + requeued
+        counts.pop("requeued", 0)
+        return sum(counts.values()) >= expected
 
     def settle(expected: int) -> None:
         if not wait_for(lambda: settled(expected), DEADLINE):
@@ -179,10 +179,9 @@ def test_prometheus_sees_a_workers_consumed_messages_rate(
     assert wait_for(lambda: (prometheus.value(f"sum(rate({every}[1m]))") or 0) > 0, DEADLINE)
 
     counts = by_outcome()
-    requeued = counts.pop("requeued", 0)
+    counts.pop("requeued", 0)
     assert set(counts) == set(EXPECTED)
     assert all(counts[outcome] >= 2 * count for outcome, count in EXPECTED.items()), counts
-    assert 2 * per_workload <= sum(counts.values()) <= 2 * per_workload + requeued, counts
     assert prometheus.value('up{job="worker"}') == 1
 
 

@@ -299,9 +299,11 @@ def heartbeat_row(db_path: Path, pid: int) -> tuple[int, str]:
 RPC_QUEUE = rpc.queue_name("test.touch")
 
 
-def start_with_rpc(workers: list, broker: Broker, prefix: str, db_path: Path) -> subprocess.Popen:
+def start_with_rpc(
+    workers: list, broker: Broker, prefix: str, db_path: Path, output: Any = None
+) -> subprocess.Popen:
     """A consumer worker that also serves ``test.touch`` (``--rpc test.touch``)."""
-    process = start(workers, broker, prefix, db_path, "--rpc", "test.touch")
+    process = start(workers, broker, prefix, db_path, "--rpc", "test.touch", output=output)
     assert broker.wait_for(lambda: broker.consumers(RPC_QUEUE, missing=0) == 1, timeout=30)
     return process
 
@@ -331,7 +333,9 @@ def test_rpc_option_answers_calls_beside_the_consumers(
 def test_sigterm_during_a_call_still_replies_and_exits_zero(
     broker: Broker, prefix: str, db_path: Path, workers: list, tmp_path: Path
 ) -> None:
-    process = start_with_rpc(workers, broker, prefix, db_path)
+    log = tmp_path / "worker.log"
+    with log.open("w") as output:  # a file, read on failure (a pipe is read only at the end)
+        process = start_with_rpc(workers, broker, prefix, db_path, output=output)
     target = tmp_path / "ran"
     # The call runs 8 s: long enough that polling rabbitmqctl (seconds a call on a loaded
     # machine) cannot miss it in flight and see it acked already.
@@ -342,7 +346,7 @@ def test_sigterm_during_a_call_still_replies_and_exits_zero(
     assert broker.wait_for(lambda: broker.consumers(RPC_QUEUE, missing=0) == 0, timeout=5)
     thread.join(30)
     assert outcome == {"result": str(target)}
-    assert process.wait(timeout=30) == 0
+    assert process.wait(timeout=30) == 0, log.read_text()[-4000:]
     assert broker.queue_depth(RPC_QUEUE) == 0
 
 
