@@ -194,7 +194,7 @@ def test_a_call_after_the_broker_closed_the_connection_is_sent_on_a_new_one(
     broker: Broker,
 ) -> None:
     """The broker's close waits on the socket: the next call, even one made within
-    ``RECENTLY_USED`` of the last, reads it first and sends on a new connection."""
+    ``connections.PROBE_AFTER`` of the last, reads it first and sends on a new connection."""
     with serving("test.aecho"):
         rpc.call("test.aecho", 1, timeout=5)
         broker.close_all_connections()

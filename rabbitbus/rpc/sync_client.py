@@ -30,10 +30,6 @@ from rabbitbus.transport.sync_rpc import Connection, ReplyReader, consumer_count
 
 logger = logging.getLogger("rabbitbus.rpc.client")  # one logger name for both clients
 
-#: A connection used this recently (seconds), with nothing waiting on its socket, is
-#: trusted without pika's poll for a close.
-RECENTLY_USED = 1.0
-
 
 class SyncRpcClient:
     """One thread's calls: a channel consuming direct reply-to on its pika connection."""
@@ -134,7 +130,7 @@ class SyncRpcClient:
             channel is not None
             and channel.is_open
             and channel.connection is self.conn.connection
-            and now - self.conn.last_used < RECENTLY_USED
+            and now - self.conn.last_used < connections.PROBE_AFTER
             and not self._input_waiting()
         ):
             # Skip the idle-death probe (pika's poll) while calls come back to back.

@@ -87,7 +87,9 @@ def blocked_too_long(exc: BaseException) -> bool:
     return isinstance(exc, pika.exceptions.ConnectionBlockedTimeout)
 
 
-#: Idle seconds after which a connection is probed for a close before use.
+#: Idle seconds after which a connection is probed for a close before use (pika's poll);
+#: one used more recently is trusted, and the sync RPC client trusts it only when nothing
+#: waits on its socket either.
 PROBE_AFTER = 1.0
 
 
