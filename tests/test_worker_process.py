@@ -151,10 +151,11 @@ def test_a_database_outage_holds_the_messages_and_loses_none(
 
 
 def test_sigterm_during_a_database_outage_gives_the_held_messages_back(
-    broker: Broker, prefix: str, db_path: Path, workers: list
+    broker: Broker, prefix: str, db_path: Path, workers: list, tmp_path: Path
 ) -> None:
-    queue = f"{prefix}.effects"
-    worker = start(workers, broker, prefix, db_path)
+    queue, log = f"{prefix}.effects", tmp_path / "worker.log"
+    with log.open("w") as output:  # a file, read on failure (a pipe is read only at the end)
+        worker = start(workers, broker, prefix, db_path, output=output)
     away = db_path.with_suffix(".away")
     db_path.rename(away)
     db_path.mkdir()
@@ -162,7 +163,7 @@ def test_sigterm_during_a_database_outage_gives_the_held_messages_back(
         send(prefix, 3, sleep=0)
         assert broker.wait_for(lambda: broker.unacked(queue) == 3, timeout=10)
         worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=15) == 0  # not the 30 s grace period
+        assert worker.wait(timeout=15) == 0, log.read_text()[-4000:]  # not the 30 s grace
     finally:
         db_path.rmdir()
         away.rename(db_path)
