@@ -203,7 +203,7 @@ def test_a_second_signal_exits_at_once_and_loses_nothing(
     first.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     first.send_signal(signal.SIGTERM)
-    assert first.wait(timeout=5) != 0
+    assert first.wait(timeout=5) == 128 + signal.SIGTERM
     assert broker.wait_for(lambda: broker.queue_depth(queue) == 2, timeout=10)
     assert effects(db_path) == []
     assert len(ids) == 2

@@ -256,9 +256,11 @@ class Runtime:
     def _on_signal(self, signum: int) -> None:
         self._signals += 1
         if self._signals > 1:
-            # Unacked messages are requeued by the broker when the socket closes.
+            # Unacked messages are requeued by the broker when the socket closes. The status
+            # is the shell's for death by that signal (143 for SIGTERM, 130 for SIGINT): a
+            # forced stop, told apart from a crash (1) and from a graceful one (0).
             logger.warning("Second signal: exiting now")
-            os._exit(1)
+            os._exit(128 + signum)
         logger.info("Received %s: finishing in-flight messages", signal.Signals(signum).name)
         self.stop()
 
