@@ -132,6 +132,31 @@ async def test_closing_during_a_connect_leaves_no_connection_behind() -> None:
     assert conn.connection is None
 
 
+async def test_a_publish_while_the_loops_connections_close_leaves_both_closed(
+    broker: Broker, exchange: str, queue: str
+) -> None:
+    """A worker's heartbeat published a monitoring event while its runtime closed the
+    loop's connections on SIGTERM: the loop got a new connection (and guard), the old
+    guard was finalised and cleared the connections being closed ("dictionary changed
+    size during iteration"), and the worker exited 1 instead of 0."""
+    await rabbitbus.apublish(exchange, "k", {"n": 1})
+    first = connections.get_async()
+
+    async def publish_meanwhile() -> None:
+        await asyncio.sleep(0)  # aclose_all is waiting for the broker's Close-Ok
+        await rabbitbus.apublish(exchange, "k", {"n": 2})
+
+    meanwhile = asyncio.ensure_future(publish_meanwhile())
+    await connections.aclose_all()
+    await meanwhile
+    second = connections.get_async()
+    assert second is not first
+    assert first.closed and first.connection is None
+    await connections.aclose_all()
+    assert second.closed and second.connection is None
+    assert broker.queue_depth(queue) == 2
+
+
 def test_one_off_event_loops_leave_no_connection_behind(
     broker: Broker, exchange: str, queue: str
 ) -> None:

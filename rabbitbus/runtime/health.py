@@ -51,7 +51,9 @@ class Heartbeat:
                     await asyncio.to_thread(self.beat)
                 except Exception as exc:  # noqa: BLE001 - health must not kill the worker
                     logger.warning("Heartbeat failed (%s: %s)", type(exc).__name__, exc)
-                await self.announce()
+                if not self.runtime.stopping.is_set():
+                    # Not while the runtime closes its connections: it would open one again.
+                    await self.announce()
                 await asyncio.sleep(self.interval)
         finally:
             if self.path is not None:

@@ -246,8 +246,11 @@ def _closed_with_the_loop(by_alias: dict[str, AsyncConnection]) -> AsyncGenerato
             open_now = list(by_alias.values())
             by_alias.clear()
             for connection in open_now:
-                with contextlib.suppress(Exception):
+                try:
                     await connection.close()
+                except Exception:  # noqa: BLE001 - the others are closed all the same
+                    alias = connection.settings.alias
+                    logger.debug("Error while closing connection %r", alias, exc_info=True)
 
     started = guard()
     with contextlib.suppress(StopIteration):
@@ -269,11 +272,19 @@ def _forget_closed_loops() -> None:
 
 
 async def aclose_all() -> None:
-    """Close this loop's connections (call before the loop ends)."""
+    """Close this loop's connections (call before the loop ends); a failed close is
+    logged at DEBUG, and the others are closed all the same.
+
+    The loop's guard does the closing: a guard left to the garbage collector (replaced
+    when something published on this loop again while we closed, as a worker's heartbeat
+    did) would clear the same connections under our feet.
+    """
+    loop = asyncio.get_running_loop()
     with _loops_lock:
-        by_alias = _loops.pop(asyncio.get_running_loop(), {})
-    for connection in by_alias.values():
-        await connection.close()
+        _loops.pop(loop, None)
+        guard = _guards.pop(loop, None)
+    if guard is not None:
+        await guard.aclose()  # runs its ``finally``
 
 
 def forget_loops() -> None:
